@@ -1,0 +1,93 @@
+"""
+### Vigil — nightly cohort risk scoring
+
+Every night D scores every patient in the ICU at midnight UTC after D with each promoted risk
+model, and publishes the risk table in one transaction.
+
+`extract` (incremental since each table's watermark) → `validate` (great-expectations; bad rows
+quarantined with a reason) → `features` (24 h window aggregates) → `embed` (notes, ECG, imaging;
+**gpu** queue, CPU fallback) → `score` → `publish` (risk rows, audit, watermarks) → `report`.
+
+Stages exchange Parquet files under `$VIGIL_HOME/runs/<D>/`; XCom carries only counts.
+Re-running a night replaces its rows. Logic lives in `pipeline/nightly.py`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import dag, get_current_context, task
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+
+def _night() -> str:
+    from pipeline.nightly import night_for_run
+
+    context = get_current_context()
+    return night_for_run(context.get("logical_date"), context["dag_run"].run_after).isoformat()
+
+
+@dag(
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=2)},
+    doc_md=__doc__,
+    tags=["vigil", "scoring"],
+)
+def vigil_nightly():
+    @task
+    def extract() -> dict:
+        """New rows since each source table's watermark, as canonical frames."""
+        from pipeline.nightly import extract_stage
+
+        return extract_stage(_night(), run_id=get_current_context()["run_id"])
+
+    @task
+    def validate() -> dict:
+        """Great-expectations suites; quarantine with reasons; fail above the failure-rate limit."""
+        from pipeline.nightly import validate_stage
+
+        return validate_stage(_night())
+
+    @task
+    def features() -> dict:
+        """Windowed lab/vital aggregates and static fields for every active stay."""
+        from pipeline.nightly import features_stage
+
+        return features_stage(_night())
+
+    @task(queue="gpu")
+    def embed() -> dict:
+        """Note, ECG and image embeddings (cached by content hash) pooled per stay."""
+        from pipeline.nightly import embed_stage
+
+        return embed_stage(_night())
+
+    @task
+    def score() -> dict:
+        """Every active stay through every promoted model: probability, band, top factors."""
+        from pipeline.nightly import score_stage
+
+        return score_stage(_night())
+
+    @task
+    def publish() -> dict:
+        """One transaction: risk rows, audit, accounting, quarantine, watermarks."""
+        from pipeline.nightly import publish_stage
+
+        return publish_stage(_night())
+
+    @task
+    def report() -> dict:
+        """Accounting, quarantine reasons, score distribution and drift, in the task log."""
+        from pipeline.nightly import report_stage
+
+        return report_stage(_night())
+
+    extract() >> validate() >> features() >> embed() >> score() >> publish() >> report()
+
+
+vigil_nightly()

@@ -1,0 +1,48 @@
+"""
+### Vigil — model training
+
+Fits every model spec in `models/` on the outcomes known by the run's logical date, compares
+the candidates on held-out patients, registers every version and promotes the best. The
+nightly DAG scores with the promoted versions from its next run. Trigger it by hand (or on a
+schedule of your choosing). Logic lives in `pipeline/modeling/train.py`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import dag, get_current_context, task
+
+
+@dag(
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    default_args={"retries": 0, "execution_timeout": timedelta(hours=6)},
+    doc_md=__doc__,
+    tags=["vigil", "training"],
+)
+def vigil_training():
+    @task
+    def model_specs() -> list[str]:
+        """The spec names in models/ (each is trained by its own mapped task)."""
+        from pipeline.config import load_settings
+        from pipeline.modeling.spec import load_specs
+
+        return [spec.name for spec in load_specs(load_settings().models_dir)]
+
+    @task(queue="gpu")
+    def train(spec_name: str) -> dict:
+        """Fit, evaluate, register and promote one model spec."""
+        from pipeline.modeling.train import as_of_for_run, train_named_spec
+
+        context = get_current_context()
+        report = train_named_spec(spec_name, as_of_for_run(context.get("logical_date"), context["dag_run"].run_after))
+        return {"model": report["model"], "promoted": report["promoted"],
+                "auroc": {name: m["auroc"] for name, m in report["candidates"].items()}}
+
+    train.expand(spec_name=model_specs())
+
+
+vigil_training()

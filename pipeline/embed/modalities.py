@@ -1,0 +1,193 @@
+"""Embedding records of every modality, with the cache, and pooling them per stay.
+
+Records (notes, ECGs, images) are hashed by content, looked up in the cache, and only the
+missing ones are decoded and encoded. Files are decoded in a torch ``DataLoader`` (worker
+processes, pinned memory on CUDA); a file that cannot be read becomes a failure row with its
+reason instead of stopping the night.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from pipeline.embed import cache
+from pipeline.embed.ecg import EcgResNet, ecg_sha256, read_ecg
+from pipeline.embed.imaging import ImageEncoder, image_sha256, read_image
+from pipeline.embed.records import RecordError, text_sha256
+from pipeline.filestore import FileStore
+from pipeline.warehouse import Warehouse
+
+MODALITY_TABLE = {"notes": "notes", "ecg": "ecgs", "images": "images"}
+FAILURE_COLUMNS = ["source_table", "record_id", "stay_id", "reason", "check_name"]
+
+
+def state_digest(module: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
+@dataclass
+class SignalEncoder:
+    """A trained ECG or image network plus the input settings it was trained with."""
+
+    modality: str  # "ecg" or "images"
+    network: torch.nn.Module
+    params: dict = field(default_factory=dict)
+
+    @property
+    def encoder_id(self) -> str:
+        kind = "ecg:resnet1d" if self.modality == "ecg" else "image:resnet"
+        settings = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        return f"{kind}:{settings}@{state_digest(self.network)}"
+
+    def read(self, path: Path) -> np.ndarray:
+        if self.modality == "ecg":
+            return read_ecg(path, target_fs=self.params["target_fs"], seconds=self.params["seconds"])
+        return read_image(path, size=self.params["size"])
+
+    @torch.inference_mode()
+    def encode(self, arrays: np.ndarray, device: str, batch_size: int = 64) -> np.ndarray:
+        self.network.to(device).eval()
+        out = []
+        for start in range(0, len(arrays), batch_size):
+            batch = torch.from_numpy(arrays[start:start + batch_size]).to(device)
+            out.append(self.network.embed(batch).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.network.config["embedding_dim"]), np.float32)
+
+
+def new_signal_encoder(modality: str, params: dict) -> SignalEncoder:
+    torch.manual_seed(params.get("seed", 0))
+    if modality == "ecg":
+        network = EcgResNet(width=params.get("width", 32), embedding_dim=params.get("embedding_dim", 32))
+    else:
+        network = ImageEncoder.small(embedding_dim=params.get("embedding_dim", 32))
+    kept = {k: v for k, v in params.items() if k in ("target_fs", "seconds", "size")}
+    return SignalEncoder(modality=modality, network=network, params=kept)
+
+
+def failure_rows(table: str, records: pd.DataFrame, reasons: list[str], check: str) -> pd.DataFrame:
+    return pd.DataFrame({"source_table": table, "record_id": records["record_id"].astype("string").values,
+                         "stay_id": records["stay_id"].astype("Int64").values, "reason": reasons,
+                         "check_name": check}, columns=FAILURE_COLUMNS)
+
+
+def hash_records(records: pd.DataFrame, modality: str, filestore: FileStore) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Add ``content_hash``; records whose file is missing or unreadable become failures."""
+    table = MODALITY_TABLE[modality]
+    records = records.copy()
+    if modality == "notes":
+        records["content_hash"] = [text_sha256(t) for t in records["text"]]
+        return records, failure_rows(table, records.iloc[:0], [], "")
+    hashes, reasons = [], []
+    hasher = ecg_sha256 if modality == "ecg" else image_sha256
+    for uri in records["uri"]:
+        try:
+            hashes.append(hasher(filestore.path(uri)))
+            reasons.append(None)
+        except (RecordError, ValueError) as error:
+            hashes.append(None)
+            reasons.append(getattr(error, "reason", str(error)))
+    records["content_hash"] = hashes
+    bad = records["content_hash"].isna()
+    failed = failure_rows(table, records[bad], [r for r in reasons if r is not None], "read_file")
+    return records[~bad].reset_index(drop=True), failed
+
+
+class _FileDataset(Dataset):
+    def __init__(self, paths: list[Path], encoder: SignalEncoder):
+        self.paths, self.encoder = paths, encoder
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        try:
+            return index, self.encoder.read(self.paths[index]), None
+        except RecordError as error:
+            return index, None, error.reason
+
+
+def _collate(items):
+    return items
+
+
+def decode_files(records: pd.DataFrame, encoder: SignalEncoder, filestore: FileStore, *, workers: int = 0,
+                 progress: bool = False) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Decode each distinct file once: ``{content_hash: array}`` and ``{content_hash: reason}``."""
+    unique = records.drop_duplicates("content_hash").reset_index(drop=True)
+    dataset = _FileDataset([filestore.path(u) for u in unique["uri"]], encoder)
+    loader = DataLoader(dataset, batch_size=32, num_workers=workers, collate_fn=_collate,
+                        pin_memory=torch.cuda.is_available())
+    arrays: dict[str, np.ndarray] = {}
+    failed: dict[str, str] = {}
+    for batch in tqdm(loader, desc=f"Decoding {encoder.modality}", disable=not progress, unit="batch"):
+        for index, array, reason in batch:
+            content_hash = unique["content_hash"].iloc[index]
+            if array is None:
+                failed[content_hash] = reason
+            else:
+                arrays[content_hash] = array
+    return arrays, failed
+
+
+def embed_records(wh: Warehouse, modality: str, records: pd.DataFrame, encoder, filestore: FileStore, *,
+                  device: str = "cpu", workers: int = 0, progress: bool = False
+                  ) -> tuple[dict[str, np.ndarray], pd.DataFrame, int]:
+    """Vectors for every record's ``content_hash`` (cache first), failures, and how many were new."""
+    vectors = cache.lookup(wh, encoder.encoder_id, records["content_hash"].dropna().unique().tolist())
+    todo = records[~records["content_hash"].isin(vectors)].drop_duplicates("content_hash")
+    failed: dict[str, str] = {}
+    new: dict[str, np.ndarray] = {}
+    if modality == "notes" and not todo.empty:
+        with tqdm(total=len(todo), desc="Embedding notes", disable=not progress, unit="note") as bar:
+            new = dict(zip(todo["content_hash"], encoder.encode(todo["text"].tolist(), progress=bar)))
+    elif not todo.empty:
+        arrays, failed = decode_files(todo, encoder, filestore, workers=workers, progress=progress)
+        if arrays:
+            keys = list(arrays)
+            new = dict(zip(keys, encoder.encode(np.stack([arrays[k] for k in keys]), device)))
+    cache.store(wh, encoder.encoder_id, modality, new)
+    vectors.update(new)
+    bad = records[records["content_hash"].isin(failed)]
+    failures = failure_rows(MODALITY_TABLE[modality], bad, [failed[h] for h in bad["content_hash"]], "decode_file")
+    return vectors, failures, len(new)
+
+
+def stay_vectors(records: pd.DataFrame, vectors: dict[str, np.ndarray], prediction_times: pd.DataFrame,
+                 dim: int, pooling: str = "mean") -> tuple[np.ndarray, np.ndarray]:
+    """Per (stay, prediction time): pooled vectors of records available then, and a presence mask.
+
+    A record counts when both its time and its arrival time are at or before the prediction
+    time. ``pooling`` is ``mean`` over those records or ``last`` (the most recent one).
+    """
+    keys = prediction_times[["stay_id", "prediction_time"]].reset_index(drop=True)
+    keys["row"] = np.arange(len(keys))
+    usable = records[records["content_hash"].isin(vectors)][["stay_id", "time", "arrival_time", "content_hash"]]
+    usable = usable.astype({"stay_id": "int64"})
+    joined = usable.merge(keys, on="stay_id")
+    joined = joined[(joined["time"] <= joined["prediction_time"]) & (joined["arrival_time"] <= joined["prediction_time"])]
+    matrix = np.zeros((len(keys), dim), dtype=np.float32)
+    present = np.zeros(len(keys), dtype=bool)
+    if joined.empty:
+        return matrix, present
+    if pooling == "last":
+        joined = joined.sort_values(["row", "time", "content_hash"]).drop_duplicates("row", keep="last")
+    stacked = np.stack([vectors[h] for h in joined["content_hash"]])
+    rows = joined["row"].to_numpy()
+    counts = np.bincount(rows, minlength=len(keys)).astype(np.float32)
+    np.add.at(matrix, rows, stacked)
+    present = counts > 0
+    matrix[present] /= counts[present, None]
+    return matrix, present
+

@@ -1,0 +1,244 @@
+"""The candidate models, each following the scikit-learn contract: ``__init__`` stores
+parameters, ``fit`` learns (including its own preprocessing) and returns ``self``, learned
+state ends in ``_``, and ``predict_proba`` / ``explain`` never refit. The fitted object is what
+training saves and nightly scoring loads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import GroupShuffleSplit
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+from torch import nn
+from xgboost import DMatrix, XGBClassifier
+
+from pipeline.modeling.inputs import ModelInputs
+
+CLIP_SD = 5.0
+
+
+def _clip(z: np.ndarray) -> np.ndarray:
+    return np.clip(z, -CLIP_SD, CLIP_SD)
+
+
+def make_preprocessor(numeric: list[str], categorical: list[str]) -> ColumnTransformer:
+    """Median imputation with missingness indicators, z-scaling clipped at +-5 SD (a value far
+    outside training never dominates a score); one-hot categories."""
+    return ColumnTransformer([
+        ("num", Pipeline([
+            ("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
+            ("scale", StandardScaler()),
+            ("clip", FunctionTransformer(_clip, feature_names_out="one-to-one")),
+        ]), numeric),
+        ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical),
+    ], verbose_feature_names_out=False)
+
+
+def _columns(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
+    categorical = [c for c in frame.columns if frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c])]
+    return [c for c in frame.columns if c not in categorical], categorical
+
+
+def _factors(names: np.ndarray, contributions: np.ndarray, raw: pd.DataFrame, top_k: int) -> list[list[dict]]:
+    """Top-|contribution| factors per row, named after the input column with its raw value."""
+    out = []
+    for i in range(contributions.shape[0]):
+        order = np.argsort(-np.abs(contributions[i]), kind="stable")[:top_k]
+        row = []
+        for j in order:
+            name = str(names[j])
+            column = name.removeprefix("missingindicator_")
+            value = raw[column].iloc[i] if column in raw.columns else None
+            if name.startswith("missingindicator_"):
+                value = "missing" if pd.isna(value) else "measured"
+            row.append({
+                "factor": name,
+                "contribution": round(float(contributions[i, j]), 4),
+                "value": None if value is None or (isinstance(value, float) and np.isnan(value))
+                else (round(float(value), 4) if isinstance(value, (int, float, np.number)) else str(value)),
+            })
+        out.append(row)
+    return out
+
+
+class XGBoostRisk(BaseEstimator, ClassifierMixin):
+    """Gradient-boosted trees on the tabular input; explanations are XGBoost's own SHAP values."""
+
+    def __init__(self, params: dict | None = None, seed: int = 7):
+        self.params = params
+        self.seed = seed
+
+    def fit(self, inputs: ModelInputs, y: np.ndarray, groups: np.ndarray | None = None) -> XGBoostRisk:
+        numeric, categorical = _columns(inputs.tabular)
+        self.preprocessor_ = make_preprocessor(numeric, categorical).fit(inputs.tabular)
+        self.feature_names_ = self.preprocessor_.get_feature_names_out()
+        positives = max(1, int(y.sum()))
+        self.model_ = XGBClassifier(**(self.params or {}), random_state=self.seed, n_jobs=2,
+                                    scale_pos_weight=(len(y) - positives) / positives * 0.5,
+                                    eval_metric="logloss")
+        self.model_.fit(self.preprocessor_.transform(inputs.tabular), y)
+        return self
+
+    def predict_proba(self, inputs: ModelInputs) -> np.ndarray:
+        return self.model_.predict_proba(self.preprocessor_.transform(inputs.tabular))[:, 1]
+
+    def explain(self, inputs: ModelInputs, top_k: int = 3) -> list[list[dict]]:
+        matrix = DMatrix(self.preprocessor_.transform(inputs.tabular), feature_names=list(self.feature_names_))
+        contributions = self.model_.get_booster().predict(matrix, pred_contribs=True)[:, :-1]
+        return _factors(self.feature_names_, contributions, inputs.tabular, top_k)
+
+
+class _FusionNet(nn.Module):
+    def __init__(self, dims: dict[str, int], hidden: int, dropout: float):
+        super().__init__()
+        self.order = list(dims)
+        self.branches = nn.ModuleDict({
+            m: nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Dropout(dropout)) for m, d in dims.items()
+        })
+        self.head = nn.Sequential(nn.Linear(hidden * len(dims) + len(dims), hidden), nn.ReLU(),
+                                  nn.Dropout(dropout), nn.Linear(hidden, 1))
+
+    def forward(self, xs: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> torch.Tensor:
+        parts = [self.branches[m](xs[m]) * masks[m][:, None] for m in self.order]
+        parts.append(torch.stack([masks[m] for m in self.order], dim=1))
+        return self.head(torch.cat(parts, dim=1)).squeeze(-1)
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:
+    """Binary focal loss (Lin et al. 2017): down-weights easy examples by ``(1 - p_t) ** gamma``."""
+    p = torch.sigmoid(logits)
+    ce = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    p_t = p * target + (1 - p) * (1 - target)
+    alpha_t = alpha * target + (1 - alpha) * (1 - target)
+    return (alpha_t * (1 - p_t) ** gamma * ce).mean()
+
+
+class EarlyFusionClassifier(BaseEstimator, ClassifierMixin):
+    """Early fusion: per-modality projections of the tabular vector and each embedding,
+    concatenated with the presence masks into an MLP. Trained with focal loss, L2 (weight
+    decay), dropout and modality dropout, early-stopped on a patient-level inner split whose
+    logits also fit a Platt calibration. A missing modality is a zero mask, never an error."""
+
+    def __init__(self, modalities: tuple[str, ...] = ("tabular",), hidden: int = 32, dropout: float = 0.3,
+                 weight_decay: float = 1e-3, learning_rate: float = 2e-3, epochs: int = 150, patience: int = 15,
+                 batch_size: int = 128, focal_alpha: float = 0.5, focal_gamma: float = 1.5,
+                 modality_dropout: float = 0.15, seed: int = 7):
+        self.modalities = modalities
+        self.hidden = hidden
+        self.dropout = dropout
+        self.weight_decay = weight_decay
+        self.learning_rate = learning_rate
+        self.epochs = epochs
+        self.patience = patience
+        self.batch_size = batch_size
+        self.focal_alpha = focal_alpha
+        self.focal_gamma = focal_gamma
+        self.modality_dropout = modality_dropout
+        self.seed = seed
+
+    # -- tensors -------------------------------------------------------------------------
+
+    def _tensors(self, inputs: ModelInputs) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        xs = {"tabular": torch.tensor(self.preprocessor_.transform(inputs.tabular), dtype=torch.float32)}
+        masks = {"tabular": torch.ones(len(inputs))}
+        for m in self.embedded_:
+            mask = inputs.masks[m].astype(bool)
+            scaled = (inputs.embeddings[m] - self.embedding_mean_[m]) / self.embedding_scale_[m]
+            xs[m] = torch.tensor(np.where(mask[:, None], scaled, 0.0), dtype=torch.float32)
+            masks[m] = torch.tensor(mask, dtype=torch.float32)
+        return xs, masks
+
+    def _logits(self, xs, masks) -> np.ndarray:
+        self.net_.eval()
+        with torch.inference_mode():
+            return self.net_(xs, masks).numpy()
+
+    # -- contract ------------------------------------------------------------------------
+
+    def fit(self, inputs: ModelInputs, y: np.ndarray, groups: np.ndarray | None = None) -> EarlyFusionClassifier:
+        torch.manual_seed(self.seed)
+        rng = np.random.default_rng(self.seed)
+        groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+        fit_rows, val_rows = next(GroupShuffleSplit(1, test_size=0.2, random_state=self.seed).split(y, y, groups))
+        numeric, categorical = _columns(inputs.tabular)
+        self.preprocessor_ = make_preprocessor(numeric, categorical).fit(inputs.tabular.iloc[fit_rows])
+        self.feature_names_ = self.preprocessor_.get_feature_names_out()
+        self.embedded_ = [m for m in self.modalities if m != "tabular"]
+        self.embedding_mean_, self.embedding_scale_ = {}, {}
+        for m in self.embedded_:
+            present = inputs.embeddings[m][fit_rows][inputs.masks[m][fit_rows].astype(bool)]
+            self.embedding_mean_[m] = present.mean(axis=0) if len(present) else 0.0
+            self.embedding_scale_[m] = (present.std(axis=0) + 1e-6) if len(present) else 1.0
+        xs, masks = self._tensors(inputs)
+        target = torch.tensor(y, dtype=torch.float32)
+        dims = {m: x.shape[1] for m, x in xs.items()}
+        self.net_ = _FusionNet(dims, self.hidden, self.dropout)
+        optimiser = torch.optim.AdamW(self.net_.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        take = lambda d, rows: {k: v[rows] for k, v in d.items()}  # noqa: E731
+        val_x, val_m = take(xs, val_rows), take(masks, val_rows)
+        best, best_state, waited = -np.inf, None, 0
+        for _ in range(self.epochs):
+            self.net_.train()
+            order = rng.permutation(fit_rows)
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start:start + self.batch_size]
+                batch_masks = take(masks, rows)
+                for m in self.embedded_:  # modality dropout: learn to score without each input
+                    keep = torch.tensor(rng.uniform(size=len(rows)) >= self.modality_dropout, dtype=torch.float32)
+                    batch_masks[m] = batch_masks[m] * keep
+                loss = focal_loss(self.net_(take(xs, rows), batch_masks), target[rows],
+                                  self.focal_alpha, self.focal_gamma)
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+            score = roc_auc_score(y[val_rows], self._logits(val_x, val_m)) if len(set(y[val_rows])) > 1 else 0.0
+            if score > best + 1e-4:
+                best, waited = score, 0
+                best_state = {k: v.detach().clone() for k, v in self.net_.state_dict().items()}
+            else:
+                waited += 1
+                if waited >= self.patience:
+                    break
+        self.net_.load_state_dict(best_state)
+        self.validation_auroc_ = float(best)
+        self.calibrator_ = LogisticRegression().fit(self._logits(val_x, val_m)[:, None], y[val_rows])
+        return self
+
+    def predict_proba(self, inputs: ModelInputs) -> np.ndarray:
+        xs, masks = self._tensors(inputs)
+        return self.calibrator_.predict_proba(self._logits(xs, masks)[:, None])[:, 1]
+
+    def explain(self, inputs: ModelInputs, top_k: int = 3) -> list[list[dict]]:
+        """Tabular inputs by gradient x input (log-odds); other modalities by occlusion."""
+        xs, masks = self._tensors(inputs)
+        self.net_.eval()
+        tab = xs["tabular"].clone().requires_grad_(True)
+        logits = self.net_({**xs, "tabular": tab}, masks)
+        logits.sum().backward()
+        contributions = (tab.grad * tab).detach().numpy()
+        names = list(self.feature_names_)
+        base = logits.detach().numpy()
+        extra = []
+        for m in self.embedded_:
+            occluded = self._logits(xs, {**masks, m: torch.zeros_like(masks[m])})
+            extra.append(np.where(masks[m].numpy() > 0, base - occluded, 0.0))
+            names.append(m)
+        if extra:
+            contributions = np.column_stack([contributions] + extra)
+        return _factors(np.array(names), contributions, inputs.tabular, top_k)
+
+
+def make_candidate(kind: str, inputs: tuple[str, ...], params: dict, seed: int):
+    if kind == "xgboost":
+        return XGBoostRisk(params=params, seed=seed)
+    if kind == "early_fusion":
+        return EarlyFusionClassifier(modalities=inputs, seed=seed, **params)
+    raise ValueError(f"unknown candidate kind {kind!r}")

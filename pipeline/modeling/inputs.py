@@ -1,0 +1,61 @@
+"""What a model reads: the tabular feature frame plus one pooled vector and a presence mask
+per embedded modality. Training and nightly scoring build it with the same function."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from pipeline.features.windows import feature_name
+
+
+@dataclass
+class ModelInputs:
+    tabular: pd.DataFrame
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.tabular)
+
+    def take(self, rows) -> ModelInputs:
+        rows = np.asarray(rows)
+        return ModelInputs(
+            tabular=self.tabular.iloc[rows].reset_index(drop=True),
+            embeddings={m: v[rows] for m, v in self.embeddings.items()},
+            masks={m: v[rows] for m, v in self.masks.items()},
+        )
+
+    def modalities_present(self) -> list[str]:
+        """Per row, ``tabular+notes+...``: which inputs carried data."""
+        names = ["tabular"] + sorted(self.masks)
+        present = np.column_stack([np.ones(len(self), bool)] + [self.masks[m] for m in sorted(self.masks)])
+        return ["+".join(n for n, p in zip(names, row) if p) for row in present]
+
+
+def tabular_columns(spec) -> tuple[list[str], list[str]]:
+    """(numeric, categorical) column names of the tabular input."""
+    windowed = [feature_name(c, a, h) for h in spec.windows_hours for c in spec.codes for a in spec.aggregations]
+    return list(spec.static_numeric) + windowed, list(spec.static_categorical)
+
+
+def tabular_frame(spec, features: pd.DataFrame) -> pd.DataFrame:
+    """The spec's tabular columns, numeric as float and categories as text ("unknown" if empty)."""
+    numeric, categorical = tabular_columns(spec)
+    missing = [c for c in numeric + categorical if c not in features.columns]
+    if missing:
+        raise ValueError(f"features lack column(s) the model {spec.name} needs: {missing[:5]}")
+    frame = features[numeric].astype("float64").copy()
+    for column in categorical:
+        frame[column] = features[column].astype(object).where(features[column].notna(), "unknown").astype(str)
+    return frame.reset_index(drop=True)
+
+
+def build_inputs(spec, features: pd.DataFrame, stay_embeddings: dict[str, tuple[np.ndarray, np.ndarray]]) -> ModelInputs:
+    return ModelInputs(
+        tabular=tabular_frame(spec, features),
+        embeddings={m: v for m, (v, _) in stay_embeddings.items()},
+        masks={m: k for m, (_, k) in stay_embeddings.items()},
+    )

@@ -1,0 +1,172 @@
+"""Model specs: one YAML file per risk model in ``models/``, validated on load.
+
+A spec says what is predicted (task, label query, prediction time), from what (feature codes,
+windows, modalities), with which candidate models, and how scores become risk bands. Errors
+name the file and the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from pipeline.features.windows import AGGREGATIONS
+
+MODALITIES = ("tabular", "notes", "ecg", "images")
+CANDIDATE_KINDS = ("xgboost", "early_fusion")
+TASKS = ("binary",)
+
+
+class SpecError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    kind: str
+    inputs: tuple[str, ...]
+    params: dict
+
+
+@dataclass(frozen=True)
+class RiskBand:
+    name: str
+    below: float | None  # upper probability bound (exclusive); None for the top band
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    title: str
+    task: str
+    label_query: str
+    min_age: float
+    prediction_offset_hours: float
+    codes: tuple[str, ...]
+    windows_hours: tuple[int, ...]
+    aggregations: tuple[str, ...]
+    static_numeric: tuple[str, ...]
+    static_categorical: tuple[str, ...]
+    modalities: dict[str, dict]
+    candidates: tuple[Candidate, ...]
+    test_fraction: float
+    seed: int
+    promote_metric: str
+    risk_bands: tuple[RiskBand, ...]
+    operating_threshold: float
+    top_k_factors: int
+    path: Path | None = None
+    raw: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(yaml.safe_dump(self.raw, sort_keys=True).encode()).hexdigest()
+
+    def band(self, probability: float) -> str:
+        for band in self.risk_bands:
+            if band.below is None or probability < band.below:
+                return band.name
+        return self.risk_bands[-1].name
+
+    def used_modalities(self) -> tuple[str, ...]:
+        used = {m for c in self.candidates for m in c.inputs}
+        return tuple(m for m in MODALITIES if m in used)
+
+
+def _require(mapping: dict, key: str, where: str):
+    if not isinstance(mapping, dict) or key not in mapping:
+        raise SpecError(f"{where}: missing required field '{key}'")
+    return mapping[key]
+
+
+def parse_spec(raw: dict, where: str = "<spec>") -> ModelSpec:
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: a model spec is a mapping, got {type(raw).__name__}")
+    task = _require(raw, "task", where)
+    if task not in TASKS:
+        raise SpecError(f"{where}: task '{task}' is not supported yet; choose from {list(TASKS)}")
+    label = _require(raw, "label", where)
+    cohort = _require(raw, "cohort", where)
+    features = _require(raw, "features", where)
+    aggregations = tuple(_require(features, "aggregations", f"{where}: features"))
+    bad = [a for a in aggregations if a not in AGGREGATIONS]
+    if bad:
+        raise SpecError(f"{where}: features.aggregations: unknown {bad}; choose from {list(AGGREGATIONS)}")
+    modalities = raw.get("modalities") or {}
+    unknown = [m for m in modalities if m not in MODALITIES]
+    if unknown:
+        raise SpecError(f"{where}: modalities: unknown {unknown}; choose from {list(MODALITIES[1:])}")
+    candidates = []
+    for i, entry in enumerate(_require(raw, "candidates", where)):
+        here = f"{where}: candidates[{i}]"
+        kind = _require(entry, "kind", here)
+        if kind not in CANDIDATE_KINDS:
+            raise SpecError(f"{here}.kind: '{kind}' is not one of {list(CANDIDATE_KINDS)}")
+        inputs = tuple(_require(entry, "inputs", here))
+        for m in inputs:
+            if m not in MODALITIES:
+                raise SpecError(f"{here}.inputs: unknown modality '{m}'; choose from {list(MODALITIES)}")
+            if m != "tabular" and m not in modalities:
+                raise SpecError(f"{here}.inputs: '{m}' is used but not configured under modalities")
+        if kind == "xgboost" and inputs != ("tabular",):
+            raise SpecError(f"{here}: an xgboost candidate reads the tabular input only")
+        candidates.append(Candidate(name=_require(entry, "name", here), kind=kind, inputs=inputs,
+                                    params=dict(entry.get("params") or {})))
+    if len({c.name for c in candidates}) != len(candidates):
+        raise SpecError(f"{where}: candidate names must be unique")
+    bands = []
+    for i, entry in enumerate(_require(raw, "risk_bands", where)):
+        below = entry.get("below")
+        bands.append(RiskBand(name=_require(entry, "name", f"{where}: risk_bands[{i}]"),
+                              below=None if below is None else float(below)))
+    bounds = [b.below for b in bands[:-1]]
+    if None in bounds or bands[-1].below is not None or bounds != sorted(bounds):
+        raise SpecError(f"{where}: risk_bands must rise, and only the last band may omit 'below'")
+    training = raw.get("training") or {}
+    threshold = float(_require(raw, "operating_threshold", where))
+    if not 0 < threshold < 1:
+        raise SpecError(f"{where}: operating_threshold must be between 0 and 1")
+    return ModelSpec(
+        name=_require(raw, "name", where),
+        title=raw.get("title", raw["name"]),
+        task=task,
+        label_query=_require(label, "query", f"{where}: label"),
+        min_age=float(cohort.get("min_age", 0)),
+        prediction_offset_hours=float(_require(cohort, "prediction_offset_hours", f"{where}: cohort")),
+        codes=tuple(_require(features, "codes", f"{where}: features")),
+        windows_hours=tuple(int(h) for h in _require(features, "windows_hours", f"{where}: features")),
+        aggregations=aggregations,
+        static_numeric=tuple(features.get("static_numeric", ())),
+        static_categorical=tuple(features.get("static_categorical", ())),
+        modalities={k: dict(v or {}) for k, v in modalities.items()},
+        candidates=tuple(candidates),
+        test_fraction=float(training.get("test_fraction", 0.2)),
+        seed=int(training.get("seed", 7)),
+        promote_metric=training.get("promote_metric", "auroc"),
+        risk_bands=tuple(bands),
+        operating_threshold=threshold,
+        top_k_factors=int((raw.get("explanations") or {}).get("top_k", 3)),
+        raw=raw,
+    )
+
+
+def load_spec(path: Path) -> ModelSpec:
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as error:
+        raise SpecError(f"{path}: not valid YAML: {error}") from error
+    spec = parse_spec(raw, str(path))
+    if spec.name != Path(path).stem:
+        raise SpecError(f"{path}: name '{spec.name}' must match the file name '{Path(path).stem}'")
+    return ModelSpec(**{**spec.__dict__, "path": Path(path)})
+
+
+def load_specs(models_dir: Path) -> list[ModelSpec]:
+    paths = sorted(Path(models_dir).glob("*.yaml"))
+    if not paths:
+        raise SpecError(f"no model specs (*.yaml) in {models_dir}")
+    return [load_spec(p) for p in paths]

@@ -1,0 +1,374 @@
+"""One night, stage by stage, as the nightly DAG and ``vigil run`` both call it.
+
+A night D scores every stay in the ICU at its prediction time, D + 1 day at 00:00 UTC (the end
+of D's data interval). Stages hand over Parquet files in ``<home>/runs/<D>/<stage>/`` and
+return only small summaries (what Airflow keeps in XCom). Nothing is visible in the warehouse
+until ``publish``; re-running any stage, or the whole night, gives the same result.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import Settings, load_settings, resolve_device
+from pipeline.embed.modalities import MODALITY_TABLE, embed_records, hash_records, stay_vectors
+from pipeline.embed.text import TextEncoder
+from pipeline.features.windows import KEY, build_features
+from pipeline.filestore import FileStore
+from pipeline.frames import MODALITY_OF, RECORD_TABLES, TIME
+from pipeline.modeling import registry
+from pipeline.modeling.inputs import build_inputs
+from pipeline.modeling.spec import load_specs, parse_spec
+from pipeline.publish import NightResults, accounting, publish
+from pipeline.report import night_report
+from pipeline.score import score_stays
+from pipeline.sources.mimic import extract
+from pipeline.validate.checks import enforce_thresholds, validate
+from pipeline.warehouse import Warehouse, connect
+
+log = logging.getLogger(__name__)
+
+STAGES = ("extract", "validate", "features", "embed", "score", "publish", "report")
+TABLES = ("cohort", "events", "notes", "ecgs", "images")
+
+
+def as_night(value: str | date | datetime) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def night_for_run(logical_date: datetime | None, run_after: datetime) -> date:
+    """The night an Airflow run scores.
+
+    A scheduled run covers the data interval that starts at its logical date, so the night is
+    that date (UTC). A manual run without a logical date scores the last complete day before
+    it was triggered.
+
+    >>> night_for_run(datetime(2026, 2, 28, tzinfo=timezone.utc), datetime(2026, 3, 1, tzinfo=timezone.utc))
+    datetime.date(2026, 2, 28)
+    >>> night_for_run(None, datetime(2026, 3, 1, 9, 30, tzinfo=timezone.utc))
+    datetime.date(2026, 2, 28)
+    """
+    if logical_date is not None:
+        return logical_date.astimezone(timezone.utc).date() if logical_date.tzinfo else logical_date.date()
+    after = run_after.astimezone(timezone.utc) if run_after.tzinfo else run_after
+    return (after - timedelta(days=1)).date()
+
+
+@dataclass
+class Night:
+    """Where one night's files live, and its prediction time."""
+
+    settings: Settings
+    night: date
+
+    @property
+    def prediction_time(self) -> datetime:
+        return datetime.combine(self.night + timedelta(days=1), datetime.min.time())
+
+    @property
+    def folder(self) -> Path:
+        return self.settings.run_dir(self.night.isoformat())
+
+    def path(self, stage: str, name: str) -> Path:
+        folder = self.folder / stage
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / name
+
+    def write(self, stage: str, name: str, frame: pd.DataFrame) -> None:
+        frame.to_parquet(self.path(stage, f"{name}.parquet"), index=False)
+
+    def read(self, stage: str, name: str) -> pd.DataFrame:
+        path = self.folder / stage / f"{name}.parquet"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: run the '{stage}' stage of night {self.night} first")
+        return pd.read_parquet(path)
+
+    def manifest(self) -> dict:
+        path = self.folder / "extract" / "manifest.json"
+        if not path.exists():
+            raise FileNotFoundError(f"night {self.night} has not been extracted ({path} missing)")
+        return json.loads(path.read_text())
+
+
+def _context(night, settings: Settings | None) -> tuple[Night, Warehouse]:
+    settings = settings or load_settings()
+    return Night(settings, as_night(night)), connect(settings)
+
+
+def promoted_models(wh: Warehouse, settings: Settings) -> dict[str, dict]:
+    """The promoted version of every spec in ``models/`` (error if none is trained)."""
+    found, untrained = {}, []
+    for spec in load_specs(settings.models_dir):
+        row = registry.promoted(wh, spec.name)
+        if row is None:
+            untrained.append(spec.name)
+            continue
+        found[spec.name] = {"version": row["version"], "artifact_uri": row["artifact_uri"]}
+    if untrained:
+        log.warning("models without a promoted version are not scored: %s (run `vigil train`)", ", ".join(untrained))
+    if not found:
+        raise RuntimeError(f"no model has a promoted version ({', '.join(untrained)}): run `vigil train` first")
+    return found
+
+
+def watermarks_before(wh: Warehouse, night: date) -> dict[str, datetime]:
+    """Per source table, how far the nights before this one have ingested."""
+    rows = wh.read("SELECT source_table, MAX(high_water) AS high_water FROM vigil_audit.watermarks "
+                   "WHERE night < :night GROUP BY source_table", {"night": night}, times=("high_water",))
+    return {r.source_table: r.high_water.to_pydatetime() for r in rows.itertuples()}
+
+
+# ---------------------------------------------------------------------------------- stages
+
+def extract_stage(night, settings: Settings | None = None, run_id: str | None = None) -> dict:
+    ctx, wh = _context(night, settings)
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    if ctx.prediction_time > now:
+        raise ValueError(f"night {ctx.night} is not over until {ctx.prediction_time} UTC; "
+                         f"score a night whose prediction time has passed")
+    models = promoted_models(wh, ctx.settings)
+    for info in models.values():
+        info["spec"] = registry.load_bundle(info["artifact_uri"]).spec_raw
+    shutil.rmtree(ctx.folder, ignore_errors=True)
+    since = watermarks_before(wh, ctx.night)
+    extraction = extract(wh, until=ctx.prediction_time, since=since)
+    for table, frame in extraction.frames.items():
+        ctx.write("extract", table, frame)
+    ctx.write("extract", "excluded", extraction.excluded)
+    manifest = {
+        "run_id": run_id or f"{ctx.night}-{uuid.uuid4().hex[:8]}",
+        "night": ctx.night.isoformat(), "prediction_time": ctx.prediction_time.isoformat(sep=" "),
+        "started_at": now.replace(microsecond=0).isoformat(sep=" "),
+        "since": {t: v.isoformat(sep=" ") for t, v in since.items()},
+        "models": models,
+        "records_in": {t: extraction.records_in(t) for t in TABLES},
+    }
+    ctx.path("extract", "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    return {"run_id": manifest["run_id"], "records_in": manifest["records_in"]}
+
+
+def validate_stage(night, settings: Settings | None = None) -> dict:
+    ctx, _ = _context(night, settings)
+    frames = {t: ctx.read("extract", t) for t in TABLES}
+    outcome = validate(frames, ctx.prediction_time)
+    for table, result in outcome.tables.items():
+        ctx.write("validate", table, result.valid)
+        ctx.write("validate", f"{table}_duplicates", result.duplicates)
+    ctx.write("validate", "quarantine", outcome.quarantine())
+    ctx.write("validate", "dq", outcome.dq())
+    summary = {t: {"valid": len(r.valid), "quarantined": int(r.quarantine["record_id"].nunique()),
+                   "duplicates": len(r.duplicates), "failure_rate": round(r.failure_rate, 4)}
+               for t, r in outcome.tables.items()}
+    enforce_thresholds(outcome, ctx.settings.failure_rate_limit)
+    return summary
+
+
+def _active(ctx: Night) -> pd.DataFrame:
+    cohort = ctx.read("validate", "cohort")
+    active = cohort[cohort["discharge_time"].isna()][["stay_id", "subject_id"]].copy()
+    active["prediction_time"] = pd.Timestamp(ctx.prediction_time)
+    active["prediction_time"] = active["prediction_time"].astype(TIME)
+    return active.sort_values("stay_id").reset_index(drop=True)
+
+
+def features_stage(night, settings: Settings | None = None) -> dict:
+    ctx, wh = _context(night, settings)
+    manifest = ctx.manifest()
+    cohort = ctx.read("validate", "cohort")
+    active = _active(ctx)
+    specs = {name: parse_spec(info["spec"], name) for name, info in manifest["models"].items()}
+    lookback = max(h for s in specs.values() for h in s.windows_hours)
+    history = wh.read(
+        "SELECT stay_id, time, arrival_time, code, value FROM vigil_features.stay_events "
+        "WHERE ingest_night <> :night AND arrival_time <= :t AND time > :start",
+        {"night": ctx.night, "t": ctx.prediction_time, "start": ctx.prediction_time - timedelta(hours=lookback)},
+        times=("time", "arrival_time"))
+    tonight = ctx.read("validate", "events")[["stay_id", "time", "arrival_time", "code", "value"]]
+    events = pd.concat([history[history["stay_id"].isin(active["stay_id"])], tonight], ignore_index=True)
+    events["stay_id"] = events["stay_id"].astype("int64")
+    ctx.write("features", "active", active)
+    for name, spec in specs.items():
+        features = build_features(events, cohort, active[KEY], list(spec.codes), list(spec.windows_hours),
+                                  list(spec.aggregations))
+        ctx.write("features", name, features)
+    return {"active_stays": len(active), "events_used": len(events)}
+
+
+def _history_records(wh: Warehouse, ctx: Night, active: pd.DataFrame) -> pd.DataFrame:
+    history = wh.read(
+        "SELECT modality, record_id, stay_id, time, arrival_time, category, uri, text, content_hash "
+        "FROM vigil_features.stay_records WHERE ingest_night <> :night AND arrival_time <= :t",
+        {"night": ctx.night, "t": ctx.prediction_time}, times=("time", "arrival_time"))
+    return history[history["stay_id"].isin(active["stay_id"])]
+
+
+def embed_stage(night, settings: Settings | None = None) -> dict:
+    ctx, wh = _context(night, settings)
+    manifest = ctx.manifest()
+    device = resolve_device(ctx.settings.device)
+    store = FileStore(ctx.settings.filestore)
+    active = _active(ctx)
+    history = _history_records(wh, ctx, active)
+    tonight, failures = {}, []
+    for table in RECORD_TABLES:
+        modality = {v: k for k, v in MODALITY_TABLE.items()}[table]
+        hashed, failed = hash_records(ctx.read("validate", table), modality, store)
+        tonight[modality] = hashed
+        failures.append(failed)
+    summary = {}
+    for name, info in manifest["models"].items():
+        bundle = registry.load_bundle(info["artifact_uri"])
+        spec = parse_spec(bundle.spec_raw, name)
+        arrays = {"stay_id": active["stay_id"].to_numpy()}
+        for modality in (m for m in bundle.inputs if m != "tabular"):
+            encoder = _encoder_for(bundle, modality, ctx.settings, device)
+            past = history[history["modality"] == MODALITY_OF[MODALITY_TABLE[modality]]]
+            records = pd.concat([tonight[modality], past], ignore_index=True)
+            vectors, failed, new = embed_records(wh, modality, records, encoder, store, device=device,
+                                                 workers=ctx.settings.decode_workers)
+            failures.append(failed)
+            dim = encoder.dim if modality == "notes" else encoder.network.config["embedding_dim"]
+            matrix, mask = stay_vectors(records, vectors, active, dim, spec.modalities[modality].get("pooling", "mean"))
+            arrays[f"{modality}__vectors"], arrays[f"{modality}__mask"] = matrix, mask
+            summary[f"{name}.{modality}"] = {"records": len(records), "newly_embedded": new,
+                                             "stays_with_data": int(mask.sum())}
+        np.savez(ctx.path("embed", f"{name}.npz"), **arrays)
+    failed = pd.concat(failures, ignore_index=True).drop_duplicates(["source_table", "record_id"])
+    ctx.write("embed", "failures", failed)
+    for modality, hashed in tonight.items():
+        table = MODALITY_TABLE[modality]
+        bad = failed.loc[failed["source_table"] == table, "record_id"]
+        ctx.write("embed", f"records_{table}", hashed[~hashed["record_id"].isin(bad)])
+    summary["unreadable_records"] = len(failed)
+    return summary
+
+
+def _encoder_for(bundle: registry.Bundle, modality: str, settings: Settings, device: str):
+    if modality != "notes":
+        return bundle.signal_encoders[modality]
+    trained = bundle.text_encoder
+    encoder = TextEncoder(trained["source"], max_tokens=trained["max_tokens"], batch_size=settings.embed_batch_size,
+                          device=device, pooling=trained["pooling"])
+    if encoder.encoder_id != trained["encoder_id"]:
+        raise RuntimeError(f"{bundle.model_name} {bundle.version} was trained with text encoder "
+                           f"{trained['encoder_id']}, but {encoder.encoder_id} is installed: retrain the model")
+    return encoder
+
+
+def score_stage(night, settings: Settings | None = None) -> dict:
+    ctx, _ = _context(night, settings)
+    manifest = ctx.manifest()
+    active = _active(ctx)
+    parts, summary = [], {}
+    for name, info in manifest["models"].items():
+        bundle = registry.load_bundle(info["artifact_uri"])
+        spec = parse_spec(bundle.spec_raw, name)
+        features = ctx.read("features", name)
+        stored = np.load(ctx.folder / "embed" / f"{name}.npz")
+        if not np.array_equal(stored["stay_id"], active["stay_id"].to_numpy()):
+            raise RuntimeError(f"embeddings of night {ctx.night} are stale: re-run the embed stage")
+        embedded = {m: (stored[f"{m}__vectors"], stored[f"{m}__mask"]) for m in bundle.inputs if m != "tabular"}
+        inputs = build_inputs(spec, features, embedded)
+        rows = score_stays(bundle, spec, inputs, active, ctx.night)
+        parts.append(rows)
+        summary[name] = {"version": bundle.version, "scored": len(rows)}
+    ctx.write("score", "risk", pd.concat(parts, ignore_index=True))
+    return summary
+
+
+def publish_stage(night, settings: Settings | None = None) -> dict:
+    ctx, wh = _context(night, settings)
+    manifest = ctx.manifest()
+    risk = ctx.read("score", "risk")
+    quarantine = pd.concat([ctx.read("validate", "quarantine"), ctx.read("embed", "failures")], ignore_index=True)
+    excluded = ctx.read("extract", "excluded")
+    events = ctx.read("validate", "events")
+    records = pd.concat([
+        ctx.read("embed", f"records_{t}").assign(modality=MODALITY_OF[t]) for t in RECORD_TABLES
+    ], ignore_index=True)
+    for column in ("category", "uri", "text"):
+        records[column] = records[column] if column in records else None
+    stored = {"cohort": len(ctx.read("validate", "cohort")), "events": len(events),
+              **{t: int((records["modality"] == MODALITY_OF[t]).sum()) for t in RECORD_TABLES}}
+    counts = accounting(
+        records_in=manifest["records_in"],
+        used=stored,
+        quarantined=quarantine.groupby("source_table")["record_id"].nunique().to_dict(),
+        excluded={t: int((excluded["table"] == t).sum()) + len(ctx.read("validate", f"{t}_duplicates"))
+                  for t in TABLES},
+    )
+    stay_features = _long_features(ctx, manifest)
+    results = NightResults(
+        night=ctx.night, run_id=manifest["run_id"], prediction_time=ctx.prediction_time,
+        started_at=datetime.fromisoformat(manifest["started_at"]), risk=risk, stay_features=stay_features,
+        events=events, records=records, quarantine=quarantine.drop_duplicates(),
+        dq=ctx.read("validate", "dq"), counts=counts, stays_active=len(_active(ctx)),
+        models={n: i["version"] for n, i in manifest["models"].items()},
+    )
+    return publish(wh, results)
+
+
+def _long_features(ctx: Night, manifest: dict) -> pd.DataFrame:
+    parts = []
+    for name in manifest["models"]:
+        wide = ctx.read("features", name)
+        numeric = [c for c in wide.columns if c not in KEY and pd.api.types.is_numeric_dtype(wide[c])]
+        parts.append(wide.melt(id_vars=KEY, value_vars=numeric, var_name="feature", value_name="value").dropna())
+    long = pd.concat(parts, ignore_index=True).drop_duplicates(["stay_id", "feature"])
+    return long.assign(night=ctx.night)[["night", "stay_id", "prediction_time", "feature", "value"]]
+
+
+def report_stage(night, settings: Settings | None = None) -> dict:
+    ctx, wh = _context(night, settings)
+    manifest = ctx.manifest()
+    risk = wh.read("SELECT * FROM vigil_risk.risk_scores WHERE night = :night", {"night": ctx.night})
+    counts = wh.read("SELECT source_table, records_in, used, quarantined, excluded FROM vigil_audit.run_counts "
+                     "WHERE run_id = :run", {"run": manifest["run_id"]})
+    quarantine = wh.read("SELECT source_table, record_id, reason FROM vigil_audit.quarantine WHERE night = :night",
+                         {"night": ctx.night})
+    thresholds, reference = {}, {}
+    for name, info in manifest["models"].items():
+        bundle = registry.load_bundle(info["artifact_uri"])
+        thresholds[name] = parse_spec(bundle.spec_raw, name).operating_threshold
+        reference[name] = bundle.training.get("held_out_probabilities", [])
+    report = {"night": ctx.night.isoformat(), "run_id": manifest["run_id"],
+              **night_report(risk, counts, quarantine, thresholds, reference)}
+    ctx.path("report", "report.json").write_text(json.dumps(report, indent=2, default=str))
+    for row in report["accounting"]:
+        log.info("%(source_table)s: %(records_in)d in = %(used)d used + %(quarantined)d quarantined + "
+                 "%(excluded)d excluded", row)
+    for name, model in report["models"].items():
+        log.info("%s %s: %d stays scored, %d alerts at %.2f, score PSI vs training %s", name, model["version"],
+                 model["stays_scored"], model["alerts_at_threshold"], model["operating_threshold"],
+                 model["score_psi_vs_training"])
+    return {"report": str(ctx.folder / "report" / "report.json"), "models": list(report["models"])}
+
+
+STAGE_FUNCTIONS = {
+    "extract": extract_stage, "validate": validate_stage, "features": features_stage, "embed": embed_stage,
+    "score": score_stage, "publish": publish_stage, "report": report_stage,
+}
+
+
+def run_night(night, settings: Settings | None = None, run_id: str | None = None, stages=STAGES) -> dict:
+    """Every stage of one night in order, as the DAG runs them (no scheduler needed)."""
+    settings = settings or load_settings()
+    results = {}
+    for stage in stages:
+        log.info("night %s: %s", as_night(night), stage)
+        function = STAGE_FUNCTIONS[stage]
+        results[stage] = function(night, settings, run_id) if stage == "extract" else function(night, settings)
+    return results

@@ -1,0 +1,105 @@
+"""The publish stage: one transaction makes a night visible.
+
+Risk rows, the night's stay features, the validated events and records it ingested, its
+quarantine and data-quality results, the run audit row with row accounting, and the advanced
+watermarks commit together or not at all. Every write replaces the night's own key range, so
+re-running a night replaces its rows and never duplicates them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+
+import pandas as pd
+
+from pipeline.warehouse import Warehouse
+
+INCREMENTAL_TABLES = ("events", "notes", "ecgs", "images")
+STORE_EVENT_COLUMNS = ["stay_id", "time", "code", "value", "unit", "arrival_time", "source_table", "source_row_id"]
+STORE_RECORD_COLUMNS = ["modality", "record_id", "stay_id", "time", "arrival_time", "category", "uri", "text",
+                        "content_hash"]
+
+
+class AccountingError(RuntimeError):
+    """Rows in did not equal rows used + quarantined + excluded: something was lost."""
+
+
+def risk_digest(risk: pd.DataFrame) -> str:
+    """sha256 of the night's risk rows in key order; equal digests mean identical rows."""
+    ordered = risk.sort_values(["stay_id", "model_name"], kind="stable")
+    return hashlib.sha256(ordered.to_csv(index=False, date_format="%Y-%m-%d %H:%M:%S").encode()).hexdigest()
+
+
+def accounting(records_in: dict[str, int], used: dict[str, int], quarantined: dict[str, int],
+               excluded: dict[str, int]) -> pd.DataFrame:
+    """Per-table counts; raises :class:`AccountingError` unless in = used + quarantined + excluded.
+
+    >>> accounting({"events": 10}, {"events": 7}, {"events": 2}, {"events": 1})["records_in"].tolist()
+    [10]
+    """
+    rows = []
+    for table, count in records_in.items():
+        row = {"source_table": table, "records_in": int(count), "used": int(used.get(table, 0)),
+               "quarantined": int(quarantined.get(table, 0)), "excluded": int(excluded.get(table, 0))}
+        if row["records_in"] != row["used"] + row["quarantined"] + row["excluded"]:
+            raise AccountingError(
+                f"{table}: {row['records_in']} rows in but {row['used']} used + {row['quarantined']} quarantined "
+                f"+ {row['excluded']} excluded = {row['used'] + row['quarantined'] + row['excluded']}")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class NightResults:
+    night: date
+    run_id: str
+    prediction_time: datetime
+    started_at: datetime
+    risk: pd.DataFrame
+    stay_features: pd.DataFrame
+    events: pd.DataFrame
+    records: pd.DataFrame
+    quarantine: pd.DataFrame
+    dq: pd.DataFrame
+    counts: pd.DataFrame
+    stays_active: int
+    models: dict[str, str]
+
+
+def publish(wh: Warehouse, results: NightResults) -> dict:
+    night = results.night
+    key = {"night": night}
+    digest = risk_digest(results.risk)
+    stays_scored = int(results.risk["stay_id"].nunique()) if not results.risk.empty else 0
+    for model, version in results.models.items():
+        scored = int((results.risk["model_name"] == model).sum())
+        if scored != results.stays_active:
+            raise AccountingError(f"{model}: {scored} stays scored but {results.stays_active} are active")
+    events = results.events[STORE_EVENT_COLUMNS].assign(ingest_night=night)
+    records = results.records[STORE_RECORD_COLUMNS].assign(ingest_night=night)
+    run = pd.DataFrame([{
+        "run_id": results.run_id, "night": night, "prediction_time": results.prediction_time,
+        "started_at": results.started_at, "published_at": datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0),
+        "status": "published", "stays_active": results.stays_active, "stays_scored": stays_scored,
+        "risk_rows": len(results.risk), "risk_rows_sha256": digest,
+        "models": json.dumps(results.models, sort_keys=True),
+    }])
+    watermarks = pd.DataFrame({"source_table": list(INCREMENTAL_TABLES), "night": night,
+                               "high_water": results.prediction_time})
+    with wh.begin() as conn:
+        wh.replace_rows(conn, "vigil_risk.risk_scores", "night = :night", key, results.risk)
+        wh.replace_rows(conn, "vigil_features.stay_features", "night = :night", key, results.stay_features)
+        wh.replace_rows(conn, "vigil_features.stay_events", "ingest_night = :night", key, events)
+        wh.execute(conn, "DELETE FROM vigil_features.stay_records WHERE ingest_night = :night", key)
+        for modality, ids in records.groupby("modality")["record_id"]:  # a re-sent record moves to this night
+            wh.delete_in(conn, "vigil_features.stay_records", "record_id", ids, "modality = :m", {"m": modality})
+        wh.bulk_insert(conn, "vigil_features.stay_records", records)
+        wh.replace_rows(conn, "vigil_audit.quarantine", "night = :night", key, results.quarantine.assign(night=night))
+        wh.replace_rows(conn, "vigil_audit.dq_results", "night = :night", key, results.dq.assign(night=night))
+        wh.bulk_insert(conn, "vigil_audit.runs", run)
+        wh.bulk_insert(conn, "vigil_audit.run_counts", results.counts.assign(run_id=results.run_id, night=night))
+        wh.replace_rows(conn, "vigil_audit.watermarks", "night = :night", key, watermarks)
+    return {"risk_rows": len(results.risk), "risk_rows_sha256": digest, "stays_scored": stays_scored}

@@ -1,0 +1,151 @@
+"""The validate stage: run each canonical frame through its Great Expectations suite, split
+it into valid rows and quarantined rows (with the reason of every failed expectation), and fail
+the night when a table's failure rate passes its limit."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pandas as pd
+
+logging.getLogger("great_expectations").setLevel(logging.WARNING)  # before GX logs its import
+
+from pipeline.frames import RECORD_TABLES  # noqa: E402
+from pipeline.validate import suites  # noqa: E402
+
+ROW = "_row"
+QUARANTINE_COLUMNS = ["source_table", "record_id", "stay_id", "reason", "check_name"]
+EXACT_DUPLICATE_KEYS = {
+    "events": ["source_table", "stay_id", "itemid", "time", "value_text", "source_unit"],
+    "notes": ["record_id", "stay_id", "time", "text"],
+    "ecgs": ["record_id", "stay_id", "time", "uri"],
+    "images": ["record_id", "stay_id", "time", "uri"],
+}
+RECORD_ID = {"cohort": "stay_id", "events": "source_row_id", "notes": "record_id", "ecgs": "record_id",
+             "images": "record_id"}
+
+
+class DataQualityError(RuntimeError):
+    """A table's failure rate passed its limit: the night must not publish."""
+
+
+@dataclass
+class TableResult:
+    table: str
+    valid: pd.DataFrame
+    quarantine: pd.DataFrame
+    duplicates: pd.DataFrame
+    dq: pd.DataFrame
+
+    @property
+    def rows_checked(self) -> int:
+        return len(self.valid) + self.quarantine["record_id"].nunique()
+
+    @property
+    def failure_rate(self) -> float:
+        return self.quarantine["record_id"].nunique() / self.rows_checked if self.rows_checked else 0.0
+
+
+@dataclass
+class Validation:
+    tables: dict[str, TableResult] = field(default_factory=dict)
+
+    def valid(self, table: str) -> pd.DataFrame:
+        return self.tables[table].valid
+
+    def quarantine(self) -> pd.DataFrame:
+        return pd.concat([t.quarantine for t in self.tables.values()], ignore_index=True)
+
+    def dq(self) -> pd.DataFrame:
+        return pd.concat([t.dq for t in self.tables.values()], ignore_index=True)
+
+
+def gx_context():
+    """An in-memory GX context: no Data Docs temp folders, no progress bars, no file state."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (DataContextConfig, InMemoryStoreBackendDefaults,
+                                                            ProgressBarsConfig)
+
+    config = DataContextConfig(store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+                               progress_bars=ProgressBarsConfig(globally=False))
+    context = gx.get_context(mode="ephemeral", project_config=config)
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
+    return context
+
+
+def _run_suite(context, table: str, frame: pd.DataFrame, checks: list) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(quarantine rows, per-expectation results) of one frame against its checks."""
+    source = context.data_sources.add_or_update_pandas(f"vigil_{table}")
+    batch = (source.add_dataframe_asset(table).add_batch_definition_whole_dataframe("night")
+             .get_batch(batch_parameters={"dataframe": frame}))
+    suite = context.suites.add_or_update(suites.build_suite(table, checks))
+    result = batch.validate(suite, result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW]})
+    quarantined, summary = [], []
+    for outcome in result.results:
+        config = outcome.expectation_config
+        if outcome.exception_info.get("raised_exception"):
+            raise RuntimeError(f"{table}: expectation {config.type} could not run: "
+                               f"{outcome.exception_info.get('exception_message')}")
+        column = config.kwargs.get("column") or config.kwargs.get("column_A") or ",".join(config.kwargs.get("column_list", []))
+        failed_rows = [entry[ROW] for entry in outcome.result.get("unexpected_index_list") or []]
+        summary.append({"source_table": table, "expectation": config.type, "column_name": column,
+                        "success": bool(outcome.success), "element_count": len(frame),
+                        "unexpected_count": len(failed_rows)})
+        if failed_rows:
+            quarantined.append(pd.DataFrame({ROW: failed_rows, "reason": (config.meta or {}).get("reason", config.type),
+                                             "check_name": f"{config.type}({column})"}))
+    found = pd.concat(quarantined, ignore_index=True) if quarantined else pd.DataFrame(columns=[ROW, "reason", "check_name"])
+    return found, pd.DataFrame(summary)
+
+
+def validate_table(table: str, frame: pd.DataFrame, checks: list, context=None) -> TableResult:
+    frame = frame.reset_index(drop=True)
+    duplicated = frame.duplicated(subset=EXACT_DUPLICATE_KEYS[table], keep="first") if table in EXACT_DUPLICATE_KEYS \
+        else pd.Series(False, index=frame.index)
+    duplicates = frame[duplicated]
+    checked = frame[~duplicated].copy()
+    checked[ROW] = range(len(checked))
+    if checked.empty:
+        failed, dq = pd.DataFrame(columns=[ROW, "reason", "check_name"]), pd.DataFrame()
+    else:
+        failed, dq = _run_suite(context or gx_context(), table, checked, checks)
+    bad = checked[ROW].isin(failed[ROW])
+    id_column = RECORD_ID[table]
+    quarantine = failed.merge(checked[list(dict.fromkeys([ROW, id_column, "stay_id"]))], on=ROW, how="left")
+    quarantine = pd.DataFrame({
+        "source_table": table,
+        "record_id": quarantine[id_column].astype("string"),
+        "stay_id": quarantine["stay_id"].astype("Int64"),
+        "reason": quarantine["reason"].astype("string"),
+        "check_name": quarantine["check_name"].astype("string"),
+    }, columns=QUARANTINE_COLUMNS)
+    valid = checked[~bad].drop(columns=[ROW]).reset_index(drop=True)
+    return TableResult(table=table, valid=valid, quarantine=quarantine, duplicates=duplicates, dq=dq)
+
+
+def validate(frames: dict[str, pd.DataFrame], until: datetime) -> Validation:
+    """Validate the cohort first; every other table's rows must belong to a valid stay."""
+    outcome, context = Validation(), gx_context()
+    outcome.tables["cohort"] = validate_table("cohort", frames["cohort"], suites.cohort_checks(until), context)
+    stays = outcome.tables["cohort"].valid["stay_id"].astype(int).tolist()
+    outcome.tables["events"] = validate_table("events", frames["events"], suites.events_checks(until, stays), context)
+    for table in RECORD_TABLES:
+        outcome.tables[table] = validate_table(table, frames[table], suites.record_checks(table, until, stays),
+                                               context)
+    return outcome
+
+
+def enforce_thresholds(outcome: Validation, limit_for) -> None:
+    """Raise naming every table whose share of quarantined rows is above its limit."""
+    problems = []
+    for table, result in outcome.tables.items():
+        limit = limit_for(table)
+        if result.rows_checked and result.failure_rate > limit:
+            top = result.quarantine.drop_duplicates("record_id")["reason"].value_counts().head(3)
+            causes = "; ".join(f"{count} x {reason}" for reason, count in top.items())
+            problems.append(f"{table}: {result.failure_rate:.1%} of {result.rows_checked} rows failed "
+                            f"validation (limit {limit:.0%}); most common: {causes}")
+    if problems:
+        raise DataQualityError("data quality below threshold, night not published:\n  " + "\n  ".join(problems))

@@ -1,0 +1,85 @@
+"""Great Expectations suites for the canonical frames, and the plain-language reason a
+quarantined row is given for each expectation."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import great_expectations as gx
+from great_expectations import expectations as gxe
+
+
+def check(expectation: gxe.Expectation, reason: str) -> gxe.Expectation:
+    """An expectation carrying, in its meta, the reason a failing row is quarantined with."""
+    expectation.meta = {**(expectation.meta or {}), "reason": reason}
+    return expectation
+
+
+def _not_null(column: str, reason: str) -> gxe.Expectation:
+    return check(gxe.ExpectColumnValuesToNotBeNull(column=column), reason)
+
+
+def _in_set(column: str, values: list, reason: str) -> gxe.Expectation:
+    return check(gxe.ExpectColumnValuesToBeInSet(column=column, value_set=values), reason)
+
+
+def _not_after(column: str, until: datetime, reason: str) -> gxe.Expectation:
+    return check(gxe.ExpectColumnValuesToBeBetween(column=column, max_value=until), reason)
+
+
+def cohort_checks(until: datetime) -> list[gxe.Expectation]:
+    return [
+        _not_null("admit_time", "admission time is empty"),
+        check(gxe.ExpectColumnValuesToBeUnique(column="stay_id"), "stay id appears more than once"),
+        _not_null("age", "age is unknown"),
+        check(gxe.ExpectColumnValuesToBeBetween(column="age", min_value=0, max_value=120), "age outside 0-120 years"),
+        _in_set("sex", ["F", "M"], "sex is not F or M"),
+        _not_after("admit_time", until, "admitted after the prediction time"),
+        check(gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A="discharge_time", column_B="admit_time", or_equal=True, ignore_row_if="either_value_is_missing"),
+            "discharged before admission"),
+    ]
+
+
+def events_checks(until: datetime, stays: list[int]) -> list[gxe.Expectation]:
+    return [
+        _not_null("stay_id", "no ICU stay for this row"),
+        _in_set("stay_id", stays, "stay is not in the validated cohort"),
+        _not_null("time", "chart time is empty"),
+        _not_after("time", until, "charted after the prediction time"),
+        _not_null("value", "value is empty or not numeric"),
+        check(gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A="value", column_B="lower_bound", or_equal=True, ignore_row_if="either_value_is_missing"),
+            "below the physiologically possible range"),
+        check(gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A="upper_bound", column_B="value", or_equal=True, ignore_row_if="either_value_is_missing"),
+            "above the physiologically possible range"),
+        check(gxe.ExpectColumnPairValuesToBeEqual(
+            column_A="source_unit", column_B="expected_unit", ignore_row_if="either_value_is_missing"),
+            "unit differs from the concept map's unit"),
+        check(gxe.ExpectCompoundColumnsToBeUnique(column_list=["source_table", "stay_id", "itemid", "time"]),
+              "conflicting values for the same item and time"),
+    ]
+
+
+def record_checks(table: str, until: datetime, stays: list[int]) -> list[gxe.Expectation]:
+    checks = [
+        _not_null("stay_id", "no ICU stay for this record"),
+        _in_set("stay_id", stays, "stay is not in the validated cohort"),
+        _not_null("time", "record time is empty"),
+        _not_after("time", until, "recorded after the prediction time"),
+        check(gxe.ExpectColumnValuesToBeUnique(column="record_id"), "record id appears more than once"),
+    ]
+    if table == "notes":
+        checks += [
+            _not_null("text", "note text is empty"),
+            check(gxe.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1, max_value=200_000),
+                  "note text is empty or longer than 200,000 characters"),
+        ]
+    else:
+        checks.append(_not_null("uri", "file path is empty"))
+    return checks
+
+
+def build_suite(name: str, checks: list[gxe.Expectation]) -> gx.ExpectationSuite:
+    return gx.ExpectationSuite(name=name, expectations=checks)

@@ -1,0 +1,277 @@
+"""The one place Vigil talks SQL: engines, schema creation, typed reads and bulk writes.
+
+The same schema-qualified SQL runs on PostgreSQL and on the embedded SQLite default: on SQLite
+each schema is a database file ATTACHed under the schema's name, so ``mimiciv_hosp.patients``
+means the same on both. Timestamps are stored and bound as ISO-8601 text on SQLite (which has
+no timestamp type), in the one format whose string order is time order.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import date, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import sqlparse
+from sqlalchemy import Connection, bindparam, create_engine, event, inspect, text
+from sqlalchemy.engine import Engine
+
+SOURCE_SCHEMAS = ("mimiciv_hosp", "mimiciv_icu", "mimiciv_note", "mimiciv_ecg", "mimiciv_cxr")
+VIGIL_SCHEMAS = ("vigil_features", "vigil_models", "vigil_risk", "vigil_audit")
+SCHEMAS = SOURCE_SCHEMAS + VIGIL_SCHEMAS
+
+_TIME_TYPES = ("TIMESTAMP", "DATETIME")
+_IN_CHUNK = 900  # under SQLite's bound-parameter limit
+_SQLITE_INDEX = re.compile(
+    r"CREATE INDEX IF NOT EXISTS (\w+) ON (\w+)\.(\w+)", flags=re.IGNORECASE
+)
+
+
+def iso(value: datetime | date | pd.Timestamp | None) -> str | None:
+    """Format a time as Vigil stores and binds it: ``YYYY-MM-DD HH:MM:SS[.ffffff]``.
+
+    >>> iso(datetime(2026, 2, 28, 7, 5))
+    '2026-02-28 07:05:00'
+    >>> iso(date(2026, 2, 28))
+    '2026-02-28'
+    """
+    if value is None or value is pd.NaT:
+        return None
+    if isinstance(value, pd.Timestamp):
+        value = value.to_pydatetime()
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None).isoformat(sep=" ")
+    return value.isoformat()
+
+
+def read_sql_file(path: Path) -> list[str]:
+    """The statements of a ``.sql`` file, comments stripped."""
+    source = sqlparse.format(path.read_text(), strip_comments=True)
+    return [s.strip().rstrip(";") for s in sqlparse.split(source) if s.strip().rstrip(";")]
+
+
+class Warehouse:
+    """An SQLAlchemy engine plus Vigil's conventions for reading and writing frames."""
+
+    def __init__(self, url: str, sql_dir: Path):
+        self.url = url
+        self.sql_dir = sql_dir
+        self.engine: Engine = self._make_engine(url)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    def _make_engine(self, url: str) -> Engine:
+        if not url.startswith("sqlite"):
+            return create_engine(url, pool_pre_ping=True)
+        db_path = Path(url.split("///", 1)[1])
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 120})
+
+        @event.listens_for(engine, "connect")
+        def _attach_schemas(dbapi_conn, _record):  # one file per schema, beside the main one
+            cursor = dbapi_conn.cursor()
+            for schema in SCHEMAS:
+                cursor.execute(f"ATTACH DATABASE ? AS {schema}", (str(db_path.parent / f"{schema}.db"),))
+            cursor.close()
+
+        return engine
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # ---------------------------------------------------------------- schema
+
+    def create_schema(self) -> None:
+        """Create every schema, table, view and the concept map (idempotent)."""
+        with self.begin() as conn:
+            if not self.is_sqlite:
+                for schema in SCHEMAS:
+                    conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {schema}"))
+            for folder in ("schema", "concepts", "views"):
+                for path in sorted((self.sql_dir / folder).glob("*.sql")):
+                    for statement in read_sql_file(path):
+                        conn.execute(text(self._dialect_sql(statement)))
+        self.__dict__.pop("_time_columns", None)
+
+    def _dialect_sql(self, statement: str) -> str:
+        if self.is_sqlite:  # SQLite names the index's schema, not the table's
+            return _SQLITE_INDEX.sub(r"CREATE INDEX IF NOT EXISTS \2.\1 ON \3", statement)
+        return statement
+
+    @cached_property
+    def _time_columns(self) -> dict[str, set[str]]:
+        """``{"schema.table": {timestamp columns}}`` from the live catalogue."""
+        inspector = inspect(self.engine)
+        found: dict[str, set[str]] = {}
+        for schema in SCHEMAS:
+            for table in inspector.get_table_names(schema=schema):
+                found[f"{schema}.{table}"] = {
+                    c["name"]
+                    for c in inspector.get_columns(table, schema=schema)
+                    if str(c["type"]).upper().startswith(_TIME_TYPES)
+                }
+        return found
+
+    def table_exists(self, qualified: str) -> bool:
+        schema, table = qualified.split(".")
+        return inspect(self.engine).has_table(table, schema=schema)
+
+    # ---------------------------------------------------------------- reads
+
+    def sql(self, name: str) -> str:
+        """The query in ``sql/<name>.sql`` (e.g. ``extract/labevents``), comments stripped so a
+        ``:name`` in a comment is not taken for a bind parameter."""
+        return sqlparse.format((self.sql_dir / f"{name}.sql").read_text(), strip_comments=True).strip().rstrip(";")
+
+    def read(
+        self,
+        query: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        times: tuple[str, ...] = (),
+        conn: Connection | None = None,
+    ) -> pd.DataFrame:
+        """Run a query and return a frame; ``times`` are parsed to ``datetime64[us]``."""
+        bound = {k: _bind(v) for k, v in (params or {}).items()}
+        if conn is None:
+            with self.engine.connect() as own:
+                frame = pd.read_sql_query(text(query), own, params=bound)
+        else:
+            frame = pd.read_sql_query(text(query), conn, params=bound)
+        for column in times:
+            frame[column] = to_time(frame[column])
+        return frame
+
+    def read_table(self, qualified: str, where: str = "", params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        query = f"SELECT * FROM {qualified}" + (f" WHERE {where}" if where else "")
+        return self.read(query, params, times=tuple(self._time_columns.get(qualified, ())))
+
+    def scalar(self, query: str, params: Mapping[str, Any] | None = None) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(text(query), {k: _bind(v) for k, v in (params or {}).items()}).scalar()
+
+    # ---------------------------------------------------------------- writes
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """One transaction: everything inside commits together or not at all."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    def execute(self, conn: Connection, query: str, params: Mapping[str, Any] | None = None) -> int:
+        result = conn.execute(text(query), {k: _bind(v) for k, v in (params or {}).items()})
+        return result.rowcount
+
+    def bulk_insert(self, conn: Connection, qualified: str, frame: pd.DataFrame) -> int:
+        """Append ``frame`` to a table inside the caller's transaction.
+
+        PostgreSQL gets ``COPY ... FROM STDIN`` (CSV written by Arrow); SQLite, which is
+        in-process, gets one ``executemany``. Columns absent from the frame take their defaults.
+        """
+        if frame.empty:
+            return 0
+        columns = list(frame.columns)
+        if self.is_sqlite:
+            records = _sqlite_records(frame)
+            placeholders = ", ".join("?" for _ in columns)
+            conn.exec_driver_sql(
+                f"INSERT INTO {qualified} ({', '.join(columns)}) VALUES ({placeholders})", records
+            )
+        else:
+            buffer = io.BytesIO()
+            pa_csv.write_csv(
+                _arrow_for_copy(frame),
+                buffer,
+                pa_csv.WriteOptions(include_header=False, quoting_style="needed"),
+            )
+            buffer.seek(0)
+            cursor = conn.connection.dbapi_connection.cursor()
+            cursor.copy_expert(
+                f"COPY {qualified} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)", buffer
+            )
+            cursor.close()
+        return len(frame)
+
+    def delete_in(self, conn: Connection, qualified: str, column: str, values, where: str = "",
+                  params: Mapping[str, Any] | None = None) -> int:
+        """``DELETE ... WHERE column IN (values) [AND where]``, bound in chunks (no SQL from data)."""
+        query = text(f"DELETE FROM {qualified} WHERE {column} IN :values" + (f" AND {where}" if where else ""))
+        query = query.bindparams(bindparam("values", expanding=True))
+        values, deleted = list(values), 0
+        for start in range(0, len(values), _IN_CHUNK):
+            bound = {k: _bind(v) for k, v in (params or {}).items()}
+            deleted += conn.execute(query, {**bound, "values": [_bind(v) for v in values[start:start + _IN_CHUNK]]}).rowcount
+        return deleted
+
+    def replace_rows(
+        self, conn: Connection, qualified: str, where: str, params: Mapping[str, Any], frame: pd.DataFrame
+    ) -> int:
+        """Delete the key range ``where`` selects, then bulk-insert ``frame`` (one transaction)."""
+        self.execute(conn, f"DELETE FROM {qualified} WHERE {where}", params)
+        return self.bulk_insert(conn, qualified, frame)
+
+
+def _bind(value: Any) -> Any:
+    if isinstance(value, (datetime, date, pd.Timestamp)):
+        return iso(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def to_time(series: pd.Series) -> pd.Series:
+    """Parse stored times (ISO text on SQLite, timestamps on PostgreSQL) to naive UTC."""
+    if pd.api.types.is_datetime64_any_dtype(series):
+        parsed = series
+    else:
+        parsed = pd.to_datetime(series, format="ISO8601", errors="coerce")
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    return parsed.astype("datetime64[us]")
+
+
+def _sqlite_records(frame: pd.DataFrame) -> list[tuple]:
+    columns = []
+    for name in frame.columns:
+        col = frame[name]
+        if pd.api.types.is_datetime64_any_dtype(col):
+            values = [iso(v) for v in col]
+        elif pd.api.types.is_bool_dtype(col):
+            values = [None if pd.isna(v) else int(v) for v in col]
+        else:
+            values = col.astype(object).where(col.notna(), None).tolist()
+            values = [v.item() if isinstance(v, np.generic) else _bind(v) for v in values]
+        columns.append(values)
+    return list(zip(*columns))
+
+
+def _arrow_for_copy(frame: pd.DataFrame) -> pa.Table:
+    """Arrow table whose CSV PostgreSQL's COPY reads back exactly (bytes as bytea hex)."""
+    arrays = {}
+    for name in frame.columns:
+        col = frame[name]
+        if col.dtype == object and col.map(lambda v: isinstance(v, (bytes, bytearray))).any():
+            arrays[name] = pa.array([None if v is None else "\\x" + bytes(v).hex() for v in col], pa.string())
+        else:
+            arrays[name] = pa.array(col, from_pandas=True)
+    return pa.table(arrays)
+
+
+def connect(settings) -> Warehouse:
+    """The warehouse named by the settings."""
+    return Warehouse(settings.warehouse_url, settings.sql_dir)

@@ -1,0 +1,65 @@
+-- vigil_features: what Vigil derives from the sources. Validated canonical events and records
+-- accumulate here night by night (keyed by the night that ingested them, so re-running a night
+-- replaces exactly its own rows), beside the embedding cache and the per-night stay features.
+
+CREATE TABLE IF NOT EXISTS vigil_features.concept_map (
+    source_table  VARCHAR(64) NOT NULL,     -- e.g. 'mimiciv_icu.chartevents'
+    itemid        INTEGER NOT NULL,
+    code          VARCHAR(64) NOT NULL,     -- canonical event code, e.g. 'VITAL//heart_rate'
+    label         VARCHAR(100),
+    source_unit   VARCHAR(20),              -- expected unit in the source; NULL = not recorded
+    unit          VARCHAR(20),              -- canonical unit after conversion
+    scale         DOUBLE PRECISION NOT NULL,        -- canonical = value * scale + offset_value
+    offset_value  DOUBLE PRECISION NOT NULL,
+    lower_bound   DOUBLE PRECISION,         -- physiologically possible range (canonical unit)
+    upper_bound   DOUBLE PRECISION,
+    PRIMARY KEY (source_table, itemid)
+);
+
+CREATE TABLE IF NOT EXISTS vigil_features.stay_events (
+    stay_id        BIGINT NOT NULL,
+    time           TIMESTAMP NOT NULL,      -- chart time
+    code           VARCHAR(64) NOT NULL,
+    value          DOUBLE PRECISION NOT NULL,
+    unit           VARCHAR(20),
+    arrival_time   TIMESTAMP NOT NULL,      -- store time: when Vigil could first have seen it
+    source_table   VARCHAR(64) NOT NULL,
+    source_row_id  VARCHAR(64) NOT NULL,
+    ingest_night   DATE NOT NULL            -- the night that extracted and validated it
+);
+
+CREATE TABLE IF NOT EXISTS vigil_features.stay_records (
+    modality      VARCHAR(16) NOT NULL,     -- 'note' / 'ecg' / 'image'
+    record_id     VARCHAR(64) NOT NULL,
+    stay_id       BIGINT NOT NULL,
+    time          TIMESTAMP NOT NULL,
+    arrival_time  TIMESTAMP NOT NULL,
+    category      VARCHAR(64),              -- note type, ECG lead set, imaging modality
+    uri           VARCHAR(255),             -- file-store path for ECG / imaging
+    text          TEXT,                     -- note text
+    content_hash  VARCHAR(64) NOT NULL,     -- sha256 of the text or file bytes
+    ingest_night  DATE NOT NULL,
+    PRIMARY KEY (modality, record_id)
+);
+
+CREATE TABLE IF NOT EXISTS vigil_features.embeddings (
+    encoder_id    VARCHAR(128) NOT NULL,    -- encoder name @ version (weights digest)
+    content_hash  VARCHAR(64) NOT NULL,
+    modality      VARCHAR(16) NOT NULL,
+    dim           INTEGER NOT NULL,
+    vector        BYTEA NOT NULL,           -- little-endian float32[dim]
+    PRIMARY KEY (encoder_id, content_hash)
+);
+
+CREATE TABLE IF NOT EXISTS vigil_features.stay_features (
+    night            DATE NOT NULL,
+    stay_id          BIGINT NOT NULL,
+    prediction_time  TIMESTAMP NOT NULL,
+    feature          VARCHAR(128) NOT NULL,
+    value            DOUBLE PRECISION
+);
+
+CREATE INDEX IF NOT EXISTS stay_events_stay_time_idx ON vigil_features.stay_events (stay_id, time);
+CREATE INDEX IF NOT EXISTS stay_events_night_idx ON vigil_features.stay_events (ingest_night);
+CREATE INDEX IF NOT EXISTS stay_records_stay_idx ON vigil_features.stay_records (stay_id);
+CREATE INDEX IF NOT EXISTS stay_features_night_idx ON vigil_features.stay_features (night);

@@ -1,0 +1,57 @@
+-- vigil_audit: one row per run, per-table row accounting, data-quality results, quarantined
+-- rows with their reasons, and the extraction watermarks (advanced only when a night publishes).
+
+CREATE TABLE IF NOT EXISTS vigil_audit.runs (
+    run_id           VARCHAR(64) NOT NULL PRIMARY KEY,
+    night            DATE NOT NULL,
+    prediction_time  TIMESTAMP NOT NULL,
+    started_at       TIMESTAMP NOT NULL,
+    published_at     TIMESTAMP NOT NULL,
+    status           VARCHAR(16) NOT NULL,
+    stays_active     INTEGER NOT NULL,
+    stays_scored     INTEGER NOT NULL,
+    risk_rows        INTEGER NOT NULL,
+    risk_rows_sha256 VARCHAR(64) NOT NULL,    -- digest of the night's risk rows, for idempotency checks
+    models           TEXT NOT NULL            -- JSON {model_name: version}
+);
+
+CREATE TABLE IF NOT EXISTS vigil_audit.run_counts (
+    run_id        VARCHAR(64) NOT NULL,
+    night         DATE NOT NULL,
+    source_table  VARCHAR(64) NOT NULL,       -- canonical table: cohort / events / notes / ecgs / images
+    records_in    INTEGER NOT NULL,
+    used          INTEGER NOT NULL,
+    quarantined   INTEGER NOT NULL,
+    excluded      INTEGER NOT NULL,           -- dropped by the cohort definition or as exact duplicates
+    PRIMARY KEY (run_id, source_table)
+);
+
+CREATE TABLE IF NOT EXISTS vigil_audit.dq_results (
+    night            DATE NOT NULL,
+    source_table     VARCHAR(64) NOT NULL,
+    expectation      VARCHAR(128) NOT NULL,
+    column_name      VARCHAR(128),
+    success          BOOLEAN NOT NULL,
+    element_count    INTEGER NOT NULL,
+    unexpected_count INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS vigil_audit.quarantine (
+    night         DATE NOT NULL,
+    source_table  VARCHAR(64) NOT NULL,
+    record_id     VARCHAR(64) NOT NULL,       -- source row id (never the value of a note)
+    stay_id       BIGINT,
+    reason        VARCHAR(255) NOT NULL,
+    check_name    VARCHAR(128) NOT NULL       -- the expectation or reader check that failed
+);
+
+CREATE TABLE IF NOT EXISTS vigil_audit.watermarks (
+    source_table  VARCHAR(64) NOT NULL,
+    night         DATE NOT NULL,
+    high_water    TIMESTAMP NOT NULL,         -- rows that arrived up to here are ingested
+    PRIMARY KEY (source_table, night)
+);
+
+CREATE INDEX IF NOT EXISTS quarantine_night_idx ON vigil_audit.quarantine (night);
+CREATE INDEX IF NOT EXISTS dq_results_night_idx ON vigil_audit.dq_results (night);
+CREATE INDEX IF NOT EXISTS runs_night_idx ON vigil_audit.runs (night);
