@@ -36,8 +36,9 @@ def read_image(path: Path, size: int = 64) -> np.ndarray:
         ds = pydicom.dcmread(path)
     except (InvalidDicomError, EOFError, OSError, ValueError) as error:
         raise RecordError(f"not a readable DICOM file ({type(error).__name__})") from error
-    if "PixelData" not in ds:
-        kind = getattr(ds, "SOPClassUID", None)
+    kind = getattr(ds, "SOPClassUID", None)
+    known_non_image = kind is not None and kind.name != str(kind) and "Image Storage" not in kind.name
+    if "PixelData" not in ds or known_non_image:  # e.g. segmentations, waveforms, structured reports
         raise RecordError(f"DICOM object holds no image ({kind.name if kind else 'unknown SOP class'})")
     try:
         pixels = ds.pixel_array

@@ -54,7 +54,7 @@ def window_features(events: pd.DataFrame, prediction_times: pd.DataFrame, codes:
     lookback = max(windows_hours)
     wanted = pl.from_pandas(events[["stay_id", "time", "arrival_time", "code", "value"]]).with_columns(
         pl.col("time").cast(pl.Datetime("us")), pl.col("arrival_time").cast(pl.Datetime("us")),
-        pl.col("stay_id").cast(pl.Int64),
+        pl.col("stay_id").cast(pl.Int64), pl.col("code").cast(pl.String), pl.col("value").cast(pl.Float64),
     ).filter(pl.col("code").is_in(codes))
     joined = wanted.join(keys, on="stay_id", how="inner").filter(
         (pl.col("time") <= pl.col("prediction_time"))

@@ -60,7 +60,7 @@ def write_dicom(path: Path, pixels: np.ndarray, *, patient_id: str, study_uid_se
     ds.PixelRepresentation = 0
     ds.RescaleSlope = 1
     ds.RescaleIntercept = 0
-    ds.WindowCenter = 1400
+    ds.WindowCenter = 4095 - 1400 if monochrome1 else 1400  # the window is on stored values
     ds.WindowWidth = 2800
     stored = (4095 - pixels) if monochrome1 else pixels
     ds.PixelData = stored.astype("<u2").tobytes()

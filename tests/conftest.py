@@ -1,0 +1,160 @@
+"""Shared fixtures: an embedded (SQLite) home per test, a real PostgreSQL database per session,
+the real public data in ../shared/data, and trained homes for the end-to-end and DAG tests.
+
+Outside CI a missing PostgreSQL server or ../shared folder skips the tests that need them,
+saying why; with VIGIL_CI=1 (set by .ci/run) the same condition fails the run instead.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from datetime import date, datetime
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+IN_CI = os.environ.get("VIGIL_CI") == "1"
+PG_ADMIN_URL = os.environ.get("VIGIL_TEST_PG_ADMIN", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+
+# Small synthetic cohort used by the end-to-end and DAG tests: nights are its last two days.
+E2E_STAYS, E2E_START, E2E_DAYS = 320, date(2026, 1, 1), 30
+E2E_NIGHTS = (date(2026, 1, 29), date(2026, 1, 30))
+
+
+def pytest_configure(config):
+    home = Path(tempfile.mkdtemp(prefix="vigil-airflow-"))
+    os.environ.setdefault("AIRFLOW_HOME", str(home))
+    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def unavailable(reason: str):
+    """Skip locally; fail in CI, where every test must run."""
+    if IN_CI:
+        pytest.fail(f"{reason} (VIGIL_CI=1: this may not be skipped)")
+    pytest.skip(reason)
+
+
+def make_env(home: Path, warehouse_url: str | None = None) -> dict[str, str]:
+    env = {"VIGIL_HOME": str(home), "VIGIL_DEVICE": "cpu"}
+    if warehouse_url:
+        env["VIGIL_WAREHOUSE_URL"] = warehouse_url
+    return env
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):
+    from pipeline.config import load_settings
+
+    for key, value in make_env(tmp_path / "home").items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("VIGIL_WAREHOUSE_URL", raising=False)
+    return load_settings()
+
+
+@pytest.fixture
+def warehouse(settings):
+    from pipeline.warehouse import connect
+
+    wh = connect(settings)
+    wh.create_schema()
+    yield wh
+    wh.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """Admin URL of the local PostgreSQL server (skip / fail when it is down)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as error:  # noqa: BLE001 - any failure to connect means "no server"
+        unavailable(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {type(error).__name__}")
+    return engine
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A fresh database for one test, dropped afterwards."""
+    from sqlalchemy import text
+
+    name = f"vigil_test_{uuid.uuid4().hex[:10]}"
+    with postgres_server.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    with postgres_server.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_warehouse(request, tmp_path):
+    """The same test against the embedded SQLite default and a real PostgreSQL database."""
+    from pipeline.warehouse import Warehouse
+
+    url = (f"sqlite:///{tmp_path / 'wh' / 'vigil.db'}" if request.param == "sqlite"
+           else request.getfixturevalue("postgres_url"))
+    wh = Warehouse(url, ROOT / "sql")
+    wh.create_schema()
+    yield wh
+    wh.dispose()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        unavailable(f"the real public data folder {SHARED_DATA} is absent (it sits beside the clone)")
+    return SHARED_DATA
+
+
+def build_trained_home(home: Path, warehouse_url: str | None) -> dict:
+    """Synthesise the small cohort into ``home``, train on the first night's date, run both nights."""
+    from pipeline.config import load_settings
+    from pipeline.modeling.spec import load_specs
+    from pipeline.modeling.train import train_spec
+    from pipeline.nightly import run_night
+    from pipeline.synthetic import cohort as synthetic
+    from pipeline.warehouse import connect
+
+    env = make_env(home, warehouse_url)
+    settings = load_settings({**os.environ, **env})
+    wh = connect(settings)
+    wh.create_schema()
+    cohort = synthetic.generate(E2E_STAYS, datetime.combine(E2E_START, datetime.min.time()), E2E_DAYS, seed=11)
+    synthetic.write(wh, cohort, settings.filestore, progress=False)
+    report = train_spec(wh, settings, load_specs(settings.models_dir)[0],
+                        datetime.combine(E2E_NIGHTS[0], datetime.min.time()), progress=False)
+    runs = {night: run_night(night, settings) for night in E2E_NIGHTS}
+    return {"env": env, "settings": settings, "warehouse": wh, "report": report, "runs": runs}
+
+
+@pytest.fixture(scope="session")
+def trained_sqlite(tmp_path_factory):
+    return build_trained_home(tmp_path_factory.mktemp("e2e-sqlite"), None)
+
+
+@pytest.fixture(scope="session")
+def trained_postgres(tmp_path_factory, postgres_server):
+    from sqlalchemy import text
+
+    name = f"vigil_e2e_{uuid.uuid4().hex[:10]}"
+    with postgres_server.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    home = build_trained_home(tmp_path_factory.mktemp("e2e-postgres"), PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
+    yield home
+    home["warehouse"].dispose()
+    with postgres_server.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def trained(request):
+    return request.getfixturevalue("trained_sqlite" if request.param == "sqlite" else "trained_postgres")

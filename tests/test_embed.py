@@ -1,0 +1,191 @@
+"""Encoders and readers: text through transformers (a tiny model built here, and the real
+MiniLM), ECGs through wfdb, images through pydicom, and the content-hash cache."""
+
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pydicom
+import pytest
+import torch
+import wfdb
+
+from pipeline.embed.ecg import read_ecg
+from pipeline.embed.imaging import read_image
+from pipeline.embed.modalities import embed_records, hash_records, new_signal_encoder, stay_vectors
+from pipeline.embed.records import RecordError
+from pipeline.embed.text import TextEncoder
+from pipeline.filestore import FileStore
+from pipeline.synthetic import ecg as synthetic_ecg
+from pipeline.synthetic import imaging as synthetic_imaging
+
+NOTES = ["Endotracheal tube in place.", "Patient extubated, on nasal cannula and tolerating diet.",
+         "No pneumothorax. Heart size is normal. Comparison is made to the prior study of yesterday."]
+
+
+@pytest.fixture(scope="module")
+def tiny_text_model(tmp_path_factory) -> Path:
+    """A 1-layer BERT and WordPiece tokenizer trained here, saved like any hub checkpoint."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.train_from_iterator(NOTES * 5, trainers.WordPieceTrainer(
+        vocab_size=120, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", tokenizer.token_to_id("[CLS]")),
+                                                 ("[SEP]", tokenizer.token_to_id("[SEP]"))])
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                            sep_token="[SEP]", mask_token="[MASK]", model_max_length=64).save_pretrained(folder)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=16, num_hidden_layers=1,
+                         num_attention_heads=2, intermediate_size=32, max_position_embeddings=64)).save_pretrained(folder)
+    return folder
+
+
+def test_text_encoder_loads_a_local_checkpoint_and_batches_without_changing_results(tiny_text_model):
+    encoder = TextEncoder(str(tiny_text_model), max_tokens=32, batch_size=2)
+    together = encoder.encode(NOTES)
+    alone = np.vstack([encoder.encode([note]) for note in NOTES])
+    assert together.shape == (3, 16)
+    np.testing.assert_allclose(together, alone, atol=1e-5)  # length bucketing keeps input order
+    assert encoder.encoder_id.endswith(encoder.encoder_id.split("@")[1]) and "@" in encoder.encoder_id
+    cls = TextEncoder(str(tiny_text_model), max_tokens=32, pooling="cls")
+    assert cls.encoder_id != encoder.encoder_id
+    assert not np.allclose(cls.encode(NOTES), together)
+    with pytest.raises(ValueError, match="pooling"):
+        TextEncoder(str(tiny_text_model), pooling="max")
+
+
+def test_embedding_cache_embeds_each_content_once_per_encoder(warehouse, settings, tiny_text_model):
+    records = pd.DataFrame({"record_id": ["a", "b", "c"], "stay_id": [1, 1, 2], "text": [NOTES[0], NOTES[1], NOTES[0]]})
+    hashed, failed = hash_records(records, "notes", FileStore(settings.filestore))
+    assert failed.empty and hashed["content_hash"].nunique() == 2
+    encoder = TextEncoder(str(tiny_text_model), max_tokens=32)
+    first, _, new = embed_records(warehouse, "notes", hashed, encoder, FileStore(settings.filestore))
+    assert new == 2
+    second, _, new_again = embed_records(warehouse, "notes", hashed, encoder, FileStore(settings.filestore))
+    assert new_again == 0
+    for key in first:
+        np.testing.assert_array_equal(first[key], second[key])
+    other = TextEncoder(str(tiny_text_model), max_tokens=16)  # a new encoder version re-embeds everything
+    _, _, new_version = embed_records(warehouse, "notes", hashed, other, FileStore(settings.filestore))
+    assert new_version == 2
+
+
+def test_stay_vectors_pool_only_records_available_at_prediction_time():
+    t = pd.Timestamp("2026-03-01")
+    records = pd.DataFrame({
+        "stay_id": [1, 1, 1, 2], "content_hash": ["x", "y", "z", "x"],
+        "time": pd.to_datetime(["2026-02-28", "2026-02-28 12:00", "2026-03-01 06:00", "2026-02-27"], format="ISO8601"),
+        "arrival_time": pd.to_datetime(["2026-02-28", "2026-03-01 01:00", "2026-03-01 06:00", "2026-02-27"], format="ISO8601"),
+    })
+    vectors = {"x": np.array([1.0, 0.0], np.float32), "y": np.array([0.0, 1.0], np.float32),
+               "z": np.array([9.0, 9.0], np.float32)}
+    keys = pd.DataFrame({"stay_id": [1, 2, 3], "prediction_time": [t, t, t]})
+    matrix, present = stay_vectors(records, vectors, keys, 2, "mean")
+    np.testing.assert_array_equal(present, [True, True, False])
+    np.testing.assert_array_equal(matrix[0], [1.0, 0.0])  # y arrived late, z is in the future
+    np.testing.assert_array_equal(matrix[2], [0.0, 0.0])
+
+
+@pytest.mark.shared_data
+def test_real_minilm_embeds_real_clinical_notes(shared_data):
+    from pipeline.config import load_settings
+
+    notes = pd.read_csv(shared_data / "notes" / "mtsamples_200.csv").dropna(subset=["transcription"]).head(12)
+    encoder = TextEncoder(load_settings({}).text_encoder, max_tokens=128, batch_size=4)
+    vectors = encoder.encode(notes["transcription"].tolist())
+    assert vectors.shape == (12, 384) and np.isfinite(vectors).all()
+    assert np.linalg.norm(vectors, axis=1).min() > 0
+    assert len({v.tobytes() for v in vectors}) == 12
+
+
+def _write_record(folder: Path, name: str, signal: np.ndarray, leads) -> Path:
+    wfdb.wrsamp(name, fs=500, units=["mV"] * len(leads), sig_name=list(leads), p_signal=signal,
+                fmt=["16"] * len(leads), adc_gain=[1000.0] * len(leads), baseline=[0] * len(leads),
+                write_dir=str(folder))
+    return folder / name
+
+
+def test_ecg_reader_standardises_and_names_every_failure(tmp_path):
+    rng = np.random.default_rng(1)
+    signal = synthetic_ecg.synth_ecg(rng, 75, 0.1, 100, False)
+    good = read_ecg(_write_record(tmp_path, "good", signal, synthetic_ecg.LEADS))
+    assert good.shape == (12, 1000) and good.dtype == np.float32 and np.abs(good).max() > 0.3
+    shuffled = read_ecg(_write_record(tmp_path, "shuffled", signal[:, ::-1], synthetic_ecg.LEADS[::-1]))
+    np.testing.assert_allclose(shuffled, good, atol=1e-3)  # lead order is normalised
+
+    truncated = _write_record(tmp_path, "truncated", signal, synthetic_ecg.LEADS)
+    data = truncated.with_suffix(".dat")
+    data.write_bytes(data.read_bytes()[:3000])
+    cases = {
+        tmp_path / "absent": "ECG file not found",
+        truncated: "unreadable or truncated WFDB record",
+        _write_record(tmp_path, "three", signal[:, :3], synthetic_ecg.LEADS[:3]): "wrong lead set",
+        _write_record(tmp_path, "flat", np.zeros_like(signal), synthetic_ecg.LEADS): "flat-line signal",
+        _write_record(tmp_path, "short", signal[:1000], synthetic_ecg.LEADS): "signal too short",
+    }
+    for path, reason in cases.items():
+        with pytest.raises(RecordError) as caught:
+            read_ecg(path)
+        assert caught.value.reason.startswith(reason), (path.name, caught.value.reason)
+
+
+@pytest.mark.shared_data
+def test_ecg_reader_reads_every_real_record(shared_data):
+    records = sorted({p.with_suffix("") for p in (shared_data / "ecg").glob("*/*.hea")})
+    assert len(records) >= 17  # CinC 2021 (.mat), PTB (.dat, 15 leads), LUDB (one file per lead set)
+    for record in records:
+        signal = read_ecg(record)
+        assert signal.shape == (12, 1000) and np.isfinite(signal).all(), record.name
+
+
+def test_image_reader_applies_photometric_interpretation_and_rejects_bad_files(tmp_path):
+    rng = np.random.default_rng(3)
+    pixels = synthetic_imaging.synth_chest(rng, 1.0)
+    when = datetime(2026, 3, 1, 10)
+    synthetic_imaging.write_dicom(tmp_path / "m2.dcm", pixels, patient_id="1", study_uid_seed="a", when=when)
+    synthetic_imaging.write_dicom(tmp_path / "m1.dcm", pixels, patient_id="1", study_uid_seed="b", when=when,
+                                  monochrome1=True)
+    m2, m1 = read_image(tmp_path / "m2.dcm"), read_image(tmp_path / "m1.dcm")
+    assert m2.shape == (1, 64, 64)
+    np.testing.assert_allclose(m1, m2, atol=0.02)  # MONOCHROME1 is inverted back to bright = dense
+    (tmp_path / "junk.dcm").write_bytes(b"\x00" * 200)
+    for path, reason in {tmp_path / "junk.dcm": "not a readable DICOM file",
+                         tmp_path / "none.dcm": "DICOM file not found"}.items():
+        with pytest.raises(RecordError) as caught:
+            read_image(path)
+        assert caught.value.reason.startswith(reason)
+
+
+@pytest.mark.shared_data
+def test_image_reader_on_every_real_dicom(shared_data):
+    folder = shared_data / "dicom"
+    for name in ("chest_dx_nih_cxr14.dcm", "chest_cr_RG1_J2KI.dcm", "CT_small.dcm", "MR_small.dcm"):
+        image = read_image(folder / name)
+        assert image.shape == (1, 64, 64) and 0 <= image.min() and image.max() <= 1 and image.std() > 0.05, name
+    for name, reason in {"liver_1frame.dcm": "DICOM object holds no image (Segmentation Storage)",
+                         "../ecg/dicom_waveform/waveform_ecg.dcm": "DICOM object holds no image"}.items():
+        with pytest.raises(RecordError) as caught:
+            read_image(folder / name)
+        assert caught.value.reason.startswith(reason)
+    try:  # 12-bit JPEG needs a decoder plugin: either it decodes, or the reason says why not
+        assert read_image(folder / "JPEG-lossy.dcm").shape == (1, 64, 64)
+    except RecordError as error:
+        assert error.reason.startswith("cannot decode pixel data (JPEG Extended")
+    assert pydicom.dcmread(folder / "CT_small.dcm").Modality == "CT"
+
+
+def test_signal_encoders_embed_to_their_configured_size():
+    ecg = new_signal_encoder("ecg", {"target_fs": 100, "seconds": 10, "embedding_dim": 8, "seed": 1})
+    image = new_signal_encoder("images", {"size": 64, "embedding_dim": 8, "seed": 1})
+    assert ecg.encode(np.zeros((3, 12, 1000), np.float32), "cpu").shape == (3, 8)
+    assert image.encode(np.zeros((2, 1, 64, 64), np.float32), "cpu").shape == (2, 8)
+    again = new_signal_encoder("ecg", {"target_fs": 100, "seconds": 10, "embedding_dim": 8, "seed": 1})
+    assert again.encoder_id == ecg.encoder_id  # same weights, same id
+    assert "target_fs=100" in ecg.encoder_id

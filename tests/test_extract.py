@@ -1,0 +1,106 @@
+"""Extraction from MIMIC-layout source tables into canonical frames, on both backends."""
+
+from datetime import datetime
+
+import pandas as pd
+import pytest
+
+from pipeline.sources.mimic import assign_stays, extract, study_datetime
+
+T0 = datetime(2026, 3, 1)
+
+
+def ts(text):
+    return pd.Timestamp(text)
+
+
+def load(wh, tables):
+    with wh.begin() as conn:
+        for table, rows in tables.items():
+            wh.bulk_insert(conn, table, pd.DataFrame(rows))
+
+
+@pytest.fixture
+def small_icu(any_warehouse):
+    """Two stays of one patient and one of another; labs in and out of the ICU."""
+    load(any_warehouse, {
+        "mimiciv_hosp.patients": [
+            {"subject_id": 1, "gender": "F", "anchor_age": 60, "anchor_year": 2024},
+            {"subject_id": 2, "gender": "M", "anchor_age": 70, "anchor_year": 2026},
+        ],
+        "mimiciv_hosp.admissions": [
+            {"subject_id": 1, "hadm_id": 11, "admittime": ts("2026-02-01"), "admission_type": "URGENT"},
+            {"subject_id": 1, "hadm_id": 12, "admittime": ts("2026-02-20"), "admission_type": "URGENT"},
+            {"subject_id": 2, "hadm_id": 21, "admittime": ts("2026-02-27"), "admission_type": "EW EMER."},
+        ],
+        "mimiciv_icu.icustays": [
+            {"subject_id": 1, "hadm_id": 11, "stay_id": 101, "first_careunit": "MICU",
+             "intime": ts("2026-02-01 08:00"), "outtime": ts("2026-02-05 08:00")},
+            {"subject_id": 1, "hadm_id": 12, "stay_id": 102, "first_careunit": "MICU",
+             "intime": ts("2026-02-20 08:00"), "outtime": ts("2026-03-05 08:00")},   # still in at T0
+            {"subject_id": 2, "hadm_id": 21, "stay_id": 201, "first_careunit": "SICU",
+             "intime": ts("2026-02-27 10:00"), "outtime": None},
+            {"subject_id": 2, "hadm_id": 22, "stay_id": 202, "first_careunit": "SICU",
+             "intime": ts("2026-03-02 10:00"), "outtime": None},                     # admitted after T0
+        ],
+        "mimiciv_icu.chartevents": [
+            {"subject_id": 2, "stay_id": 201, "itemid": 223761, "charttime": ts("2026-02-28 10:00"),
+             "storetime": ts("2026-02-28 10:05"), "value": "98.6", "valuenum": 98.6, "valueuom": "°F"},
+            {"subject_id": 2, "stay_id": 201, "itemid": 227969, "charttime": ts("2026-02-28 10:00"),
+             "storetime": ts("2026-02-28 10:05"), "value": "Siderails up", "valuenum": None, "valueuom": None},
+            {"subject_id": 2, "stay_id": 201, "itemid": 220045, "charttime": ts("2026-02-28 23:50"),
+             "storetime": ts("2026-03-01 00:10"), "value": "90", "valuenum": 90.0, "valueuom": "bpm"},  # arrives late
+        ],
+        "mimiciv_hosp.labevents": [
+            {"labevent_id": 1, "subject_id": 1, "itemid": 50813, "charttime": ts("2026-02-21 06:00"),
+             "storetime": ts("2026-02-21 07:00"), "value": "2.1", "valuenum": 2.1, "valueuom": "mmol/L"},
+            {"labevent_id": 2, "subject_id": 1, "itemid": 50813, "charttime": ts("2026-02-10 06:00"),
+             "storetime": ts("2026-02-10 07:00"), "value": "1.0", "valuenum": 1.0, "valueuom": "mmol/L"},  # ward
+            {"labevent_id": 3, "subject_id": 2, "itemid": 50912, "charttime": ts("2026-02-27 06:00"),
+             "storetime": ts("2026-02-27 07:00"), "value": "1.3", "valuenum": 1.3, "valueuom": "mg/dL"},  # ED, 4 h before
+        ],
+    })
+    return any_warehouse
+
+
+def test_cohort_is_a_point_in_time_snapshot(small_icu):
+    cohort = extract(small_icu, until=T0).frames["cohort"].set_index("stay_id")
+    assert sorted(cohort.index) == [101, 102, 201]           # 202 is admitted after T0
+    assert pd.isna(cohort.loc[102, "discharge_time"])        # its outtime is not known yet at T0
+    assert cohort.loc[101, "discharge_time"] == ts("2026-02-05 08:00")
+    assert cohort.loc[101, "age"] == 62                      # anchor_age + (2026 - anchor_year)
+
+
+def test_events_are_mapped_converted_assigned_and_excluded_with_reasons(small_icu):
+    extraction = extract(small_icu, until=T0)
+    events = extraction.frames["events"].set_index("source_row_id")
+    temperature = events[events["code"] == "VITAL//temperature"].iloc[0]
+    assert temperature["value"] == pytest.approx(37.0)       # 98.6 °F -> °C by the concept map
+    assert temperature["unit"] == "°C"
+    assert events.loc["labevents/1", "stay_id"] == 102       # assigned by subject and time
+    assert events.loc["labevents/3", "stay_id"] == 201       # ED draw within 6 h before the ICU
+    reasons = extraction.excluded.set_index("record_id")["reason"].to_dict()
+    assert reasons["labevents/2"] == "not during an ICU stay"
+    assert any(r == "item is not in the concept map" for r in reasons.values())
+    assert extraction.records_in("events") == len(events) + len(extraction.excluded)
+
+
+def test_incremental_windows_follow_arrival_time(small_icu):
+    before = extract(small_icu, until=T0)
+    assert "VITAL//heart_rate" not in set(before.frames["events"]["code"])   # stored 10 min after T0
+    later = extract(small_icu, until=datetime(2026, 3, 2), since={"events": T0})
+    assert later.frames["events"]["code"].tolist() == ["VITAL//heart_rate"]
+
+
+def test_assign_stays_prefers_the_latest_overlapping_stay():
+    spans = pd.DataFrame({"stay_id": [1, 2], "subject_id": [5, 5],
+                          "admit_time": [ts("2026-01-01"), ts("2026-01-02")],
+                          "span_start": [ts("2026-01-01"), ts("2026-01-02")],
+                          "span_end": [ts("2026-01-10"), ts("2026-01-03")]})
+    rows = pd.DataFrame({"id": ["a", "b"], "subject_id": [5, 5], "time": [ts("2026-01-02 12:00"), ts("2026-01-05")]})
+    assert assign_stays(rows, spans, "id").tolist() == [2, 1]
+
+
+def test_mimic_cxr_study_date_and_time():
+    stamps = study_datetime(pd.Series([21800506, 20260301]), pd.Series([213014.531, 5.0]))
+    assert stamps.tolist() == [ts("2180-05-06 21:30:14"), ts("2026-03-01 00:00:05")]
