@@ -21,6 +21,9 @@ if [ -f .venv/.vigil-installed ] && [ "$(cat .venv/.vigil-installed)" = "$stamp"
 fi
 echo "Setting up .venv (first run: about 2-3 minutes, ~2.5 GB) ..."
 "$python" -m venv .venv
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+pip_install() {  # quiet, minus the notices about local mirror folders that some hosts configure
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check "$@" 2> >(grep -v "is ignored: it is neither" >&2)
+}
+pip_install -r requirements.lock
+pip_install --no-deps --no-build-isolation -e .
 echo "$stamp" > .venv/.vigil-installed
