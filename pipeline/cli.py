@@ -192,15 +192,27 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def run_airflow(settings: Settings, arguments: list[str], check: bool = True) -> int:
+def run_airflow(settings: Settings, arguments: list[str], check: bool = True, log_file: Path | None = None) -> int:
+    """Run ``airflow <arguments>`` on Vigil's DAGs and home (migrating its database first).
+
+    With ``log_file`` the output goes there instead of the terminal; a failure prints its tail.
+    """
     env = airflow_env(settings)
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     airflow = str(Path(sys.executable).parent / "airflow")
     if arguments[:2] != ["db", "migrate"]:
         subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
-    result = subprocess.run([airflow, *arguments], env=env)
+    if log_file is None:
+        result = subprocess.run([airflow, *arguments], env=env)
+    else:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_file, "w") as log:
+            result = subprocess.run([airflow, *arguments], env=env, stdout=log, stderr=subprocess.STDOUT)
+        if result.returncode:
+            print("".join(log_file.read_text().splitlines(keepends=True)[-40:]), file=sys.stderr)
     if check and result.returncode:
-        raise SystemExit(f"airflow {' '.join(arguments)} failed with exit code {result.returncode}")
+        raise SystemExit(f"airflow {' '.join(arguments)} failed with exit code {result.returncode}"
+                         + (f" (log: {log_file})" if log_file else ""))
     return result.returncode
 
 
@@ -225,7 +237,10 @@ def cmd_demo(args, settings: Settings) -> int:
     for i, night in enumerate(nights, start=3):
         print(f"== {i}/4 nightly scoring for {night}" + (" (Airflow: dags test)" if args.airflow else ""))
         if args.airflow:
-            run_airflow(settings, ["dags", "test", "vigil_nightly", night.isoformat()])
+            log_file = settings.home / "logs" / f"airflow-dags-test-vigil_nightly-{night}.log"
+            run_airflow(settings, ["dags", "test", "vigil_nightly", night.isoformat()], log_file=log_file)
+            print(f"   airflow dags test vigil_nightly {night}: success "
+                  f"({_published_rows(settings, night)} risk rows; task log {log_file})")
         else:
             cmd_run(argparse.Namespace(date=night, stages=None), settings)
     cmd_top(argparse.Namespace(limit=10), settings)
@@ -241,6 +256,11 @@ Look further:
   Airflow UI:        {prefix}{vigil} airflow standalone    (then open http://localhost:8080)
 """)
     return 0
+
+
+def _published_rows(settings: Settings, night: date) -> int:
+    return int(_warehouse(settings).scalar("SELECT COUNT(*) FROM vigil_risk.risk_scores WHERE night = :night",
+                                           {"night": night}))
 
 
 def _safe_url(url: str) -> str:

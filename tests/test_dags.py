@@ -54,16 +54,15 @@ def test_night_for_a_run():
     assert str(scheduled) == "2026-01-29"
 
 
-def _dags_test(trained, night) -> subprocess.CompletedProcess:
-    settings = trained["settings"]
+def _dags_test(settings, dag_id: str, day) -> subprocess.CompletedProcess:
+    """``airflow dags test`` in a subprocess, with its own metadata DB in the Vigil home."""
     env = airflow_env(settings)
-    env.update({k: v for k, v in trained["env"].items()})
     env["AIRFLOW_HOME"] = str(settings.home / "airflow")
     env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{settings.home / 'airflow' / 'airflow.db'}"
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     airflow = str(Path(sys.executable).parent / "airflow")
     subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
-    return subprocess.run([airflow, "dags", "test", "vigil_nightly", night.isoformat()], env=env,
+    return subprocess.run([airflow, "dags", "test", dag_id, day.isoformat()], env=env,
                           capture_output=True, text=True, timeout=600)
 
 
@@ -72,7 +71,7 @@ def test_airflow_dags_test_of_the_nightly_dag_is_green(trained):
     wh = trained["warehouse"]
     night = E2E_NIGHTS[1]
     before = wh.read("SELECT risk_rows_sha256 FROM vigil_audit.runs WHERE night = :n", {"n": night})
-    result = _dags_test(trained, night)
+    result = _dags_test(trained["settings"], "vigil_nightly", night)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert "state=success" in output
@@ -82,3 +81,25 @@ def test_airflow_dags_test_of_the_nightly_dag_is_green(trained):
     # the run through Airflow publishes exactly what `vigil run` published for the same night
     assert set(after["risk_rows_sha256"]) == set(before["risk_rows_sha256"])
     assert os.path.exists(trained["settings"].run_dir(night.isoformat()) / "report" / "report.json")
+
+
+@pytest.mark.slow
+def test_airflow_dags_test_of_the_training_dag_registers_and_promotes(tmp_path):
+    from datetime import date, datetime
+
+    from pipeline.config import load_settings
+    from pipeline.synthetic import cohort as synthetic
+    from pipeline.warehouse import connect
+    from tests.conftest import make_env
+
+    settings = load_settings({**os.environ, **make_env(tmp_path / "home")})
+    wh = connect(settings)
+    wh.create_schema()
+    synthetic.write(wh, synthetic.generate(220, datetime(2026, 1, 1), 20, seed=5), settings.filestore, progress=False)
+    result = _dags_test(settings, "vigil_training", date(2026, 1, 21))
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    versions = wh.read("SELECT candidate, promoted, training_as_of FROM vigil_models.model_versions",
+                       times=("training_as_of",))
+    assert sorted(versions["candidate"]) == ["early_fusion", "xgboost_tabular"]
+    assert versions["promoted"].astype(bool).sum() == 1
+    assert (versions["training_as_of"] == datetime(2026, 1, 21)).all()

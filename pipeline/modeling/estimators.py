@@ -47,25 +47,49 @@ def _columns(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
     return [c for c in frame.columns if c not in categorical], categorical
 
 
-def _factors(names: np.ndarray, contributions: np.ndarray, raw: pd.DataFrame, top_k: int) -> list[list[dict]]:
-    """Top-|contribution| factors per row, named after the input column with its raw value."""
+def feature_groups(names, raw: pd.DataFrame) -> dict[str, list[int]]:
+    """Preprocessed columns grouped by what a clinician would call one factor.
+
+    Every aggregate and missingness indicator of a code is one group (``lab_lactate``); the
+    one-hot columns of a category are one group (``unit``); a static number is its own group.
+
+    >>> feature_groups(["age", "lab_lactate__max_24h", "missingindicator_lab_lactate__max_24h", "sex_F"],
+    ...                pd.DataFrame({"age": [1.0], "sex": ["F"]}))
+    {'age': [0], 'lab_lactate': [1, 2], 'sex': [3]}
+    """
+    categorical = [c for c in raw.columns if not pd.api.types.is_numeric_dtype(raw[c])]
+    groups: dict[str, list[int]] = {}
+    for index, name in enumerate(names):
+        name = str(name).removeprefix("missingindicator_")
+        group = next((c for c in categorical if name.startswith(f"{c}_")), name.split("__")[0])
+        groups.setdefault(group, []).append(index)
+    return groups
+
+
+def _group_value(group: str, raw: pd.DataFrame, row: int):
+    """What to show beside a factor: the static value, the category, or the latest measurement."""
+    if group in raw.columns:
+        column = group
+    else:
+        column = next((c for c in raw.columns if c.startswith(f"{group}__last_")), None)
+        column = column or next((c for c in raw.columns if c.startswith(f"{group}__")), None)
+    if column is None:
+        return None
+    value = raw[column].iloc[row]
+    if pd.isna(value):
+        return "not measured"
+    return round(float(value), 4) if isinstance(value, (int, float, np.number)) else str(value)
+
+
+def _factors(groups: dict[str, list[int]], contributions: np.ndarray, raw: pd.DataFrame,
+             top_k: int) -> list[list[dict]]:
+    """Top-|contribution| factors per row; ``contributions`` has one column per group."""
+    names = list(groups)
     out = []
     for i in range(contributions.shape[0]):
         order = np.argsort(-np.abs(contributions[i]), kind="stable")[:top_k]
-        row = []
-        for j in order:
-            name = str(names[j])
-            column = name.removeprefix("missingindicator_")
-            value = raw[column].iloc[i] if column in raw.columns else None
-            if name.startswith("missingindicator_"):
-                value = "missing" if pd.isna(value) else "measured"
-            row.append({
-                "factor": name,
-                "contribution": round(float(contributions[i, j]), 4),
-                "value": None if value is None or (isinstance(value, float) and np.isnan(value))
-                else (round(float(value), 4) if isinstance(value, (int, float, np.number)) else str(value)),
-            })
-        out.append(row)
+        out.append([{"factor": names[j], "contribution": round(float(contributions[i, j]), 4),
+                     "value": _group_value(names[j], raw, i)} for j in order])
     return out
 
 
@@ -91,9 +115,12 @@ class XGBoostRisk(BaseEstimator, ClassifierMixin):
         return self.model_.predict_proba(self.preprocessor_.transform(inputs.tabular))[:, 1]
 
     def explain(self, inputs: ModelInputs, top_k: int = 3) -> list[list[dict]]:
+        """XGBoost's own SHAP values (log-odds), summed per factor group (SHAP is additive)."""
         matrix = DMatrix(self.preprocessor_.transform(inputs.tabular), feature_names=list(self.feature_names_))
-        contributions = self.model_.get_booster().predict(matrix, pred_contribs=True)[:, :-1]
-        return _factors(self.feature_names_, contributions, inputs.tabular, top_k)
+        shap = self.model_.get_booster().predict(matrix, pred_contribs=True)[:, :-1]
+        groups = feature_groups(self.feature_names_, inputs.tabular)
+        summed = np.column_stack([shap[:, columns].sum(axis=1) for columns in groups.values()])
+        return _factors(groups, summed, inputs.tabular, top_k)
 
 
 class _FusionNet(nn.Module):
@@ -217,23 +244,22 @@ class EarlyFusionClassifier(BaseEstimator, ClassifierMixin):
         return self.calibrator_.predict_proba(self._logits(xs, masks)[:, None])[:, 1]
 
     def explain(self, inputs: ModelInputs, top_k: int = 3) -> list[list[dict]]:
-        """Tabular inputs by gradient x input (log-odds); other modalities by occlusion."""
+        """Occlusion in log-odds: each factor group, then each embedded modality, is set to the
+        training average (0 after scaling; absent for a modality) and the logit change is its
+        contribution."""
         xs, masks = self._tensors(inputs)
-        self.net_.eval()
-        tab = xs["tabular"].clone().requires_grad_(True)
-        logits = self.net_({**xs, "tabular": tab}, masks)
-        logits.sum().backward()
-        contributions = (tab.grad * tab).detach().numpy()
-        names = list(self.feature_names_)
-        base = logits.detach().numpy()
-        extra = []
+        base = self._logits(xs, masks)
+        groups = feature_groups(self.feature_names_, inputs.tabular)
+        columns = []
+        for indices in groups.values():
+            occluded = xs["tabular"].clone()
+            occluded[:, indices] = 0.0
+            columns.append(base - self._logits({**xs, "tabular": occluded}, masks))
         for m in self.embedded_:
             occluded = self._logits(xs, {**masks, m: torch.zeros_like(masks[m])})
-            extra.append(np.where(masks[m].numpy() > 0, base - occluded, 0.0))
-            names.append(m)
-        if extra:
-            contributions = np.column_stack([contributions] + extra)
-        return _factors(np.array(names), contributions, inputs.tabular, top_k)
+            columns.append(np.where(masks[m].numpy() > 0, base - occluded, 0.0))
+            groups[m] = []
+        return _factors(groups, np.column_stack(columns), inputs.tabular, top_k)
 
 
 def make_candidate(kind: str, inputs: tuple[str, ...], params: dict, seed: int):
