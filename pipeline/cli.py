@@ -15,6 +15,7 @@ from pathlib import Path
 from pipeline.config import PROJECT_ROOT, Settings, load_settings
 
 log = logging.getLogger("vigil")
+ALL_TIME = datetime(9999, 12, 31)  # "no cut-off" for commands that look at everything
 
 
 def _quiet_libraries() -> None:
@@ -86,10 +87,10 @@ def cmd_check_data(args, settings: Settings) -> int:
     from pipeline.validate.checks import validate
 
     wh = _warehouse(settings)
-    as_of = datetime.combine(args.as_of, datetime.min.time()) if args.as_of else datetime.now()
+    as_of = datetime.combine(args.as_of, datetime.min.time()) if args.as_of else ALL_TIME
     extraction = extract(wh, until=as_of)
     outcome = validate(extraction.frames, as_of)
-    print(f"data known by {as_of:%Y-%m-%d %H:%M}")
+    print("all data" if as_of == ALL_TIME else f"data known by {as_of:%Y-%m-%d %H:%M}")
     print(f"{'table':<8} {'in':>9} {'valid':>9} {'quarantined':>12} {'excluded':>9}")
     for table, result in outcome.tables.items():
         excluded = int((extraction.excluded["table"] == table).sum()) + len(result.duplicates)
@@ -112,7 +113,7 @@ def cmd_check_data(args, settings: Settings) -> int:
     times["prediction_time"] = times["admit_time"] + timedelta(hours=spec.prediction_offset_hours)
     features = build_features(outcome.valid("events"), cohort, times[["stay_id", "prediction_time"]],
                               list(spec.codes), list(spec.windows_hours), list(spec.aggregations))
-    filled = features.drop(columns=["stay_id", "prediction_time"]).notna().mean().mean()
+    filled = features.drop(columns=["stay_id", "prediction_time"]).notna().to_numpy().mean() if len(features) else 0
     print(f"features: {len(features):,} stays x {features.shape[1] - 2} columns at admission + "
           f"{spec.prediction_offset_hours:g} h ({filled:.0%} of cells filled)")
     return 0
@@ -293,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo_load.set_defaults(func=cmd_load_mimic_demo)
 
     check = sub.add_parser("check-data", help="extract, validate and window all data; print data-quality counts")
-    check.add_argument("--as-of", type=_day, help="only data known by this day (default: now)")
+    check.add_argument("--as-of", type=_day, help="only data known by this day (default: all data)")
     check.set_defaults(func=cmd_check_data)
 
     train = sub.add_parser("train", help="fit, evaluate, register and promote the model(s) in models/")

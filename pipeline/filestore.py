@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 
@@ -17,12 +16,3 @@ class FileStore:
         if self.root.resolve() not in resolved.parents and resolved != self.root.resolve():
             raise ValueError(f"URI {uri!r} points outside the file store")
         return resolved
-
-    def sha256(self, uri: str, suffixes: tuple[str, ...] = ("",)) -> str:
-        """Digest of the file (or of the files ``uri + suffix``, e.g. a WFDB header and data)."""
-        digest = hashlib.sha256()
-        for suffix in suffixes:
-            with open(self.path(uri + suffix), "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-        return digest.hexdigest()

@@ -32,7 +32,7 @@ from pipeline.publish import NightResults, accounting, publish
 from pipeline.report import night_report
 from pipeline.score import score_stays
 from pipeline.sources.mimic import extract
-from pipeline.validate.checks import enforce_thresholds, validate
+from pipeline.validate.checks import RECORD_ID, enforce_thresholds, validate
 from pipeline.warehouse import Warehouse, connect
 
 log = logging.getLogger(__name__)
@@ -191,13 +191,14 @@ def features_stage(night, settings: Settings | None = None) -> dict:
     active = _active(ctx)
     specs = {name: parse_spec(info["spec"], name) for name, info in manifest["models"].items()}
     lookback = max(h for s in specs.values() for h in s.windows_hours)
-    history = wh.read(
+    history = wh.read_in(
         "SELECT stay_id, time, arrival_time, code, value FROM vigil_features.stay_events "
-        "WHERE ingest_night <> :night AND arrival_time <= :t AND time > :start",
+        "WHERE stay_id IN :values AND ingest_night <> :night AND arrival_time <= :t AND time > :start",
+        active["stay_id"].tolist(),
         {"night": ctx.night, "t": ctx.prediction_time, "start": ctx.prediction_time - timedelta(hours=lookback)},
         times=("time", "arrival_time"))
     tonight = ctx.read("validate", "events")[["stay_id", "time", "arrival_time", "code", "value"]]
-    events = pd.concat([history[history["stay_id"].isin(active["stay_id"])], tonight], ignore_index=True)
+    events = pd.concat([history, tonight], ignore_index=True)
     events["stay_id"] = events["stay_id"].astype("int64")
     ctx.write("features", "active", active)
     for name, spec in specs.items():
@@ -208,11 +209,10 @@ def features_stage(night, settings: Settings | None = None) -> dict:
 
 
 def _history_records(wh: Warehouse, ctx: Night, active: pd.DataFrame) -> pd.DataFrame:
-    history = wh.read(
+    return wh.read_in(
         "SELECT modality, record_id, stay_id, time, arrival_time, category, uri, text, content_hash "
-        "FROM vigil_features.stay_records WHERE ingest_night <> :night AND arrival_time <= :t",
-        {"night": ctx.night, "t": ctx.prediction_time}, times=("time", "arrival_time"))
-    return history[history["stay_id"].isin(active["stay_id"])]
+        "FROM vigil_features.stay_records WHERE stay_id IN :values AND ingest_night <> :night AND arrival_time <= :t",
+        active["stay_id"].tolist(), {"night": ctx.night, "t": ctx.prediction_time}, times=("time", "arrival_time"))
 
 
 def embed_stage(night, settings: Settings | None = None) -> dict:
@@ -303,10 +303,13 @@ def publish_stage(night, settings: Settings | None = None) -> dict:
         records[column] = records[column] if column in records else None
     stored = {"cohort": len(ctx.read("validate", "cohort")), "events": len(events),
               **{t: int((records["modality"] == MODALITY_OF[t]).sum()) for t in RECORD_TABLES}}
-    counts = accounting(
+    tonight_ids = {t: set(ctx.read("extract", t)[RECORD_ID[t]].astype(str)) for t in TABLES}
+    tonight = quarantine[[rid in tonight_ids.get(t, ()) for t, rid in zip(quarantine["source_table"],
+                                                                          quarantine["record_id"])]]
+    counts = accounting(  # a record ingested on an earlier night that fails again is reported, not counted
         records_in=manifest["records_in"],
         used=stored,
-        quarantined=quarantine.groupby("source_table")["record_id"].nunique().to_dict(),
+        quarantined=tonight.groupby("source_table")["record_id"].nunique().to_dict(),
         excluded={t: int((excluded["table"] == t).sum()) + len(ctx.read("validate", f"{t}_duplicates"))
                   for t in TABLES},
     )

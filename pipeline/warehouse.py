@@ -157,6 +157,22 @@ class Warehouse:
             frame[column] = to_time(frame[column])
         return frame
 
+    def read_in(self, query: str, values, params: Mapping[str, Any] | None = None, *,
+                times: tuple[str, ...] = ()) -> pd.DataFrame:
+        """Run ``query`` (which contains ``IN :values``) once per chunk of ``values``; one frame."""
+        statement = text(query).bindparams(bindparam("values", expanding=True))
+        values = [_bind(v) for v in dict.fromkeys(values)]
+        bound = {k: _bind(v) for k, v in (params or {}).items()}
+        parts = []
+        with self.engine.connect() as conn:
+            for start in range(0, max(len(values), 1), _IN_CHUNK):
+                chunk = values[start:start + _IN_CHUNK] or [None]
+                parts.append(pd.read_sql_query(statement, conn, params={**bound, "values": chunk}))
+        frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        for column in times:
+            frame[column] = to_time(frame[column])
+        return frame
+
     def read_table(self, qualified: str, where: str = "", params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         query = f"SELECT * FROM {qualified}" + (f" WHERE {where}" if where else "")
         return self.read(query, params, times=tuple(self._time_columns.get(qualified, ())))

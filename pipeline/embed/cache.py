@@ -5,25 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import bindparam, text
 
 from pipeline.warehouse import Warehouse
 
-_CHUNK = 900  # keeps IN lists under SQLite's bound-parameter limit
-
 
 def lookup(wh: Warehouse, encoder_id: str, hashes: list[str]) -> dict[str, np.ndarray]:
-    wanted = sorted(set(hashes))
-    found: dict[str, np.ndarray] = {}
-    query = text("SELECT content_hash, vector FROM vigil_features.embeddings "
-                 "WHERE encoder_id = :encoder AND content_hash IN :hashes").bindparams(
-        bindparam("hashes", expanding=True))
-    with wh.engine.connect() as conn:
-        for start in range(0, len(wanted), _CHUNK):
-            rows = conn.execute(query, {"encoder": encoder_id, "hashes": wanted[start:start + _CHUNK]})
-            for content_hash, vector in rows:
-                found[content_hash] = np.frombuffer(bytes(vector), dtype="<f4").copy()
-    return found
+    rows = wh.read_in("SELECT content_hash, vector FROM vigil_features.embeddings "
+                      "WHERE encoder_id = :encoder AND content_hash IN :values", hashes, {"encoder": encoder_id})
+    return {h: np.frombuffer(bytes(v), dtype="<f4").copy() for h, v in zip(rows["content_hash"], rows["vector"])}
 
 
 def store(wh: Warehouse, encoder_id: str, modality: str, vectors: dict[str, np.ndarray]) -> int:

@@ -9,7 +9,6 @@ small; pooling is the attention-masked mean of the last hidden state, or the CLS
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +71,3 @@ class TextEncoder:
             if progress is not None:
                 progress.update(len(index))
         return out
-
-
-def describe_json(encoder: TextEncoder) -> str:
-    return json.dumps(encoder.describe(), sort_keys=True)
