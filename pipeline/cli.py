@@ -111,8 +111,7 @@ def cmd_check_data(args, settings: Settings) -> int:
     spec = load_specs(settings.models_dir)[0]
     times = cohort[["stay_id", "admit_time"]].copy()
     times["prediction_time"] = times["admit_time"] + timedelta(hours=spec.prediction_offset_hours)
-    features = build_features(outcome.valid("events"), cohort, times[["stay_id", "prediction_time"]],
-                              list(spec.codes), list(spec.windows_hours), list(spec.aggregations))
+    features = build_features(outcome.valid("events"), cohort, times[["stay_id", "prediction_time"]], spec.window_spec)
     filled = features.drop(columns=["stay_id", "prediction_time"]).notna().to_numpy().mean() if len(features) else 0
     print(f"features: {len(features):,} stays x {features.shape[1] - 2} columns at admission + "
           f"{spec.prediction_offset_hours:g} h ({filled:.0%} of cells filled)")

@@ -22,7 +22,8 @@ import pandas as pd
 from pipeline.config import Settings, load_settings, resolve_device
 from pipeline.embed.modalities import MODALITY_TABLE, embed_records, hash_records, stay_vectors
 from pipeline.embed.text import TextEncoder
-from pipeline.features.windows import KEY, build_features
+from pipeline.features.incremental import advance, edge_ranges
+from pipeline.features.windows import EVENT_COLUMNS, KEY, static_features
 from pipeline.filestore import FileStore
 from pipeline.frames import MODALITY_OF, RECORD_TABLES, TIME
 from pipeline.modeling import registry
@@ -33,7 +34,7 @@ from pipeline.report import night_report
 from pipeline.score import score_stays
 from pipeline.sources.mimic import extract
 from pipeline.validate.checks import RECORD_ID, enforce_thresholds, validate
-from pipeline.warehouse import Warehouse, connect
+from pipeline.warehouse import Warehouse, connect, to_time
 
 log = logging.getLogger(__name__)
 
@@ -185,27 +186,70 @@ def _active(ctx: Night) -> pd.DataFrame:
 
 
 def features_stage(night, settings: Settings | None = None) -> dict:
+    """Window features for every active stay; incremental when last night was published.
+
+    With last night's features in the warehouse and tonight's extraction starting at last
+    night's prediction time, only stays whose window contents changed are recomputed from their
+    stored events; the rest carry forward (``pipeline/features/incremental.py``).
+    """
     ctx, wh = _context(night, settings)
     manifest = ctx.manifest()
     cohort = ctx.read("validate", "cohort")
     active = _active(ctx)
-    specs = {name: parse_spec(info["spec"], name) for name, info in manifest["models"].items()}
-    lookback = max(h for s in specs.values() for h in s.windows_hours)
-    history = wh.read_in(
-        "SELECT stay_id, time, arrival_time, code, value FROM vigil_features.stay_events "
-        "WHERE stay_id IN :values AND ingest_night <> :night AND arrival_time <= :t AND time > :start",
-        active["stay_id"].tolist(),
-        {"night": ctx.night, "t": ctx.prediction_time, "start": ctx.prediction_time - timedelta(hours=lookback)},
-        times=("time", "arrival_time"))
-    tonight = ctx.read("validate", "events")[["stay_id", "time", "arrival_time", "code", "value"]]
-    events = pd.concat([history, tonight], ignore_index=True)
-    events["stay_id"] = events["stay_id"].astype("int64")
     ctx.write("features", "active", active)
-    for name, spec in specs.items():
-        features = build_features(events, cohort, active[KEY], list(spec.codes), list(spec.windows_hours),
-                                  list(spec.aggregations))
+    t1 = ctx.prediction_time
+    t0 = t1 - timedelta(days=1)
+    tonight = ctx.read("validate", "events")
+    continuous = manifest["since"].get("events") == t0.isoformat(sep=" ")
+    summary = {"active_stays": len(active)}
+    for name, info in manifest["models"].items():
+        spec = parse_spec(info["spec"], name).window_spec
+        previous = _previous_features(wh, ctx.night - timedelta(days=1), name, info["version"], spec) \
+            if continuous else None
+        edges = []
+        for low, high in edge_ranges(spec, t0, t1) if previous is not None else []:
+            edges += wh.read_in("SELECT DISTINCT stay_id FROM vigil_features.stay_events WHERE stay_id IN :values "
+                                "AND ingest_night <> :night AND time > :low AND time <= :high",
+                                active["stay_id"].tolist(), {"night": ctx.night, "low": low, "high": high}
+                                )["stay_id"].tolist()
+        windowed, counts = advance(previous, active["stay_id"].to_numpy(), tonight["stay_id"].to_numpy(), edges,
+                                   lambda stays, since: _stay_events(wh, ctx, stays, since, tonight), spec, t0, t1)
+        features = static_features(cohort, active[KEY]).merge(windowed, on=KEY, how="left")
         ctx.write("features", name, features)
-    return {"active_stays": len(active), "events_used": len(events)}
+        summary[name] = counts
+    return summary
+
+
+def _previous_features(wh: Warehouse, night: date, model: str, version: str, spec) -> pd.DataFrame | None:
+    """Last night's published window features, if that night scored with the same model version."""
+    runs = wh.read("SELECT models FROM vigil_audit.runs WHERE night = :night ORDER BY published_at DESC",
+                   {"night": night})
+    if runs.empty or json.loads(runs["models"].iloc[0]).get(model) != version:
+        return None
+    long = wh.read("SELECT stay_id, feature, value FROM vigil_features.stay_features WHERE night = :night",
+                   {"night": night})
+    wide = long[long["feature"].isin(spec.columns())].pivot(index="stay_id", columns="feature", values="value")
+    return wide.reindex(columns=spec.columns()).astype("float64").reset_index()
+
+
+def _stay_events(wh: Warehouse, ctx: Night, stays, since, tonight: pd.DataFrame) -> pd.DataFrame:
+    """Stored and tonight's events of ``stays`` with time after ``since`` (None: all), in
+    (stay, time, value) order; a source row that arrived again tonight (a correction) replaces
+    its stored version."""
+    stays = [int(s) for s in stays]
+    window = "" if since is None else "AND time > :since "
+    stored = wh.read_arrow(
+        "SELECT stay_id, time, arrival_time, code, value, source_row_id FROM vigil_features.stay_events "
+        f"WHERE stay_id IN :values AND ingest_night <> :night AND arrival_time <= :t {window}"
+        "ORDER BY stay_id, time, value",
+        {"night": ctx.night, "t": ctx.prediction_time, **({} if since is None else {"since": since})}, stays).to_pandas()
+    stored = stored[~stored["source_row_id"].isin(tonight["source_row_id"])]
+    for column in ("time", "arrival_time"):
+        stored[column] = to_time(stored[column])
+    fresh = tonight[tonight["stay_id"].isin(stays)]
+    if since is not None:
+        fresh = fresh[fresh["time"] > since]
+    return pd.concat([stored[EVENT_COLUMNS], fresh[EVENT_COLUMNS]], ignore_index=True)
 
 
 def _history_records(wh: Warehouse, ctx: Night, active: pd.DataFrame) -> pd.DataFrame:

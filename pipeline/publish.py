@@ -92,7 +92,9 @@ def publish(wh: Warehouse, results: NightResults) -> dict:
     with wh.begin() as conn:
         wh.replace_rows(conn, "vigil_risk.risk_scores", "night = :night", key, results.risk)
         wh.replace_rows(conn, "vigil_features.stay_features", "night = :night", key, results.stay_features)
-        wh.replace_rows(conn, "vigil_features.stay_events", "ingest_night = :night", key, events)
+        wh.execute(conn, "DELETE FROM vigil_features.stay_events WHERE ingest_night = :night", key)
+        wh.delete_in(conn, "vigil_features.stay_events", "source_row_id", events["source_row_id"].tolist())
+        wh.bulk_insert(conn, "vigil_features.stay_events", events)
         wh.execute(conn, "DELETE FROM vigil_features.stay_records WHERE ingest_night = :night", key)
         for modality, ids in records.groupby("modality")["record_id"]:  # a re-sent record moves to this night
             wh.delete_in(conn, "vigil_features.stay_records", "record_id", ids, "modality = :m", {"m": modality})

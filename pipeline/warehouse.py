@@ -31,6 +31,7 @@ SCHEMAS = SOURCE_SCHEMAS + VIGIL_SCHEMAS
 
 _TIME_TYPES = ("TIMESTAMP", "DATETIME")
 _IN_CHUNK = 900  # under SQLite's bound-parameter limit
+_NAMED_PARAM = re.compile(r"(?<!:):(\w+)")
 _SQLITE_INDEX = re.compile(
     r"CREATE INDEX IF NOT EXISTS (\w+) ON (\w+)\.(\w+)", flags=re.IGNORECASE
 )
@@ -92,6 +93,9 @@ class Warehouse:
         return engine
 
     def dispose(self) -> None:
+        if getattr(self, "_adbc_connection", None) is not None:
+            self._adbc_connection.close()
+            self._adbc_connection = None
         self.engine.dispose()
 
     # ---------------------------------------------------------------- schema
@@ -173,6 +177,38 @@ class Warehouse:
             frame[column] = to_time(frame[column])
         return frame
 
+    def read_arrow(self, query: str, params: Mapping[str, Any] | None = None, values=None) -> pa.Table:
+        """A query's rows as an Arrow table; ``IN :values`` binds ``values`` (a list).
+
+        On PostgreSQL this goes through ADBC (columnar, no Python objects per row) with the
+        parameters bound server-side; on SQLite through the SQLAlchemy connection.
+        """
+        if self.is_sqlite:
+            frame = self.read_in(query, values, params) if values is not None else self.read(query, params)
+            return pa.Table.from_pandas(frame, preserve_index=False)
+        names: list[str] = []
+
+        def positional(match: re.Match) -> str:
+            names.append(match.group(1))
+            return f"${len(names)}"
+
+        statement = _NAMED_PARAM.sub(positional, query.replace("IN :values", "= ANY(:values)"))
+        bound = {**(params or {}), **({"values": list(dict.fromkeys(values))} if values is not None else {})}
+        cursor = self._adbc().cursor()
+        try:
+            cursor.execute(statement, tuple(_adbc_value(bound[n]) for n in names))
+            return cursor.fetch_arrow_table()
+        finally:
+            cursor.close()
+
+    def _adbc(self):
+        if getattr(self, "_adbc_connection", None) is None:
+            import adbc_driver_postgresql.dbapi as adbc
+
+            url = self.engine.url.set(drivername="postgresql")
+            self._adbc_connection = adbc.connect(url.render_as_string(hide_password=False), autocommit=True)
+        return self._adbc_connection
+
     def read_table(self, qualified: str, where: str = "", params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         query = f"SELECT * FROM {qualified}" + (f" WHERE {where}" if where else "")
         return self.read(query, params, times=tuple(self._time_columns.get(qualified, ())))
@@ -225,13 +261,27 @@ class Warehouse:
 
     def delete_in(self, conn: Connection, qualified: str, column: str, values, where: str = "",
                   params: Mapping[str, Any] | None = None) -> int:
-        """``DELETE ... WHERE column IN (values) [AND where]``, bound in chunks (no SQL from data)."""
-        query = text(f"DELETE FROM {qualified} WHERE {column} IN :values" + (f" AND {where}" if where else ""))
-        query = query.bindparams(bindparam("values", expanding=True))
-        values, deleted = list(values), 0
-        for start in range(0, len(values), _IN_CHUNK):
-            bound = {k: _bind(v) for k, v in (params or {}).items()}
-            deleted += conn.execute(query, {**bound, "values": [_bind(v) for v in values[start:start + _IN_CHUNK]]}).rowcount
+        """``DELETE ... WHERE column IN (values) [AND where]``, values always bound, never pasted.
+
+        Short lists are bound inline; long ones are bulk-loaded into a temporary table first,
+        so deleting a million keys is one statement, not a thousand.
+        """
+        values = list(dict.fromkeys(values))
+        bound = {k: _bind(v) for k, v in (params or {}).items()}
+        extra = f" AND {where}" if where else ""
+        if len(values) <= _IN_CHUNK:
+            if not values:
+                return 0
+            query = text(f"DELETE FROM {qualified} WHERE {column} IN :values{extra}").bindparams(
+                bindparam("values", expanding=True))
+            return conn.execute(query, {**bound, "values": [_bind(v) for v in values]}).rowcount
+        conn.execute(text("DROP TABLE IF EXISTS vigil_delete_keys"))
+        conn.execute(text("CREATE TEMPORARY TABLE vigil_delete_keys (v TEXT)"))
+        self.bulk_insert(conn, "vigil_delete_keys", pd.DataFrame({"v": [str(v) for v in values]}))
+        cast = "" if self.is_sqlite else "::text"
+        deleted = conn.execute(text(f"DELETE FROM {qualified} WHERE {column}{cast} IN "
+                                    f"(SELECT v FROM vigil_delete_keys){extra}"), bound).rowcount
+        conn.execute(text("DROP TABLE vigil_delete_keys"))
         return deleted
 
     def replace_rows(
@@ -247,6 +297,16 @@ def _bind(value: Any) -> Any:
         return iso(value)
     if isinstance(value, np.generic):
         return value.item()
+    return value
+
+
+def _adbc_value(value: Any) -> Any:
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, list):
+        return [_adbc_value(v) for v in value]
     return value
 
 

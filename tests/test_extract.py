@@ -56,8 +56,10 @@ def small_icu(any_warehouse):
              "storetime": ts("2026-02-21 07:00"), "value": "2.1", "valuenum": 2.1, "valueuom": "mmol/L"},
             {"labevent_id": 2, "subject_id": 1, "itemid": 50813, "charttime": ts("2026-02-10 06:00"),
              "storetime": ts("2026-02-10 07:00"), "value": "1.0", "valuenum": 1.0, "valueuom": "mmol/L"},  # ward
-            {"labevent_id": 3, "subject_id": 2, "itemid": 50912, "charttime": ts("2026-02-27 06:00"),
-             "storetime": ts("2026-02-27 07:00"), "value": "1.3", "valuenum": 1.3, "valueuom": "mg/dL"},  # ED, 4 h before
+            {"labevent_id": 3, "subject_id": 2, "itemid": 50912, "charttime": ts("2026-02-27 16:00"),
+             "storetime": ts("2026-02-27 17:00"), "value": "1.3", "valuenum": 1.3, "valueuom": "mg/dL"},
+            {"labevent_id": 4, "subject_id": 2, "itemid": 50912, "charttime": ts("2026-02-27 06:00"),
+             "storetime": ts("2026-02-27 07:00"), "value": "1.2", "valuenum": 1.2, "valueuom": "mg/dL"},  # ED, before the ICU
         ],
     })
     return any_warehouse
@@ -78,9 +80,10 @@ def test_events_are_mapped_converted_assigned_and_excluded_with_reasons(small_ic
     assert temperature["value"] == pytest.approx(37.0)       # 98.6 °F -> °C by the concept map
     assert temperature["unit"] == "°C"
     assert events.loc["labevents/1", "stay_id"] == 102       # assigned by subject and time
-    assert events.loc["labevents/3", "stay_id"] == 201       # ED draw within 6 h before the ICU
+    assert events.loc["labevents/3", "stay_id"] == 201       # drawn in the ICU
     reasons = extraction.excluded.set_index("record_id")["reason"].to_dict()
     assert reasons["labevents/2"] == "not during an ICU stay"
+    assert reasons["labevents/4"] == "not during an ICU stay"
     assert any(r == "item is not in the concept map" for r in reasons.values())
     assert extraction.records_in("events") == len(events) + len(extraction.excluded)
 

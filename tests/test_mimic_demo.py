@@ -52,8 +52,7 @@ def test_mimic_demo_loads_and_goes_through_extract_validate_and_features(any_war
     assert len(cohort) == 140
     spec = load_specs(PROJECT_ROOT / "models")[0]
     times = cohort[["stay_id", "admit_time"]].assign(prediction_time=lambda f: f["admit_time"] + pd.Timedelta(hours=24))
-    features = build_features(outcome.valid("events"), cohort, times[["stay_id", "prediction_time"]],
-                              list(spec.codes), list(spec.windows_hours), list(spec.aggregations))
+    features = build_features(outcome.valid("events"), cohort, times[["stay_id", "prediction_time"]], spec.window_spec)
     assert len(features) == 140
     assert features["vital_heart_rate__mean_24h"].between(20, 250).mean() > 0.8
     assert features["lab_creatinine__last_24h"].notna().mean() > 0.5

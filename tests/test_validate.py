@@ -61,7 +61,7 @@ def test_each_kind_of_bad_event_is_quarantined_with_its_reason():
         event("impossible", value=999.0),
         event("negative", value=-5.0),
         event("unit", source_unit="mmHg"),
-        event("future", time="2026-03-02 10:00"),
+        event("future", time="2026-03-02 10:00"),                     # arrived 2026-02-28
         event("orphan", stay_id=99),
         event("no_stay", stay_id=None),
         event("quarantined_stay", stay_id=2),             # its stay failed validation
@@ -74,7 +74,7 @@ def test_each_kind_of_bad_event_is_quarantined_with_its_reason():
     assert reasons["impossible"] == {"above the physiologically possible range"}
     assert reasons["negative"] == {"below the physiologically possible range"}
     assert reasons["unit"] == {"unit differs from the concept map's unit"}
-    assert reasons["future"] == {"charted after the prediction time"}
+    assert reasons["future"] == {"charted after the night it arrived in"}
     assert reasons["orphan"] == {"stay is not in the validated cohort"}
     assert "no ICU stay for this row" in reasons["no_stay"]
     assert reasons["quarantined_stay"] == {"stay is not in the validated cohort"}

@@ -10,41 +10,14 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupShuffleSplit
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 from torch import nn
 from xgboost import DMatrix, XGBClassifier
 
+from pipeline.features.preprocess import fit_preprocessor
 from pipeline.modeling.inputs import ModelInputs
-
-CLIP_SD = 5.0
-
-
-def _clip(z: np.ndarray) -> np.ndarray:
-    return np.clip(z, -CLIP_SD, CLIP_SD)
-
-
-def make_preprocessor(numeric: list[str], categorical: list[str]) -> ColumnTransformer:
-    """Median imputation with missingness indicators, z-scaling clipped at +-5 SD (a value far
-    outside training never dominates a score); one-hot categories."""
-    return ColumnTransformer([
-        ("num", Pipeline([
-            ("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
-            ("scale", StandardScaler()),
-            ("clip", FunctionTransformer(_clip, feature_names_out="one-to-one")),
-        ]), numeric),
-        ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical),
-    ], verbose_feature_names_out=False)
-
-
-def _columns(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
-    categorical = [c for c in frame.columns if frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c])]
-    return [c for c in frame.columns if c not in categorical], categorical
 
 
 def feature_groups(names, raw: pd.DataFrame) -> dict[str, list[int]]:
@@ -96,19 +69,21 @@ def _factors(groups: dict[str, list[int]], contributions: np.ndarray, raw: pd.Da
 class XGBoostRisk(BaseEstimator, ClassifierMixin):
     """Gradient-boosted trees on the tabular input; explanations are XGBoost's own SHAP values."""
 
-    def __init__(self, params: dict | None = None, seed: int = 7):
+    def __init__(self, params: dict | None = None, preprocessing: dict | None = None, seed: int = 7):
         self.params = params
+        self.preprocessing = preprocessing
         self.seed = seed
 
     def fit(self, inputs: ModelInputs, y: np.ndarray, groups: np.ndarray | None = None) -> XGBoostRisk:
-        numeric, categorical = _columns(inputs.tabular)
-        self.preprocessor_ = make_preprocessor(numeric, categorical).fit(inputs.tabular)
+        self.preprocessor_, rows = fit_preprocessor(self.preprocessing or {}, inputs.tabular, y)
+        self.training_rows_ = int(rows.sum())
         self.feature_names_ = self.preprocessor_.get_feature_names_out()
+        y = y[rows]
         positives = max(1, int(y.sum()))
         self.model_ = XGBClassifier(**(self.params or {}), random_state=self.seed, n_jobs=2,
                                     scale_pos_weight=(len(y) - positives) / positives * 0.5,
                                     eval_metric="logloss")
-        self.model_.fit(self.preprocessor_.transform(inputs.tabular), y)
+        self.model_.fit(self.preprocessor_.transform(inputs.tabular[rows]), y)
         return self
 
     def predict_proba(self, inputs: ModelInputs) -> np.ndarray:
@@ -154,11 +129,13 @@ class EarlyFusionClassifier(BaseEstimator, ClassifierMixin):
     decay), dropout and modality dropout, early-stopped on a patient-level inner split whose
     logits also fit a Platt calibration. A missing modality is a zero mask, never an error."""
 
-    def __init__(self, modalities: tuple[str, ...] = ("tabular",), hidden: int = 32, dropout: float = 0.3,
+    def __init__(self, modalities: tuple[str, ...] = ("tabular",), preprocessing: dict | None = None,
+                 hidden: int = 32, dropout: float = 0.3,
                  weight_decay: float = 1e-3, learning_rate: float = 2e-3, epochs: int = 150, patience: int = 15,
                  batch_size: int = 128, focal_alpha: float = 0.5, focal_gamma: float = 1.5,
                  modality_dropout: float = 0.15, seed: int = 7):
         self.modalities = modalities
+        self.preprocessing = preprocessing
         self.hidden = hidden
         self.dropout = dropout
         self.weight_decay = weight_decay
@@ -195,8 +172,9 @@ class EarlyFusionClassifier(BaseEstimator, ClassifierMixin):
         rng = np.random.default_rng(self.seed)
         groups = np.arange(len(y)) if groups is None else np.asarray(groups)
         fit_rows, val_rows = next(GroupShuffleSplit(1, test_size=0.2, random_state=self.seed).split(y, y, groups))
-        numeric, categorical = _columns(inputs.tabular)
-        self.preprocessor_ = make_preprocessor(numeric, categorical).fit(inputs.tabular.iloc[fit_rows])
+        self.preprocessor_, kept = fit_preprocessor(self.preprocessing or {}, inputs.tabular.iloc[fit_rows], y[fit_rows])
+        fit_rows = fit_rows[kept]
+        self.training_rows_ = int(len(fit_rows))
         self.feature_names_ = self.preprocessor_.get_feature_names_out()
         self.embedded_ = [m for m in self.modalities if m != "tabular"]
         self.embedding_mean_, self.embedding_scale_ = {}, {}
@@ -262,9 +240,9 @@ class EarlyFusionClassifier(BaseEstimator, ClassifierMixin):
         return _factors(groups, np.column_stack(columns), inputs.tabular, top_k)
 
 
-def make_candidate(kind: str, inputs: tuple[str, ...], params: dict, seed: int):
+def make_candidate(kind: str, inputs: tuple[str, ...], params: dict, seed: int, preprocessing: dict | None = None):
     if kind == "xgboost":
-        return XGBoostRisk(params=params, seed=seed)
+        return XGBoostRisk(params=params, preprocessing=preprocessing, seed=seed)
     if kind == "early_fusion":
-        return EarlyFusionClassifier(modalities=inputs, seed=seed, **params)
+        return EarlyFusionClassifier(modalities=inputs, preprocessing=preprocessing, seed=seed, **params)
     raise ValueError(f"unknown candidate kind {kind!r}")

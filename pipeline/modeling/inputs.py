@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from pipeline.features.windows import feature_name
 
 
 @dataclass
@@ -37,8 +36,7 @@ class ModelInputs:
 
 def tabular_columns(spec) -> tuple[list[str], list[str]]:
     """(numeric, categorical) column names of the tabular input."""
-    windowed = [feature_name(c, a, h) for h in spec.windows_hours for c in spec.codes for a in spec.aggregations]
-    return list(spec.static_numeric) + windowed, list(spec.static_categorical)
+    return list(spec.static_numeric) + spec.window_spec.columns(), list(spec.static_categorical)
 
 
 def tabular_frame(spec, features: pd.DataFrame) -> pd.DataFrame:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.features.windows import AGGREGATIONS
+from pipeline.features.preprocess import SCALINGS
+from pipeline.features.windows import AGGREGATIONS, WindowSpec
 
 MODALITIES = ("tabular", "notes", "ecg", "images")
 CANDIDATE_KINDS = ("xgboost", "early_fusion")
@@ -46,9 +47,9 @@ class ModelSpec:
     label_query: str
     min_age: float
     prediction_offset_hours: float
-    codes: tuple[str, ...]
-    windows_hours: tuple[int, ...]
-    aggregations: tuple[str, ...]
+    window_spec: WindowSpec
+    sequence: dict | None
+    preprocessing: dict
     static_numeric: tuple[str, ...]
     static_categorical: tuple[str, ...]
     modalities: dict[str, dict]
@@ -92,10 +93,28 @@ def parse_spec(raw: dict, where: str = "<spec>") -> ModelSpec:
     label = _require(raw, "label", where)
     cohort = _require(raw, "cohort", where)
     features = _require(raw, "features", where)
-    aggregations = tuple(_require(features, "aggregations", f"{where}: features"))
+    aggregations = tuple(features.get("aggregations", AGGREGATIONS))
     bad = [a for a in aggregations if a not in AGGREGATIONS]
     if bad:
         raise SpecError(f"{where}: features.aggregations: unknown {bad}; choose from {list(AGGREGATIONS)}")
+    lookbacks = []
+    for hours in _require(features, "lookback_hours", f"{where}: features"):
+        if hours == "stay":
+            lookbacks.append(None)
+        elif isinstance(hours, int) and hours > 0:
+            lookbacks.append(hours)
+        else:
+            raise SpecError(f"{where}: features.lookback_hours: {hours!r} is neither a positive number of hours nor 'stay'")
+    sequence = features.get("sequence")
+    if sequence is not None and not (isinstance(sequence, dict) and int(sequence.get("windows", 0)) > 0):
+        raise SpecError(f"{where}: features.sequence needs a positive 'windows' count")
+    preprocessing = dict(raw.get("preprocessing") or {})
+    if preprocessing.get("scaling", "zscore") not in SCALINGS:
+        raise SpecError(f"{where}: preprocessing.scaling must be one of {list(SCALINGS)}")
+    unknown_options = set(preprocessing) - {"max_missing", "max_stay_missing", "clip_sd", "scaling", "select_top_k",
+                                            "mi_weight", "redundancy"}
+    if unknown_options:
+        raise SpecError(f"{where}: preprocessing: unknown option(s) {sorted(unknown_options)}")
     modalities = raw.get("modalities") or {}
     unknown = [m for m in modalities if m not in MODALITIES]
     if unknown:
@@ -137,9 +156,11 @@ def parse_spec(raw: dict, where: str = "<spec>") -> ModelSpec:
         label_query=_require(label, "query", f"{where}: label"),
         min_age=float(cohort.get("min_age", 0)),
         prediction_offset_hours=float(_require(cohort, "prediction_offset_hours", f"{where}: cohort")),
-        codes=tuple(_require(features, "codes", f"{where}: features")),
-        windows_hours=tuple(int(h) for h in _require(features, "windows_hours", f"{where}: features")),
-        aggregations=aggregations,
+        window_spec=WindowSpec(codes=tuple(_require(features, "codes", f"{where}: features")),
+                               lookbacks=tuple(lookbacks), aggregations=aggregations,
+                               missing_indicators=bool(features.get("missing_indicators", True))),
+        sequence=dict(sequence) if sequence else None,
+        preprocessing=preprocessing,
         static_numeric=tuple(features.get("static_numeric", ())),
         static_categorical=tuple(features.get("static_categorical", ())),
         modalities={k: dict(v or {}) for k, v in modalities.items()},

@@ -63,8 +63,7 @@ def training_set(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: date
     if examples["label"].nunique() < 2:
         raise ValueError(f"{spec.name}: the training examples known by {as_of} hold only one label class "
                          f"({len(examples)} examples); load more data or move the training date later")
-    features = build_features(validation.valid("events"), cohort, examples[KEY], list(spec.codes),
-                              list(spec.windows_hours), list(spec.aggregations))
+    features = build_features(validation.valid("events"), cohort, examples[KEY], spec.window_spec)
     records = {m: validation.valid(MODALITY_TABLE[m]) for m in spec.used_modalities() if m != "tabular"}
     return TrainingSet(examples=examples[["stay_id", "subject_id", "prediction_time", "label"]],
                        features=features, records=records, quarantine=validation.quarantine())
@@ -127,7 +126,7 @@ def train_spec(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: dateti
     results, rows = {}, []
     for candidate in spec.candidates:
         log.info("%s: fitting %s (%s)", spec.name, candidate.name, candidate.kind)
-        model = make_candidate(candidate.kind, candidate.inputs, candidate.params, spec.seed)
+        model = make_candidate(candidate.kind, candidate.inputs, candidate.params, spec.seed, spec.preprocessing)
         model.fit(_only(train_in, candidate.inputs), y[train_rows], groups[train_rows])
         held_out = model.predict_proba(_only(test_in, candidate.inputs))
         metrics = binary_metrics(y[test_rows], held_out, spec.operating_threshold)

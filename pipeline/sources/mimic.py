@@ -18,7 +18,10 @@ from pipeline.frames import conform, empty
 from pipeline.warehouse import Warehouse
 
 EPOCH = datetime(1900, 1, 1)
-PRE_ADMISSION_TOLERANCE = pd.Timedelta(hours=6)  # labs / ECGs drawn in the ED just before the ICU
+# Rows are placed in a stay only from its ICU admission on. A tolerance before admission (ED labs)
+# would make the answer depend on when extraction ran: at midnight a lab drawn at 22:00 cannot yet
+# belong to a stay admitted at 01:00, and a nightly run would lose it for good.
+PRE_ADMISSION_TOLERANCE = pd.Timedelta(0)
 
 
 @dataclass

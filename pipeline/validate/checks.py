@@ -107,6 +107,8 @@ def validate_table(table: str, frame: pd.DataFrame, checks: list, context=None) 
     duplicates = frame[duplicated]
     checked = frame[~duplicated].copy()
     checked[ROW] = range(len(checked))
+    if "arrival_time" in checked:
+        checked[suites.ARRIVAL_NIGHT_END] = checked["arrival_time"].dt.ceil("D")
     if checked.empty:
         failed, dq = pd.DataFrame(columns=[ROW, "reason", "check_name"]), pd.DataFrame()
     else:
@@ -121,7 +123,7 @@ def validate_table(table: str, frame: pd.DataFrame, checks: list, context=None) 
         "reason": quarantine["reason"].astype("string"),
         "check_name": quarantine["check_name"].astype("string"),
     }, columns=QUARANTINE_COLUMNS)
-    valid = checked[~bad].drop(columns=[ROW]).reset_index(drop=True)
+    valid = checked[~bad].drop(columns=[ROW, suites.ARRIVAL_NIGHT_END], errors="ignore").reset_index(drop=True)
     return TableResult(table=table, valid=valid, quarantine=quarantine, duplicates=duplicates, dq=dq)
 
 
@@ -130,9 +132,9 @@ def validate(frames: dict[str, pd.DataFrame], until: datetime) -> Validation:
     outcome, context = Validation(), gx_context()
     outcome.tables["cohort"] = validate_table("cohort", frames["cohort"], suites.cohort_checks(until), context)
     stays = outcome.tables["cohort"].valid["stay_id"].astype(int).tolist()
-    outcome.tables["events"] = validate_table("events", frames["events"], suites.events_checks(until, stays), context)
+    outcome.tables["events"] = validate_table("events", frames["events"], suites.events_checks(stays), context)
     for table in RECORD_TABLES:
-        outcome.tables[table] = validate_table(table, frames[table], suites.record_checks(table, until, stays),
+        outcome.tables[table] = validate_table(table, frames[table], suites.record_checks(table, stays),
                                                context)
     return outcome
 

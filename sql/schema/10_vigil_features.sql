@@ -61,5 +61,6 @@ CREATE TABLE IF NOT EXISTS vigil_features.stay_features (
 
 CREATE INDEX IF NOT EXISTS stay_events_stay_time_idx ON vigil_features.stay_events (stay_id, time);
 CREATE INDEX IF NOT EXISTS stay_events_night_idx ON vigil_features.stay_events (ingest_night);
+CREATE INDEX IF NOT EXISTS stay_events_row_idx ON vigil_features.stay_events (source_row_id);
 CREATE INDEX IF NOT EXISTS stay_records_stay_idx ON vigil_features.stay_records (stay_id);
 CREATE INDEX IF NOT EXISTS stay_features_night_idx ON vigil_features.stay_features (night);

@@ -1,0 +1,129 @@
+"""The fitted tabular preprocessing of the sepsis mortality research model, as one scikit-learn
+transformer: drop features missing in more than ``max_missing`` of training stays, impute
+(mean for numbers, mode for categories), clip at ``clip_sd`` standard deviations, scale
+(z-score or min-max), one-hot encode categories, and keep the ``select_top_k`` columns ranked
+by a weighted mix of mutual information and correlation with the label, skipping near-copies.
+
+Everything is learned in ``fit`` on the training split and stored with the model version;
+``transform`` applies it unchanged at scoring.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.feature_selection import mutual_info_classif
+
+SCALINGS = ("zscore", "minmax")
+log = logging.getLogger(__name__)
+
+
+class ClinicalPreprocessor(TransformerMixin, BaseEstimator):
+    def __init__(self, max_missing: float = 0.2, clip_sd: float | None = 3.0, scaling: str = "zscore",
+                 select_top_k: int | None = None, mi_weight: float = 0.5, redundancy: float = 0.95,
+                 random_state: int = 7):
+        self.max_missing = max_missing
+        self.clip_sd = clip_sd
+        self.scaling = scaling
+        self.select_top_k = select_top_k
+        self.mi_weight = mi_weight
+        self.redundancy = redundancy
+        self.random_state = random_state
+
+    def _split(self, X: pd.DataFrame) -> tuple[list[str], list[str]]:
+        categorical = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
+        return [c for c in X.columns if c not in categorical], categorical
+
+    def fit(self, X: pd.DataFrame, y=None) -> ClinicalPreprocessor:
+        if self.scaling not in SCALINGS:
+            raise ValueError(f"scaling must be one of {SCALINGS}, not {self.scaling!r}")
+        numeric, categorical = self._split(X)
+        missing_share = X[numeric].isna().mean()
+        self.numeric_ = [c for c in numeric if missing_share[c] <= self.max_missing]
+        self.dropped_for_missingness_ = [c for c in numeric if c not in self.numeric_]
+        values = X[self.numeric_].astype("float64")
+        self.means_ = values.mean().fillna(0.0)
+        filled = values.fillna(self.means_)
+        if self.clip_sd is not None:
+            sd = filled.std(ddof=0).fillna(0.0)
+            self.lower_, self.upper_ = self.means_ - self.clip_sd * sd, self.means_ + self.clip_sd * sd
+            filled = filled.clip(self.lower_, self.upper_, axis=1)
+        if self.scaling == "zscore":
+            self.center_, scale = filled.mean(), filled.std(ddof=0)
+        else:
+            self.center_, scale = filled.min(), filled.max() - filled.min()
+        self.scale_ = scale.where(scale > 1e-12, 1.0)
+        self.categories_ = {c: sorted(X[c].dropna().astype(str).unique()) for c in categorical}
+        self.modes_ = {c: (X[c].dropna().astype(str).mode().iloc[0] if X[c].notna().any() else "unknown")
+                       for c in categorical}
+        self.all_names_ = self.numeric_ + [f"{c}_{v}" for c, vs in self.categories_.items() for v in vs]
+        self.selected_ = np.arange(len(self.all_names_))
+        if self.select_top_k is not None and y is not None and self.select_top_k < len(self.all_names_):
+            self.selected_ = self._select(self._full_transform(X), np.asarray(y))
+        self.feature_names_out_ = np.array(self.all_names_, dtype=object)[self.selected_]
+        return self
+
+    def _full_transform(self, X: pd.DataFrame) -> np.ndarray:
+        values = X[self.numeric_].astype("float64").fillna(self.means_)
+        if self.clip_sd is not None:
+            values = values.clip(self.lower_, self.upper_, axis=1)
+        parts = [((values - self.center_) / self.scale_).to_numpy()]
+        for column, categories in self.categories_.items():
+            observed = X[column].astype(object).where(X[column].notna(), self.modes_[column]).astype(str).to_numpy()
+            parts.append((observed[:, None] == np.array(categories, dtype=object)[None, :]).astype(float))
+        return np.hstack(parts) if parts else np.zeros((len(X), 0))
+
+    def _select(self, matrix: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Rank by ``mi_weight * MI + (1 - mi_weight) * |corr|`` (each scaled to [0, 1]); greedily
+        keep the best, skipping a column correlated above ``redundancy`` with one already kept."""
+        mi = mutual_info_classif(matrix, y, random_state=self.random_state)
+        centred = matrix - matrix.mean(axis=0)
+        norms = np.sqrt((centred ** 2).sum(axis=0))
+        target = (y - y.mean()) / (np.sqrt(((y - y.mean()) ** 2).sum()) or 1.0)
+        corr = np.abs(centred.T @ target / np.where(norms > 0, norms, 1.0))
+        score = self.mi_weight * mi / (mi.max() or 1.0) + (1 - self.mi_weight) * corr / (corr.max() or 1.0)
+        unit = centred / np.where(norms > 0, norms, 1.0)
+        kept: list[int] = []
+        for index in np.argsort(-score, kind="stable"):
+            if norms[index] == 0:
+                continue
+            if kept and np.max(np.abs(unit[:, kept].T @ unit[:, index])) > self.redundancy:
+                continue
+            kept.append(int(index))
+            if len(kept) == self.select_top_k:
+                break
+        return np.array(sorted(kept))
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        return self._full_transform(X)[:, self.selected_]
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        return self.feature_names_out_
+
+    def row_missing_share(self, X: pd.DataFrame) -> np.ndarray:
+        """Per row, the share of the kept numeric features that are missing."""
+        if not self.numeric_:
+            return np.zeros(len(X))
+        return X[self.numeric_].isna().mean(axis=1).to_numpy()
+
+
+def fit_preprocessor(config: dict, X: pd.DataFrame, y: np.ndarray) -> tuple[ClinicalPreprocessor, np.ndarray]:
+    """Fit, drop training rows missing more than ``max_stay_missing`` of the kept features, refit.
+
+    Returns the preprocessor and the boolean mask of the training rows it kept.
+    """
+    options = dict(config)
+    max_stay_missing = options.pop("max_stay_missing", None)
+    preprocessor = ClinicalPreprocessor(**options).fit(X, y)
+    rows = np.ones(len(X), dtype=bool)
+    if max_stay_missing is not None:
+        rows = preprocessor.row_missing_share(X) <= max_stay_missing
+        if rows.sum() < 0.5 * len(X):
+            log.warning("max_stay_missing=%s would drop %d of %d training rows; keeping them all instead",
+                        max_stay_missing, int((~rows).sum()), len(X))
+            rows = np.ones(len(X), dtype=bool)
+        preprocessor = ClinicalPreprocessor(**options).fit(X[rows], y[rows])
+    return preprocessor, rows
