@@ -131,6 +131,53 @@ def cmd_train(args, settings: Settings) -> int:
     return 0
 
 
+def find_spec(name: str, settings: Settings):
+    """A spec by name: ``models_dir/<name>.yaml``, else a sub-folder of the project's ``models/``
+    (``models/physionet/`` keeps the real-data specs out of the synthetic demo)."""
+    from pipeline.modeling.spec import SpecError, load_spec
+
+    candidates = [settings.models_dir / f"{name}.yaml", *sorted((PROJECT_ROOT / "models").glob(f"*/{name}.yaml"))]
+    for path in candidates:
+        if path.exists():
+            return load_spec(path)
+    raise SpecError(f"no model spec named {name!r} (looked in {settings.models_dir} and models/*/)")
+
+
+def cmd_load_physionet2012(args, settings: Settings) -> int:
+    from pipeline.sources import physionet2012
+
+    wh = _warehouse(settings)
+    wh.create_schema()
+    loaded = physionet2012.load(wh, Path(args.records), Path(args.outcomes) if args.outcomes else None,
+                                start=args.start, days=args.days, progress=not args.quiet)
+    print(f"PhysioNet 2012: {loaded.stays:,} ICU stays" + (f", {loaded.deaths:,} in-hospital deaths" if loaded.deaths is not None else ""))
+    for table, count in loaded.rows.items():
+        print(f"  {table:<34} {count:>9,} rows")
+    for reason, count in loaded.not_loaded.items():
+        print(f"  not loaded: {count:>7,}  {reason}")
+    return 0
+
+
+def cmd_cross_validate(args, settings: Settings) -> int:
+    from pipeline.modeling.evaluation import cross_validate
+
+    evaluation = cross_validate(_warehouse(settings), settings, find_spec(args.spec, settings), folds=args.folds)
+    print(evaluation.markdown)
+    print(f"report: {evaluation.paths['markdown']}")
+    return 0
+
+
+def cmd_evaluate(args, settings: Settings) -> int:
+    from pipeline.modeling.evaluation import evaluate_source
+
+    spec = find_spec(args.spec or f"{args.source}_mortality", settings)
+    evaluation = evaluate_source(settings, spec, args.source, Path(args.records),
+                                 Path(args.outcomes) if args.outcomes else None, progress=not args.quiet)
+    print(evaluation.markdown)
+    print(f"report: {evaluation.paths['markdown']}")
+    return 0
+
+
 def cmd_run(args, settings: Settings) -> int:
     from pipeline.nightly import STAGES, run_night
 
@@ -291,6 +338,25 @@ def build_parser() -> argparse.ArgumentParser:
     demo_load.add_argument("path", help="folder holding hosp/ and icu/ (mimic-iv-clinical-database-demo-2.2)")
     demo_load.add_argument("--meds", help="MEDS events.parquet for charted vitals (default: ../mimic-iv-demo-meds beside PATH)")
     demo_load.set_defaults(func=cmd_load_mimic_demo)
+
+    pn12 = sub.add_parser("load-physionet2012", help="load PhysioNet 2012 record files (and outcomes) into the source tables")
+    pn12.add_argument("records", help="folder of record .txt files, or the set-*.tar.gz/.tar.xz archive")
+    pn12.add_argument("--outcomes", help="Outcomes-*.txt (labels, length of stay, SAPS-I, SOFA)")
+    pn12.add_argument("--start", type=_day, default=date(2025, 1, 1), help="first possible ICU admission day")
+    pn12.add_argument("--days", type=int, default=365, help="admissions spread over this many days")
+    pn12.set_defaults(func=cmd_load_physionet2012)
+
+    cv = sub.add_parser("cross-validate", help="patient-level k-fold cross-validation of a spec on the loaded cohort")
+    cv.add_argument("--spec", required=True, help="spec name (models/<name>.yaml or models/*/<name>.yaml)")
+    cv.add_argument("--folds", type=int, default=5)
+    cv.set_defaults(func=cmd_cross_validate)
+
+    evaluate = sub.add_parser("evaluate", help="score a labelled cohort from files with the promoted model (no refitting)")
+    evaluate.add_argument("--source", choices=["physionet2012"], required=True)
+    evaluate.add_argument("--records", required=True, help="record files (folder or archive) never used in training")
+    evaluate.add_argument("--outcomes", help="the records' outcomes file (PhysioNet 2012: Outcomes-*.txt)")
+    evaluate.add_argument("--spec", help="spec name (default: <source>_mortality)")
+    evaluate.set_defaults(func=cmd_evaluate)
 
     check = sub.add_parser("check-data", help="extract, validate and window all data; print data-quality counts")
     check.add_argument("--as-of", type=_day, help="only data known by this day (default: all data)")

@@ -67,10 +67,11 @@ class ClinicalPreprocessor(TransformerMixin, BaseEstimator):
         return self
 
     def _full_transform(self, X: pd.DataFrame) -> np.ndarray:
-        values = X[self.numeric_].astype("float64").fillna(self.means_)
+        values = X[self.numeric_].to_numpy(dtype="float64", copy=True)
+        values = np.where(np.isnan(values), self.means_.to_numpy(), values)
         if self.clip_sd is not None:
-            values = values.clip(self.lower_, self.upper_, axis=1)
-        parts = [((values - self.center_) / self.scale_).to_numpy()]
+            values = np.clip(values, self.lower_.to_numpy(), self.upper_.to_numpy())
+        parts = [(values - self.center_.to_numpy()) / self.scale_.to_numpy()]
         for column, categories in self.categories_.items():
             observed = X[column].astype(object).where(X[column].notna(), self.modes_[column]).astype(str).to_numpy()
             parts.append((observed[:, None] == np.array(categories, dtype=object)[None, :]).astype(float))

@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-AGGREGATIONS = ("min", "max", "mean", "std", "first", "last", "count", "slope", "delta", "since_last")
+AGGREGATIONS = ("min", "max", "mean", "std", "first", "last", "count", "slope", "delta", "since_last", "sum")
+DEFAULT_AGGREGATIONS = AGGREGATIONS[:-1]  # "sum" is for volumes (urine output), chosen per spec
 KEY = ["stay_id", "prediction_time"]
 EVENT_COLUMNS = ["stay_id", "time", "arrival_time", "code", "value"]
 STAY = None  # the whole-stay lookback
@@ -36,7 +37,7 @@ class WindowSpec:
 
     codes: tuple[str, ...]
     lookbacks: tuple[int | None, ...] = (24,)
-    aggregations: tuple[str, ...] = AGGREGATIONS
+    aggregations: tuple[str, ...] = DEFAULT_AGGREGATIONS
     missing_indicators: bool = True
 
     def __post_init__(self):
@@ -98,6 +99,8 @@ def _aggregate(aggregation: str, hours: int | None) -> list[pl.Expr]:
         expr = value.last() - value.first()
     elif aggregation == "count":
         expr = value.count().cast(pl.Float64)
+    elif aggregation == "sum":  # no events in the window: unknown, not zero
+        expr = pl.when(value.count() > 0).then(value.sum())
     elif aggregation == "std":
         expr = value.std(ddof=1)
     else:

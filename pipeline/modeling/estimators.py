@@ -12,7 +12,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import GroupShuffleSplit
+from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 from torch import nn
 from xgboost import DMatrix, XGBClassifier
 
@@ -74,20 +74,41 @@ class XGBoostRisk(BaseEstimator, ClassifierMixin):
         self.preprocessing = preprocessing
         self.seed = seed
 
+    def _booster(self, params: dict, y: np.ndarray, balance: float) -> XGBClassifier:
+        positives = max(1, int(y.sum()))
+        weight = (len(y) - positives) / positives * balance if balance > 0 else 1.0
+        return XGBClassifier(**params, random_state=self.seed, n_jobs=2, scale_pos_weight=weight,
+                             eval_metric="logloss")
+
     def fit(self, inputs: ModelInputs, y: np.ndarray, groups: np.ndarray | None = None) -> XGBoostRisk:
+        """``params`` go to XGBoost, except ``balance`` (the share of full class re-weighting,
+        default 0.5; 0 = none) and ``calibration_folds`` (k >= 2: a Platt calibration fitted on
+        the out-of-fold margins of k patient-level folds of the training rows)."""
+        params = dict(self.params or {})
+        balance = float(params.pop("balance", 0.5))
+        folds = int(params.pop("calibration_folds", 0))
         self.preprocessor_, rows = fit_preprocessor(self.preprocessing or {}, inputs.tabular, y)
         self.training_rows_ = int(rows.sum())
         self.feature_names_ = self.preprocessor_.get_feature_names_out()
         y = y[rows]
-        positives = max(1, int(y.sum()))
-        self.model_ = XGBClassifier(**(self.params or {}), random_state=self.seed, n_jobs=2,
-                                    scale_pos_weight=(len(y) - positives) / positives * 0.5,
-                                    eval_metric="logloss")
-        self.model_.fit(self.preprocessor_.transform(inputs.tabular[rows]), y)
+        matrix = self.preprocessor_.transform(inputs.tabular[rows])
+        self.calibrator_ = None
+        if folds >= 2:
+            groups = np.arange(len(y)) if groups is None else np.asarray(groups)[rows]
+            margins = np.zeros(len(y))
+            splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=self.seed)
+            for train_rows, held_rows in splitter.split(matrix, y, groups):
+                fold_model = self._booster(params, y[train_rows], balance).fit(matrix[train_rows], y[train_rows])
+                margins[held_rows] = fold_model.predict(matrix[held_rows], output_margin=True)
+            self.calibrator_ = LogisticRegression().fit(margins[:, None], y)
+        self.model_ = self._booster(params, y, balance).fit(matrix, y)
         return self
 
     def predict_proba(self, inputs: ModelInputs) -> np.ndarray:
-        return self.model_.predict_proba(self.preprocessor_.transform(inputs.tabular))[:, 1]
+        matrix = self.preprocessor_.transform(inputs.tabular)
+        if getattr(self, "calibrator_", None) is None:
+            return self.model_.predict_proba(matrix)[:, 1]
+        return self.calibrator_.predict_proba(self.model_.predict(matrix, output_margin=True)[:, None])[:, 1]
 
     def explain(self, inputs: ModelInputs, top_k: int = 3) -> list[list[dict]]:
         """XGBoost's own SHAP values (log-odds), summed per factor group (SHAP is additive)."""
@@ -240,9 +261,38 @@ class EarlyFusionClassifier(BaseEstimator, ClassifierMixin):
         return _factors(groups, np.column_stack(columns), inputs.tabular, top_k)
 
 
+class LogisticRisk(BaseEstimator, ClassifierMixin):
+    """L2-regularised logistic regression on the same preprocessed tabular input: the baseline
+    every tabular model is measured against. Explanations are coefficient × scaled value."""
+
+    def __init__(self, C: float = 0.1, preprocessing: dict | None = None, seed: int = 7):
+        self.C = C
+        self.preprocessing = preprocessing
+        self.seed = seed
+
+    def fit(self, inputs: ModelInputs, y: np.ndarray, groups: np.ndarray | None = None) -> LogisticRisk:
+        self.preprocessor_, rows = fit_preprocessor(self.preprocessing or {}, inputs.tabular, y)
+        self.training_rows_ = int(rows.sum())
+        self.feature_names_ = self.preprocessor_.get_feature_names_out()
+        self.model_ = LogisticRegression(C=self.C, max_iter=5000, random_state=self.seed)
+        self.model_.fit(self.preprocessor_.transform(inputs.tabular[rows]), y[rows])
+        return self
+
+    def predict_proba(self, inputs: ModelInputs) -> np.ndarray:
+        return self.model_.predict_proba(self.preprocessor_.transform(inputs.tabular))[:, 1]
+
+    def explain(self, inputs: ModelInputs, top_k: int = 3) -> list[list[dict]]:
+        terms = self.preprocessor_.transform(inputs.tabular) * self.model_.coef_[0]
+        groups = feature_groups(self.feature_names_, inputs.tabular)
+        summed = np.column_stack([terms[:, columns].sum(axis=1) for columns in groups.values()])
+        return _factors(groups, summed, inputs.tabular, top_k)
+
+
 def make_candidate(kind: str, inputs: tuple[str, ...], params: dict, seed: int, preprocessing: dict | None = None):
     if kind == "xgboost":
         return XGBoostRisk(params=params, preprocessing=preprocessing, seed=seed)
+    if kind == "logistic":
+        return LogisticRisk(preprocessing=preprocessing, seed=seed, **params)
     if kind == "early_fusion":
         return EarlyFusionClassifier(modalities=inputs, preprocessing=preprocessing, seed=seed, **params)
     raise ValueError(f"unknown candidate kind {kind!r}")

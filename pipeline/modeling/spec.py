@@ -14,10 +14,10 @@ from pathlib import Path
 import yaml
 
 from pipeline.features.preprocess import SCALINGS
-from pipeline.features.windows import AGGREGATIONS, WindowSpec
+from pipeline.features.windows import AGGREGATIONS, DEFAULT_AGGREGATIONS, WindowSpec
 
 MODALITIES = ("tabular", "notes", "ecg", "images")
-CANDIDATE_KINDS = ("xgboost", "early_fusion")
+CANDIDATE_KINDS = ("xgboost", "logistic", "early_fusion")
 TASKS = ("binary",)
 
 
@@ -31,6 +31,7 @@ class Candidate:
     kind: str
     inputs: tuple[str, ...]
     params: dict
+    baseline: bool = False   # trained and reported for comparison, never promoted
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def parse_spec(raw: dict, where: str = "<spec>") -> ModelSpec:
     label = _require(raw, "label", where)
     cohort = _require(raw, "cohort", where)
     features = _require(raw, "features", where)
-    aggregations = tuple(features.get("aggregations", AGGREGATIONS))
+    aggregations = tuple(features.get("aggregations", DEFAULT_AGGREGATIONS))
     bad = [a for a in aggregations if a not in AGGREGATIONS]
     if bad:
         raise SpecError(f"{where}: features.aggregations: unknown {bad}; choose from {list(AGGREGATIONS)}")
@@ -131,10 +132,12 @@ def parse_spec(raw: dict, where: str = "<spec>") -> ModelSpec:
                 raise SpecError(f"{here}.inputs: unknown modality '{m}'; choose from {list(MODALITIES)}")
             if m != "tabular" and m not in modalities:
                 raise SpecError(f"{here}.inputs: '{m}' is used but not configured under modalities")
-        if kind == "xgboost" and inputs != ("tabular",):
-            raise SpecError(f"{here}: an xgboost candidate reads the tabular input only")
+        if kind in ("xgboost", "logistic") and inputs != ("tabular",):
+            raise SpecError(f"{here}: an {kind} candidate reads the tabular input only")
         candidates.append(Candidate(name=_require(entry, "name", here), kind=kind, inputs=inputs,
-                                    params=dict(entry.get("params") or {})))
+                                    params=dict(entry.get("params") or {}), baseline=bool(entry.get("baseline", False))))
+    if all(c.baseline for c in candidates):
+        raise SpecError(f"{where}: candidates: at least one candidate must not be a baseline (only those are promoted)")
     if len({c.name for c in candidates}) != len(candidates):
         raise SpecError(f"{where}: candidate names must be unique")
     bands = []

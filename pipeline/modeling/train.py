@@ -139,13 +139,15 @@ def train_spec(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: dateti
             text_encoder=text_info if "notes" in candidate.inputs else None,
             signal_encoders={m: e for m, e in signal_encoders.items() if m in candidate.inputs},
             training={"as_of": str(as_of), "held_out_probabilities": np.quantile(held_out, np.linspace(0, 1, 21)).tolist(),
-                      "examples": len(y), "pretraining": pretraining},
+                      "examples": len(y), "pretraining": pretraining,
+                      "subjects": sorted({int(s) for s in groups})},
         ).save(artifact)
         rows.append({"model_name": spec.name, "version": version, "candidate": candidate.name, "task": spec.task,
                      "spec_sha256": spec.sha256, "training_as_of": as_of, "trained_at": trained_at,
                      "n_train": len(train_rows), "n_test": len(test_rows),
                      "metrics_json": json.dumps(metrics, sort_keys=True), "artifact_uri": str(artifact)})
-    best = max(results, key=lambda name: results[name].get(spec.promote_metric) or -1)
+    promotable = [c.name for c in spec.candidates if not c.baseline]
+    best = max(promotable, key=lambda name: results[name].get(spec.promote_metric) or -1)
     promoted_version = f"{stamp}-{best}"
     report = _report(spec, as_of, data, train_rows, test_rows, results, best, pretraining, stay_embeddings,
                      pd.concat(failures, ignore_index=True) if failures else pd.DataFrame(columns=["reason"]))

@@ -108,14 +108,18 @@ def _exclusions(table: str, record_ids: pd.Series, reason) -> pd.DataFrame:
 def _events(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime,
             concepts: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     params = {"since": since, "until": until}
-    chart = wh.read(wh.sql("extract/chartevents"), params, times=("time", "arrival_time"))
-    chart["source_table"] = "mimiciv_icu.chartevents"
-    # chartevents has no row key: subject, item and chart time, numbered within exact repeats
-    base_id = ("chartevents/" + chart["subject_id"].astype(str) + "/" + chart["itemid"].astype(str) + "/"
-               + chart["time"].dt.strftime("%Y%m%dT%H%M%S").fillna("NaT"))
-    chart["source_row_id"] = base_id + "#" + chart.groupby(base_id).cumcount().astype(str)
-    missing_stay = chart["stay_id"].isna()
-    chart.loc[missing_stay, "stay_id"] = assign_stays(chart[missing_stay], spans, "source_row_id")
+    charted = []
+    for table in ("chartevents", "outputevents"):
+        rows = wh.read(wh.sql(f"extract/{table}"), params, times=("time", "arrival_time"))
+        rows["source_table"] = f"mimiciv_icu.{table}"
+        # neither table has a row key: subject, item and chart time, numbered within exact repeats
+        base_id = (f"{table}/" + rows["subject_id"].astype(str) + "/" + rows["itemid"].astype(str) + "/"
+                   + rows["time"].dt.strftime("%Y%m%dT%H%M%S").fillna("NaT"))
+        rows["source_row_id"] = base_id + "#" + rows.groupby(base_id).cumcount().astype(str)
+        missing_stay = rows["stay_id"].isna()
+        rows.loc[missing_stay, "stay_id"] = assign_stays(rows[missing_stay], spans, "source_row_id")
+        charted.append(rows)
+    chart = pd.concat(charted, ignore_index=True)
 
     labs = wh.read(wh.sql("extract/labevents"), params, times=("time", "arrival_time"))
     labs["source_table"] = "mimiciv_hosp.labevents"

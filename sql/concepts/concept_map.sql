@@ -49,4 +49,25 @@ VALUES
     ('mimiciv_hosp.labevents', 50862, 'LAB//albumin',         'Albumin',                 'g/dL',   'g/dL',   1, 0, 0, 10),
     ('mimiciv_hosp.labevents', 50820, 'LAB//ph',              'pH (blood gas)',          'units',  'units',  1, 0, 6.5, 8.0),
     ('mimiciv_hosp.labevents', 50821, 'LAB//po2',             'pO2 (blood gas)',         'mm Hg',  'mmHg',   1, 0, 0, 800),
-    ('mimiciv_hosp.labevents', 50818, 'LAB//pco2',            'pCO2 (blood gas)',        'mm Hg',  'mmHg',   1, 0, 0, 250);
+    ('mimiciv_hosp.labevents', 50818, 'LAB//pco2',            'pCO2 (blood gas)',        'mm Hg',  'mmHg',   1, 0, 0, 250),
+    ('mimiciv_hosp.labevents', 50817, 'LAB//sao2',             'Oxygen Saturation (blood gas)', '%', '%',     1, 0, 0, 100),
+    ('mimiciv_hosp.labevents', 50802, 'LAB//base_excess',      'Base Excess',             'mEq/L',  'mEq/L',  1, 0, -50, 50),
+    ('mimiciv_hosp.labevents', 50863, 'LAB//alp',              'Alkaline Phosphatase',    'IU/L',   'IU/L',   1, 0, 0, 10000),
+    ('mimiciv_hosp.labevents', 50861, 'LAB//alt',              'Alanine Aminotransferase (ALT)', 'IU/L', 'IU/L', 1, 0, 0, 20000),
+    ('mimiciv_hosp.labevents', 50878, 'LAB//ast',              'Asparate Aminotransferase (AST)', 'IU/L', 'IU/L', 1, 0, 0, 40000),
+    ('mimiciv_hosp.labevents', 50883, 'LAB//bilirubin_direct', 'Bilirubin, Direct',       'mg/dL',  'mg/dL',  1, 0, 0, 100),
+    ('mimiciv_hosp.labevents', 50907, 'LAB//cholesterol',      'Cholesterol, Total',      'mg/dL',  'mg/dL',  1, 0, 0, 2000),
+    ('mimiciv_hosp.labevents', 50970, 'LAB//phosphate',        'Phosphate',               'mg/dL',  'mg/dL',  1, 0, 0, 50),
+    ('mimiciv_hosp.labevents', 51221, 'LAB//hematocrit',       'Hematocrit',              '%',      '%',      1, 0, 0, 100),
+    ('mimiciv_hosp.labevents', 51275, 'LAB//ptt',              'PTT',                     'sec',    'sec',    1, 0, 0, 300),
+    ('mimiciv_hosp.labevents', 51214, 'LAB//fibrinogen',       'Fibrinogen, Functional',  'mg/dL',  'mg/dL',  1, 0, 0, 2000),
+    ('mimiciv_hosp.labevents', 51002, 'LAB//troponin_i',       'Troponin I',              'ng/mL',  'ng/mL',  1, 0, 0, 1000),
+    ('mimiciv_hosp.labevents', 51003, 'LAB//troponin_t',       'Troponin T',              'ng/mL',  'ng/mL',  1, 0, 0, 100),
+    -- further charted items the PhysioNet challenge files carry (sql/concepts/physionet_items.sql)
+    ('mimiciv_icu.chartevents', 198,    'VITAL//gcs_total',    'GCS Total (MIMIC-III CareVue item; MIMIC-IV charts the three components)', NULL, 'score', 1, 0, 3, 15),
+    ('mimiciv_icu.chartevents', 226730, 'VITAL//height',       'Height (cm)',                        'cm',       'cm',       1, 0, 20, 300),
+    ('mimiciv_icu.chartevents', 223835, 'VITAL//fio2',         'Inspired O2 Fraction',               '%',        '%',        1, 0, 21, 100),
+    ('mimiciv_icu.chartevents', 225792, 'VITAL//invasive_ventilation', 'Invasive Ventilation (1 = on)', NULL,    'flag',     1, 0, 0, 1),
+    ('mimiciv_icu.chartevents', 228640, 'VITAL//etco2',        'EtCO2',                              'mmHg',     'mmHg',     1, 0, 0, 150),
+    -- output volumes, mimiciv_icu.outputevents
+    ('mimiciv_icu.outputevents', 226559, 'OUTPUT//urine',      'Foley (urine output)',               'mL',       'mL',       1, 0, 0, 10000);

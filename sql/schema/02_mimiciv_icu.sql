@@ -42,3 +42,20 @@ CREATE INDEX IF NOT EXISTS icustays_stay_idx ON mimiciv_icu.icustays (stay_id);
 CREATE INDEX IF NOT EXISTS icustays_subject_idx ON mimiciv_icu.icustays (subject_id);
 CREATE INDEX IF NOT EXISTS chartevents_storetime_idx ON mimiciv_icu.chartevents (storetime);
 CREATE INDEX IF NOT EXISTS chartevents_stay_idx ON mimiciv_icu.chartevents (stay_id);
+
+-- Output events (urine and drain volumes), as in mimic-code. Charted like chartevents: one
+-- volume per row at charttime, validated at storetime.
+CREATE TABLE IF NOT EXISTS mimiciv_icu.outputevents (
+    subject_id    INTEGER NOT NULL,
+    hadm_id       INTEGER,
+    stay_id       INTEGER,
+    caregiver_id  INTEGER,
+    charttime     TIMESTAMP,
+    storetime     TIMESTAMP,
+    itemid        INTEGER NOT NULL,
+    value         DOUBLE PRECISION,
+    valueuom      VARCHAR(20)
+);
+
+CREATE INDEX IF NOT EXISTS outputevents_storetime_idx ON mimiciv_icu.outputevents (storetime);
+CREATE INDEX IF NOT EXISTS outputevents_stay_idx ON mimiciv_icu.outputevents (stay_id);

@@ -16,6 +16,28 @@ CREATE TABLE IF NOT EXISTS vigil_features.concept_map (
     PRIMARY KEY (source_table, itemid)
 );
 
+-- How the PhysioNet challenge files' parameters land in the MIMIC-IV source tables (loaded
+-- from sql/concepts/physionet_items.sql). mimic_value = source value * scale.
+CREATE TABLE IF NOT EXISTS vigil_features.source_item_map (
+    source        VARCHAR(32) NOT NULL,     -- 'physionet2012' / 'physionet2019'
+    parameter     VARCHAR(32) NOT NULL,     -- the file's parameter / column name
+    target_table  VARCHAR(64) NOT NULL,     -- MIMIC-IV table the rows are written to
+    itemid        INTEGER NOT NULL,
+    label         VARCHAR(100),
+    valueuom      VARCHAR(20),              -- MIMIC-IV unit after scaling
+    scale         DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (source, parameter)
+);
+
+-- Severity scores that came with a source (PhysioNet 2012's SAPS-I and SOFA): evaluation
+-- baselines, never model inputs.
+CREATE TABLE IF NOT EXISTS vigil_features.reference_scores (
+    stay_id       BIGINT NOT NULL,
+    score         VARCHAR(32) NOT NULL,
+    value         DOUBLE PRECISION,
+    PRIMARY KEY (stay_id, score)
+);
+
 CREATE TABLE IF NOT EXISTS vigil_features.stay_events (
     stay_id        BIGINT NOT NULL,
     time           TIMESTAMP NOT NULL,      -- chart time
