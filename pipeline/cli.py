@@ -110,11 +110,12 @@ def cmd_check_data(args, settings: Settings) -> int:
     cohort = outcome.valid("cohort")
     spec = load_specs(settings.models_dir)[0]
     times = cohort[["stay_id", "admit_time"]].copy()
-    times["prediction_time"] = times["admit_time"] + timedelta(hours=spec.prediction_offset_hours)
+    offset = spec.prediction_offset_hours or 24
+    times["prediction_time"] = times["admit_time"] + timedelta(hours=offset)
     features = build_features(outcome.valid("events"), cohort, times[["stay_id", "prediction_time"]], spec.window_spec)
     filled = features.drop(columns=["stay_id", "prediction_time"]).notna().to_numpy().mean() if len(features) else 0
     print(f"features: {len(features):,} stays x {features.shape[1] - 2} columns at admission + "
-          f"{spec.prediction_offset_hours:g} h ({filled:.0%} of cells filled)")
+          f"{offset:g} h ({filled:.0%} of cells filled)")
     return 0
 
 
@@ -158,6 +159,20 @@ def cmd_load_physionet2012(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_load_physionet2019(args, settings: Settings) -> int:
+    from pipeline.sources import physionet2019
+
+    wh = _warehouse(settings)
+    wh.create_schema()
+    loaded = physionet2019.load(wh, Path(args.records), start=args.start, days=args.days, progress=not args.quiet)
+    print(f"PhysioNet 2019: {loaded.stays:,} ICU stays, {loaded.septic:,} with a sepsis onset")
+    for table, count in loaded.rows.items():
+        print(f"  {table:<34} {count:>9,} rows")
+    for reason, count in loaded.not_loaded.items():
+        print(f"  not loaded: {count:>7,} files  {reason}")
+    return 0
+
+
 def cmd_cross_validate(args, settings: Settings) -> int:
     from pipeline.modeling.evaluation import cross_validate
 
@@ -168,9 +183,9 @@ def cmd_cross_validate(args, settings: Settings) -> int:
 
 
 def cmd_evaluate(args, settings: Settings) -> int:
-    from pipeline.modeling.evaluation import evaluate_source
+    from pipeline.modeling.evaluation import SOURCES, evaluate_source
 
-    spec = find_spec(args.spec or f"{args.source}_mortality", settings)
+    spec = find_spec(args.spec or SOURCES[args.source][0], settings)
     evaluation = evaluate_source(settings, spec, args.source, Path(args.records),
                                  Path(args.outcomes) if args.outcomes else None, progress=not args.quiet)
     print(evaluation.markdown)
@@ -346,16 +361,22 @@ def build_parser() -> argparse.ArgumentParser:
     pn12.add_argument("--days", type=int, default=365, help="admissions spread over this many days")
     pn12.set_defaults(func=cmd_load_physionet2012)
 
+    pn19 = sub.add_parser("load-physionet2019", help="load PhysioNet 2019 .psv records into the source tables")
+    pn19.add_argument("records", help="folder of p*.psv files, or a tar archive of them")
+    pn19.add_argument("--start", type=_day, default=date(2025, 1, 1), help="first possible ICU admission day")
+    pn19.add_argument("--days", type=int, default=365, help="admissions spread over this many days")
+    pn19.set_defaults(func=cmd_load_physionet2019)
+
     cv = sub.add_parser("cross-validate", help="patient-level k-fold cross-validation of a spec on the loaded cohort")
     cv.add_argument("--spec", required=True, help="spec name (models/<name>.yaml or models/*/<name>.yaml)")
     cv.add_argument("--folds", type=int, default=5)
     cv.set_defaults(func=cmd_cross_validate)
 
     evaluate = sub.add_parser("evaluate", help="score a labelled cohort from files with the promoted model (no refitting)")
-    evaluate.add_argument("--source", choices=["physionet2012"], required=True)
+    evaluate.add_argument("--source", choices=["physionet2012", "physionet2019"], required=True)
     evaluate.add_argument("--records", required=True, help="record files (folder or archive) never used in training")
     evaluate.add_argument("--outcomes", help="the records' outcomes file (PhysioNet 2012: Outcomes-*.txt)")
-    evaluate.add_argument("--spec", help="spec name (default: <source>_mortality)")
+    evaluate.add_argument("--spec", help="spec name (default: physionet2012_mortality / physionet2019_sepsis)")
     evaluate.set_defaults(func=cmd_evaluate)
 
     check = sub.add_parser("check-data", help="extract, validate and window all data; print data-quality counts")

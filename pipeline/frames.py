@@ -38,6 +38,8 @@ CONTRACTS: dict[str, dict[str, str]] = {
     },
     # training only: what happened, and when it became known
     "labels": {"stay_id": "int64", "subject_id": "int64", "label_known_time": TIME, "label": "int64"},
+    # training only, for "does the event happen within h hours": when it happened (NaT: never)
+    "event_labels": {"stay_id": "int64", "subject_id": "int64", "label_known_time": TIME, "event_time": TIME},
 }
 
 RECORD_TABLES = ("notes", "ecgs", "images")

@@ -250,18 +250,37 @@ def _write(settings, spec, report: dict, prefix: str) -> Evaluation:
     return Evaluation(report=report, markdown=markdown, paths=paths)
 
 
-def reference_training_data(source: str) -> tuple[Path, Path]:
+SOURCES = {  # source -> (default spec, reference training records, their outcomes file)
+    "physionet2012": ("physionet2012_mortality", "set-a.tar.xz", "Outcomes-a.txt"),
+    "physionet2019": ("physionet2019_sepsis", "training_setA_p000001-p009893.tar.xz", None),
+}
+
+
+def reference_training_data(source: str) -> tuple[Path, Path | None]:
     """Where a source's reference training set lives: ``VIGIL_<SOURCE>_TRAIN_RECORDS`` /
     ``..._OUTCOMES``, else the copy in the project's ``data/`` folder."""
     import os
 
     from pipeline.config import PROJECT_ROOT
 
+    _, records_name, outcomes_name = SOURCES[source]
     prefix = f"VIGIL_{source.upper()}_TRAIN"
     folder = PROJECT_ROOT / "data" / source
-    records = Path(os.environ.get(f"{prefix}_RECORDS", folder / "set-a.tar.xz"))
-    outcomes = Path(os.environ.get(f"{prefix}_OUTCOMES", folder / "Outcomes-a.txt"))
-    return records, outcomes
+    records = Path(os.environ.get(f"{prefix}_RECORDS", folder / records_name))
+    outcomes = os.environ.get(f"{prefix}_OUTCOMES", folder / outcomes_name if outcomes_name else "")
+    return records, Path(outcomes) if outcomes else None
+
+
+def load_source(wh, source: str, records: Path, outcomes: Path | None, progress: bool = True):
+    from pipeline.sources import physionet2012, physionet2019
+
+    if source == "physionet2012":
+        if outcomes is None:
+            raise ValueError("PhysioNet 2012 records need their outcomes file (--outcomes Outcomes-*.txt) for labels")
+        return physionet2012.load(wh, records, outcomes, progress=progress)
+    if source == "physionet2019":
+        return physionet2019.load(wh, records, progress=progress)
+    raise ValueError(f"unknown source {source!r}; choose from {sorted(SOURCES)}")
 
 
 def evaluate_source(settings, spec, source: str, records: Path, outcomes: Path | None, *,
@@ -275,12 +294,11 @@ def evaluate_source(settings, spec, source: str, records: Path, outcomes: Path |
 
     from pipeline.modeling import registry
     from pipeline.modeling.train import train_spec
-    from pipeline.sources import physionet2012
     from pipeline.warehouse import connect
 
-    if source != "physionet2012":
-        raise ValueError(f"vigil evaluate does not know the source {source!r} yet")
-    if outcomes is None:
+    if source not in SOURCES:
+        raise ValueError(f"vigil evaluate does not know the source {source!r}; choose from {sorted(SOURCES)}")
+    if source == "physionet2012" and outcomes is None:
         raise ValueError("evaluating PhysioNet 2012 records needs their outcomes file (--outcomes Outcomes-*.txt)")
     wh = connect(settings)
     wh.create_schema()
@@ -293,7 +311,7 @@ def evaluate_source(settings, spec, source: str, records: Path, outcomes: Path |
         if train_records.resolve() == Path(records).resolve():
             raise ValueError(f"{records} is the reference training set: evaluate on records the model has not seen")
         log.warning("%s has no promoted version in %s: training one on %s first", spec.name, settings.home, train_records)
-        physionet2012.load(wh, train_records, train_outcomes, progress=progress)
+        load_source(wh, source, train_records, train_outcomes, progress)
         train_spec(wh, settings, spec, datetime.now(), progress=progress)
         promoted = registry.promoted(wh, spec.name)
     siblings = wh.read("SELECT candidate, artifact_uri FROM vigil_models.model_versions "
@@ -305,7 +323,7 @@ def evaluate_source(settings, spec, source: str, records: Path, outcomes: Path |
         scratch_settings = dataclasses.replace(settings, warehouse_url=f"sqlite:///{Path(scratch) / 'evaluate.db'}")
         wh_eval = connect(scratch_settings)
         wh_eval.create_schema()
-        physionet2012.load(wh_eval, records, outcomes, progress=progress)
+        load_source(wh_eval, source, records, outcomes, progress)
         evaluation = evaluate_external(wh_eval, settings, spec, bundles, promoted["candidate"], seen)
         wh_eval.dispose()
     return evaluation

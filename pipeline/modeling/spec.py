@@ -47,7 +47,10 @@ class ModelSpec:
     task: str
     label_query: str
     min_age: float
-    prediction_offset_hours: float
+    prediction_offset_hours: float | None   # one example per stay at admission + offset ...
+    prediction_schedule: str                # ... ("offset"), or one at every midnight of the stay ("nightly")
+    label_kind: str                         # "outcome": the query's label; "event_within": event in (t, t + horizon]
+    horizon_hours: float | None
     window_spec: WindowSpec
     sequence: dict | None
     preprocessing: dict
@@ -93,6 +96,16 @@ def parse_spec(raw: dict, where: str = "<spec>") -> ModelSpec:
         raise SpecError(f"{where}: task '{task}' is not supported yet; choose from {list(TASKS)}")
     label = _require(raw, "label", where)
     cohort = _require(raw, "cohort", where)
+    label_kind = label.get("kind", "outcome") if isinstance(label, dict) else None
+    if label_kind not in ("outcome", "event_within"):
+        raise SpecError(f"{where}: label.kind must be 'outcome' or 'event_within', not {label_kind!r}")
+    horizon = label.get("horizon_hours")
+    if label_kind == "event_within" and not (isinstance(horizon, (int, float)) and horizon > 0):
+        raise SpecError(f"{where}: label.horizon_hours: an event_within label needs a positive number of hours")
+    schedule = cohort.get("prediction_times", "offset") if isinstance(cohort, dict) else None
+    if schedule not in ("offset", "nightly"):
+        raise SpecError(f"{where}: cohort.prediction_times must be 'offset' or 'nightly', not {schedule!r}")
+    offset = _require(cohort, "prediction_offset_hours", f"{where}: cohort") if schedule == "offset" else None
     features = _require(raw, "features", where)
     aggregations = tuple(features.get("aggregations", DEFAULT_AGGREGATIONS))
     bad = [a for a in aggregations if a not in AGGREGATIONS]
@@ -158,7 +171,10 @@ def parse_spec(raw: dict, where: str = "<spec>") -> ModelSpec:
         task=task,
         label_query=_require(label, "query", f"{where}: label"),
         min_age=float(cohort.get("min_age", 0)),
-        prediction_offset_hours=float(_require(cohort, "prediction_offset_hours", f"{where}: cohort")),
+        prediction_offset_hours=None if offset is None else float(offset),
+        prediction_schedule=schedule,
+        label_kind=label_kind,
+        horizon_hours=None if horizon is None else float(horizon),
         window_spec=WindowSpec(codes=tuple(_require(features, "codes", f"{where}: features")),
                                lookbacks=tuple(lookbacks), aggregations=aggregations,
                                missing_indicators=bool(features.get("missing_indicators", True))),

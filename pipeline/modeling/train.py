@@ -45,21 +45,12 @@ class TrainingSet:
 
 
 def training_set(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: datetime) -> TrainingSet:
-    """Labelled examples at ``admit_time + prediction_offset``, from data known by ``as_of``."""
+    """Labelled examples (see :func:`labelled_examples`) and their features, from data known by ``as_of``."""
     extraction = extract(wh, until=as_of)
     validation = validate(extraction.frames, as_of)
     enforce_thresholds(validation, settings.failure_rate_limit)
-    labels = read_labels(wh, spec.label_query, as_of)
     cohort = validation.valid("cohort")
-    examples = cohort.merge(labels[["stay_id", "label", "label_known_time"]], on="stay_id")
-    examples["prediction_time"] = examples["admit_time"] + pd.Timedelta(hours=spec.prediction_offset_hours)
-    eligible = (
-        (examples["age"] >= spec.min_age)
-        & examples["discharge_time"].notna()
-        & (examples["discharge_time"] > examples["prediction_time"])      # still in the ICU then
-        & (examples["label_known_time"] > examples["prediction_time"])    # outcome not yet known
-    )
-    examples = examples[eligible].sort_values("stay_id").reset_index(drop=True)
+    examples = labelled_examples(cohort, wh, spec, as_of)
     if examples["label"].nunique() < 2:
         raise ValueError(f"{spec.name}: the training examples known by {as_of} hold only one label class "
                          f"({len(examples)} examples); load more data or move the training date later")
@@ -67,6 +58,35 @@ def training_set(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: date
     records = {m: validation.valid(MODALITY_TABLE[m]) for m in spec.used_modalities() if m != "tabular"}
     return TrainingSet(examples=examples[["stay_id", "subject_id", "prediction_time", "label"]],
                        features=features, records=records, quarantine=validation.quarantine())
+
+
+def labelled_examples(cohort: pd.DataFrame, wh: Warehouse, spec: ModelSpec, as_of: datetime) -> pd.DataFrame:
+    """The spec's training examples: (stay, prediction time, label) for adult stays whose outcome
+    was known by ``as_of`` and that were still in the ICU, outcome unknown, at prediction time.
+
+    ``offset``: one example per stay at admission + offset. ``nightly``: one at every midnight
+    of the stay (as the nightly run scores), up to the event; an ``event_within`` label is 1 when
+    the event follows within the horizon.
+    """
+    contract = "event_labels" if spec.label_kind == "event_within" else "labels"
+    labels = read_labels(wh, spec.label_query, as_of, contract).drop(columns=["subject_id"])
+    examples = cohort.merge(labels, on="stay_id")
+    examples = examples[(examples["age"] >= spec.min_age) & examples["discharge_time"].notna()]
+    if spec.prediction_schedule == "offset":
+        examples = examples.assign(prediction_time=examples["admit_time"] + pd.Timedelta(hours=spec.prediction_offset_hours))
+    else:
+        first = examples["admit_time"].dt.floor("D") + pd.Timedelta(days=1)
+        nights = ((examples["discharge_time"] - first) // pd.Timedelta(days=1)).clip(lower=-1).astype(int) + 1
+        examples = examples.loc[examples.index.repeat(nights)].copy()
+        examples["prediction_time"] = (first.loc[examples.index]
+                                       + pd.to_timedelta(examples.groupby(level=0).cumcount(), unit="D"))
+    examples = examples[(examples["discharge_time"] > examples["prediction_time"])      # still in the ICU then
+                        & (examples["label_known_time"] > examples["prediction_time"])]  # outcome not yet known
+    if spec.label_kind == "event_within":
+        examples = examples[~(examples["event_time"] <= examples["prediction_time"])]   # not after the event
+        horizon = examples["prediction_time"] + pd.Timedelta(hours=spec.horizon_hours)
+        examples = examples.assign(label=(examples["event_time"] <= horizon).astype("int64"))
+    return examples.sort_values(["stay_id", "prediction_time"]).reset_index(drop=True)
 
 
 def _record_labels(records: pd.DataFrame, examples: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from datetime import datetime
 
 import pandas as pd
 
-from pipeline.frames import conform, empty
+from pipeline.frames import CONTRACTS, TIME, conform, empty
 from pipeline.warehouse import Warehouse
 
 EPOCH = datetime(1900, 1, 1)
@@ -196,8 +196,9 @@ def _split_outside(table: str, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.Data
     return conform(raw[~outside], table), _exclusions(table, raw.loc[outside, "record_id"], "not during an ICU stay")
 
 
-def read_labels(wh: Warehouse, query: str, as_of: datetime) -> pd.DataFrame:
+def read_labels(wh: Warehouse, query: str, as_of: datetime, contract: str = "labels") -> pd.DataFrame:
     """Outcome labels known by ``as_of`` (the query lives in ``sql/extract``)."""
-    raw = wh.read(wh.sql(f"extract/{query}"), {"as_of": as_of}, times=("label_known_time",))
-    return conform(raw, "labels")
+    times = tuple(c for c, dtype in CONTRACTS[contract].items() if dtype == TIME)
+    raw = wh.read(wh.sql(f"extract/{query}"), {"as_of": as_of}, times=times)
+    return conform(raw, contract)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import io
 import re
-import tarfile
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -28,14 +27,13 @@ import numpy as np
 import pandas as pd
 
 from pipeline.sources.loading import replace_subject_rows
+from pipeline.sources.physionet import DEFAULT_START, admission_times, event_tables, item_map, record_files
 from pipeline.warehouse import Warehouse
 
 SOURCE = "physionet2012"
 STATIC = ("RecordID", "Age", "Gender", "ICUType")
 ICU_TYPES = {1: "Coronary Care Unit (CCU)", 2: "Cardiac Vascular Intensive Care Unit (CVICU)",
              3: "Medical Intensive Care Unit (MICU)", 4: "Surgical Intensive Care Unit (SICU)"}
-DEFAULT_START = date(2025, 1, 1)
-LABEVENT_STRIDE = 10_000   # labevent_id = RecordID * stride + row number within the record
 _TIME = re.compile(r"^(\d{1,3}):(\d{2})$")
 
 
@@ -55,26 +53,11 @@ class PhysioNetLoad:
     deaths: int | None = None
 
 
-def _record_texts(path: Path):
-    """``(file name, text)`` for every ``*.txt`` record in a folder or a tar archive."""
-    path = Path(path)
-    if path.is_dir():
-        for file in sorted(path.rglob("*.txt")):
-            yield file.name, file.read_bytes()
-    elif tarfile.is_tarfile(path):
-        with tarfile.open(path) as archive:  # in archive order: a compressed stream cannot seek back cheaply
-            for member in archive:
-                if member.isfile() and member.name.endswith(".txt"):
-                    yield Path(member.name).name, archive.extractfile(member).read()
-    else:
-        raise FileNotFoundError(f"{path}: neither a folder of PhysioNet 2012 record files nor a tar archive of them")
-
-
 def read_records(path: Path) -> RecordSet:
     """Every record file's rows, long format. A file without a usable RecordID, or that is not
     ``Time,Parameter,Value`` text, is reported in ``problems`` and skipped whole."""
     frames, problems = [], []
-    for name, raw in _record_texts(path):
+    for name, raw in record_files(path, ".txt"):
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -116,26 +99,6 @@ def read_outcomes(path: Path) -> pd.DataFrame:
     return outcomes
 
 
-def admission_times(record_ids: pd.Series, start: date = DEFAULT_START, days: int = 365) -> pd.Series:
-    """Each record's ICU admission: a day within ``days`` of ``start`` and a minute of that day,
-    both fixed by its RecordID (so reloading or loading another set never moves a stay).
-
-    >>> admission_times(pd.Series([132539])).tolist()
-    [Timestamp('2025-02-14 11:01:00')]
-    """
-    ids = record_ids.astype("int64")
-    base = pd.Timestamp(start)
-    return (base + pd.to_timedelta(ids % days, unit="D")
-            + pd.to_timedelta((ids * 7919) % 1440, unit="min")).astype("datetime64[us]")
-
-
-def _item_map(wh: Warehouse, source: str) -> pd.DataFrame:
-    items = wh.read("SELECT * FROM vigil_features.source_item_map WHERE source = :source", {"source": source})
-    if items.empty:
-        raise RuntimeError(f"vigil_features.source_item_map has no {source} rows: run `vigil init`")
-    return items
-
-
 def _statics(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per record: its Age, Gender and ICUType (NaN where absent)."""
     static = rows[rows["parameter"].isin(STATIC[1:])].pivot_table(
@@ -164,8 +127,6 @@ def source_tables(records: RecordSet, items: pd.DataFrame, outcomes: pd.DataFram
         not_loaded["Weight/Height -1 (unknown)"] = int(absent.sum())
     series = series[~untimed & ~unknown & ~absent].merge(items, on="parameter").merge(stays, on="record_id")
     series["charttime"] = (series["intime"] + pd.to_timedelta(series["minutes"], unit="min")).astype("datetime64[us]")
-    series["valuenum"] = series["valuenum"] * series["scale"]
-    series["value"] = np.where(series["valuenum"].notna(), series["valuenum"].map("{:g}".format), series["value_text"])
 
     last_seen = series.groupby("record_id")["charttime"].max()
     stays["last_seen"] = stays["record_id"].map(last_seen).fillna(stays["intime"])
@@ -203,31 +164,7 @@ def source_tables(records: RecordSet, items: pd.DataFrame, outcomes: pd.DataFram
             "intime": stays["intime"], "outtime": stays["dischtime"],
             "los": (stays["dischtime"] - stays["intime"]).dt.total_seconds() / 86400}),
     }
-    common = {"subject_id": series["record_id"], "hadm_id": series["record_id"]}
-    for target in ("mimiciv_icu.chartevents", "mimiciv_icu.outputevents", "mimiciv_hosp.labevents"):
-        part = series[series["target_table"] == target]
-        base = pd.DataFrame({k: v[part.index] for k, v in common.items()})
-        base["itemid"] = part["itemid"].astype("int64")
-        base["charttime"] = part["charttime"]
-        base["storetime"] = pd.NaT
-        base["valuenum" if target != "mimiciv_icu.outputevents" else "value"] = part["valuenum"]
-        base["valueuom"] = part["valueuom"]
-        if target == "mimiciv_hosp.labevents":
-            base["value"] = part["value"]
-            base["labevent_id"] = part["record_id"] * LABEVENT_STRIDE + part.groupby("record_id").cumcount()
-        elif target == "mimiciv_icu.chartevents":
-            base["value"] = part["value"]
-            base["stay_id"] = part["record_id"]
-        else:
-            base["stay_id"] = part["record_id"]
-        tables[target] = base.reset_index(drop=True)
-    dictionary = items.drop_duplicates("itemid")
-    charted = dictionary[dictionary["target_table"] != "mimiciv_hosp.labevents"]
-    tables["mimiciv_icu.d_items"] = pd.DataFrame({
-        "itemid": charted["itemid"], "label": charted["label"],
-        "linksto": charted["target_table"].str.split(".").str[1], "unitname": charted["valueuom"]})
-    labs = dictionary[dictionary["target_table"] == "mimiciv_hosp.labevents"]
-    tables["mimiciv_hosp.d_labitems"] = pd.DataFrame({"itemid": labs["itemid"], "label": labs["label"], "fluid": "Blood"})
+    tables |= event_tables(series, items)
     if outcomes is not None:
         scores = outcomes[outcomes["RecordID"].isin(stays["record_id"])]
         score_columns = [c for c in ("SAPS-I", "SOFA") if c in scores]
@@ -243,7 +180,7 @@ def load(wh: Warehouse, records: Path, outcomes: Path | None = None, *, start: d
     """Replace the records' patients in the warehouse with what the files say."""
     parsed = read_records(records)
     outcome_frame = read_outcomes(outcomes) if outcomes is not None else None
-    tables, not_loaded = source_tables(parsed, _item_map(wh, SOURCE), outcome_frame, start, days)
+    tables, not_loaded = source_tables(parsed, item_map(wh, SOURCE), outcome_frame, start, days)
     subjects = tables["mimiciv_icu.icustays"]["subject_id"].tolist()
     scores = tables.pop("vigil_features.reference_scores", None)
     written = replace_subject_rows(wh, tables, subjects, progress=progress)

@@ -38,6 +38,15 @@ CREATE TABLE IF NOT EXISTS vigil_features.reference_scores (
     PRIMARY KEY (stay_id, score)
 );
 
+-- Clinical events that define labels but are no source table's row (PhysioNet 2019's sepsis
+-- onset, derived from SepsisLabel): read by label queries, never by features.
+CREATE TABLE IF NOT EXISTS vigil_features.outcome_events (
+    stay_id       BIGINT NOT NULL,
+    outcome       VARCHAR(32) NOT NULL,     -- e.g. 'sepsis_onset'
+    event_time    TIMESTAMP NOT NULL,
+    PRIMARY KEY (stay_id, outcome)
+);
+
 CREATE TABLE IF NOT EXISTS vigil_features.stay_events (
     stay_id        BIGINT NOT NULL,
     time           TIMESTAMP NOT NULL,      -- chart time
