@@ -19,7 +19,7 @@ def test_mimic_demo_loads_and_goes_through_extract_validate_and_features(any_war
     from pipeline.config import PROJECT_ROOT
 
     loaded = mimic_demo.load(any_warehouse, shared_data / "mimic-iv-demo-2.2", progress=False)
-    assert loaded.checksums_verified == 6
+    assert loaded.checksums_verified == 7
     assert loaded.rows["mimiciv_hosp.patients"] == 100
     assert loaded.rows["mimiciv_icu.icustays"] == 140
     assert loaded.rows["mimiciv_hosp.labevents"] == 107_727

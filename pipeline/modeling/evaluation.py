@@ -234,8 +234,11 @@ def render(report: dict) -> str:
                      f"| {_cell(m.get('brier'))} | {_cell(m.get('sensitivity'))} | {_cell(m.get('specificity'))} "
                      f"| {_cell(m.get('ppv'))} | {_cell(m.get('alert_rate'))} |")
     threshold = next((m["threshold"] for m in report["results"].values() if "threshold" in m), None)
-    lines += ["", f"Operating threshold {threshold}. A raw severity score is a ranking, not a probability: "
-              "discrimination only; its logistic recalibration (fitted on the training folds) is the probability baseline."]
+    lines += ["", f"Operating threshold {threshold}."]
+    if any(name.endswith("(raw score)") for name in report["results"]):
+        lines[-1] += " A raw severity score is a ranking, not a probability: discrimination only."
+    if any(name.endswith("(logistic recalibration)") for name in report["results"]):
+        lines[-1] += " Its logistic recalibration, fitted on the training folds, is the probability baseline."
     return "\n".join(lines) + "\n"
 
 

@@ -26,6 +26,7 @@ CSV_TABLES = {
     "mimiciv_hosp.labevents": ("hosp/labevents.csv.gz", ("charttime", "storetime")),
     "mimiciv_icu.icustays": ("icu/icustays.csv.gz", ("intime", "outtime")),
     "mimiciv_icu.d_items": ("icu/d_items.csv.gz", ()),
+    "mimiciv_icu.outputevents": ("icu/outputevents.csv.gz", ("charttime", "storetime")),
 }
 
 

@@ -70,4 +70,4 @@ VALUES
     ('mimiciv_icu.chartevents', 225792, 'VITAL//invasive_ventilation', 'Invasive Ventilation (1 = on)', NULL,    'flag',     1, 0, 0, 1),
     ('mimiciv_icu.chartevents', 228640, 'VITAL//etco2',        'EtCO2',                              'mmHg',     'mmHg',     1, 0, 0, 150),
     -- output volumes, mimiciv_icu.outputevents
-    ('mimiciv_icu.outputevents', 226559, 'OUTPUT//urine',      'Foley (urine output)',               'mL',       'mL',       1, 0, 0, 10000);
+    ('mimiciv_icu.outputevents', 226559, 'OUTPUT//urine',      'Foley (urine output)',               'ml',       'mL',       1, 0, 0, 10000);

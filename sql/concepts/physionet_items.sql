@@ -26,7 +26,7 @@ VALUES
     ('physionet2012', 'MechVent',    'mimiciv_icu.chartevents',   225792, 'Invasive Ventilation', NULL, 1),
     ('physionet2012', 'Weight',      'mimiciv_icu.chartevents',   226512, 'Admission Weight (Kg)', 'kg', 1),
     ('physionet2012', 'Height',      'mimiciv_icu.chartevents',   226730, 'Height (cm)', 'cm', 1),
-    ('physionet2012', 'Urine',       'mimiciv_icu.outputevents',  226559, 'Foley', 'mL', 1),
+    ('physionet2012', 'Urine',       'mimiciv_icu.outputevents',  226559, 'Foley', 'ml', 1),
     ('physionet2012', 'Albumin',     'mimiciv_hosp.labevents',    50862,  'Albumin', 'g/dL', 1),
     ('physionet2012', 'ALP',         'mimiciv_hosp.labevents',    50863,  'Alkaline Phosphatase', 'IU/L', 1),
     ('physionet2012', 'ALT',         'mimiciv_hosp.labevents',    50861,  'Alanine Aminotransferase (ALT)', 'IU/L', 1),
