@@ -144,6 +144,13 @@ def find_spec(name: str, settings: Settings):
     raise SpecError(f"no model spec named {name!r} (looked in {settings.models_dir} and models/*/)")
 
 
+def _print_load(rows: dict[str, int], not_loaded: dict[str, int]) -> None:
+    for table, count in rows.items():
+        print(f"  {table:<34} {count:>9,} rows")
+    for reason, count in not_loaded.items():
+        print(f"  not loaded: {count:>7,}  {reason}")
+
+
 def cmd_load_physionet2012(args, settings: Settings) -> int:
     from pipeline.sources import physionet2012
 
@@ -152,10 +159,7 @@ def cmd_load_physionet2012(args, settings: Settings) -> int:
     loaded = physionet2012.load(wh, Path(args.records), Path(args.outcomes) if args.outcomes else None,
                                 start=args.start, days=args.days, progress=not args.quiet)
     print(f"PhysioNet 2012: {loaded.stays:,} ICU stays" + (f", {loaded.deaths:,} in-hospital deaths" if loaded.deaths is not None else ""))
-    for table, count in loaded.rows.items():
-        print(f"  {table:<34} {count:>9,} rows")
-    for reason, count in loaded.not_loaded.items():
-        print(f"  not loaded: {count:>7,}  {reason}")
+    _print_load(loaded.rows, loaded.not_loaded)
     return 0
 
 
@@ -166,10 +170,7 @@ def cmd_load_physionet2019(args, settings: Settings) -> int:
     wh.create_schema()
     loaded = physionet2019.load(wh, Path(args.records), start=args.start, days=args.days, progress=not args.quiet)
     print(f"PhysioNet 2019: {loaded.stays:,} ICU stays, {loaded.septic:,} with a sepsis onset")
-    for table, count in loaded.rows.items():
-        print(f"  {table:<34} {count:>9,} rows")
-    for reason, count in loaded.not_loaded.items():
-        print(f"  not loaded: {count:>7,} files  {reason}")
+    _print_load(loaded.rows, {f"{reason} (files)": n for reason, n in loaded.not_loaded.items()})
     return 0
 
 

@@ -125,6 +125,17 @@ def _reference_scores(wh, stay_ids) -> pd.DataFrame:
     return scores.pivot_table(index="stay_id", columns="score", values="value").reindex(stay_ids)
 
 
+def _raw_score_metrics(references: pd.DataFrame, y: np.ndarray, spec) -> dict[str, dict]:
+    """Discrimination of each reference score as it is (a ranking, not a probability)."""
+    results = {}
+    for name in references.columns:
+        score = references[name].to_numpy(dtype=float)
+        known = ~np.isnan(score)
+        results[f"{name} (raw score)"] = evaluation_metrics(y[known], score[known], spec.operating_threshold,
+                                                            seed=spec.seed, is_probability=False)
+    return results
+
+
 def _recalibrated(train_score: np.ndarray, y_train: np.ndarray, test_score: np.ndarray) -> np.ndarray:
     """A reference score turned into a probability by a logistic fit on the training folds."""
     fill = np.nanmedian(train_score)
@@ -160,11 +171,7 @@ def cross_validate(wh, settings, spec, folds: int = 5, as_of: datetime | None = 
                 score[train_rows], y[train_rows], score[test_rows])
     results = {name: evaluation_metrics(y, p, spec.operating_threshold, seed=spec.seed)
                for name, p in predictions.items()}
-    for name in references.columns:
-        score = references[name].to_numpy(dtype=float)
-        known = ~np.isnan(score)
-        results[f"{name} (raw score)"] = evaluation_metrics(y[known], score[known], spec.operating_threshold,
-                                                            seed=spec.seed, is_probability=False)
+    results |= _raw_score_metrics(references, y, spec)
     report = {
         "kind": "cross-validation", "model": spec.name, "title": spec.title, "folds": folds,
         "split": "patient-level StratifiedGroupKFold", "examples": int(len(y)), "positives": int(y.sum()),
@@ -193,11 +200,7 @@ def evaluate_external(wh_eval, settings, spec, bundles: dict[str, object], promo
         results[label] = evaluation_metrics(y, bundle.model.predict_proba(inputs), spec.operating_threshold,
                                             seed=spec.seed)
     references = _reference_scores(wh_eval, examples["stay_id"].tolist())
-    for name in references.columns:
-        score = references[name].to_numpy(dtype=float)
-        known = ~np.isnan(score)
-        results[f"{name} (raw score)"] = evaluation_metrics(y[known], score[known], spec.operating_threshold,
-                                                            seed=spec.seed, is_probability=False)
+    results |= _raw_score_metrics(references, y, spec)
     report = {
         "kind": "external", "model": spec.name, "title": spec.title, "promoted": promoted,
         "versions": {name: bundle.version for name, bundle in bundles.items()},
@@ -301,6 +304,9 @@ def evaluate_source(settings, spec, source: str, records: Path, outcomes: Path |
 
     if source not in SOURCES:
         raise ValueError(f"vigil evaluate does not know the source {source!r}; choose from {sorted(SOURCES)}")
+    for path in (records, outcomes):
+        if path is not None and not Path(path).exists():
+            raise FileNotFoundError(f"{path} does not exist")
     if source == "physionet2012" and outcomes is None:
         raise ValueError("evaluating PhysioNet 2012 records needs their outcomes file (--outcomes Outcomes-*.txt)")
     wh = connect(settings)
