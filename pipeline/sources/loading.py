@@ -15,8 +15,10 @@ DICTIONARIES = {"mimiciv_icu.d_items": "itemid", "mimiciv_hosp.d_labitems": "ite
 
 
 def replace_subject_rows(wh: Warehouse, tables: dict[str, pd.DataFrame], subject_ids: list[int],
-                         progress: bool = True) -> dict[str, int]:
-    """Replace the given subjects' rows in every table (and merge dictionaries); row counts."""
+                         progress: bool = True, keys: dict[str, str] | None = None) -> dict[str, int]:
+    """Replace the given subjects' rows in every table (and merge dictionaries), in one
+    transaction; row counts. ``keys`` names a table's subject column where it is not
+    ``subject_id`` (Vigil tables keyed by a stay that is the subject's only one)."""
     ids = sorted({int(s) for s in subject_ids})
     id_list = ", ".join(str(i) for i in ids) or "NULL"
     written: dict[str, int] = {}
@@ -27,6 +29,6 @@ def replace_subject_rows(wh: Warehouse, tables: dict[str, pd.DataFrame], subject
                 present = set(wh.read(f"SELECT {key} FROM {table}", conn=conn)[key].tolist())
                 frame = frame[~frame[key].isin(present)]
             else:
-                wh.execute(conn, f"DELETE FROM {table} WHERE subject_id IN ({id_list})")
+                wh.execute(conn, f"DELETE FROM {table} WHERE {(keys or {}).get(table, 'subject_id')} IN ({id_list})")
             written[table] = wh.bulk_insert(conn, table, frame)
     return written

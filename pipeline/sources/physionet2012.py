@@ -182,16 +182,8 @@ def load(wh: Warehouse, records: Path, outcomes: Path | None = None, *, start: d
     outcome_frame = read_outcomes(outcomes) if outcomes is not None else None
     tables, not_loaded = source_tables(parsed, item_map(wh, SOURCE), outcome_frame, start, days)
     subjects = tables["mimiciv_icu.icustays"]["subject_id"].tolist()
-    scores = tables.pop("vigil_features.reference_scores", None)
-    written = replace_subject_rows(wh, tables, subjects, progress=progress)
-    if scores is not None:
-        with wh.begin() as conn:
-            wh.delete_in(conn, "vigil_features.reference_scores", "stay_id", subjects)
-            written["vigil_features.reference_scores"] = wh.bulk_insert(conn, "vigil_features.reference_scores", scores)
+    written = replace_subject_rows(wh, tables, subjects, progress=progress,
+                                   keys={"vigil_features.reference_scores": "stay_id"})
     deaths = None if outcome_frame is None else int(tables["mimiciv_hosp.admissions"]["hospital_expire_flag"].sum())
     return PhysioNetLoad(stays=len(subjects), rows=written, not_loaded=not_loaded, deaths=deaths)
-
-
-def record_ids(records: Path) -> list[int]:
-    return sorted(read_records(records).rows["record_id"].unique().tolist())
 

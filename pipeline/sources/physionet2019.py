@@ -113,8 +113,6 @@ def load(wh: Warehouse, records: Path, *, start: date = DEFAULT_START, days: int
     rows, problems = read_records(records)
     tables, onsets = source_tables(rows, item_map(wh, SOURCE), start, days)
     subjects = tables["mimiciv_icu.icustays"]["subject_id"].tolist()
-    written = replace_subject_rows(wh, tables, subjects, progress=progress)
-    with wh.begin() as conn:
-        wh.delete_in(conn, "vigil_features.outcome_events", "stay_id", subjects)
-        written["vigil_features.outcome_events"] = wh.bulk_insert(conn, "vigil_features.outcome_events", onsets)
+    written = replace_subject_rows(wh, tables | {"vigil_features.outcome_events": onsets}, subjects,
+                                   progress=progress, keys={"vigil_features.outcome_events": "stay_id"})
     return SepsisLoad(stays=len(subjects), septic=len(onsets), rows=written, not_loaded=problems)
