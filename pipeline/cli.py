@@ -49,6 +49,10 @@ def _warehouse(settings: Settings):
 def cmd_init(args, settings: Settings) -> int:
     wh = _warehouse(settings)
     wh.create_schema()
+    if getattr(args, "roles", False):  # `vigil demo` passes its own arguments
+        wh.apply_roles()
+        print("roles granted in this database: vigil_pipeline (nightly/training writer), "
+              "vigil_bi_reader (vigil_risk views); grant them to login users")
     print(f"warehouse ready: {_safe_url(settings.warehouse_url)}")
     return 0
 
@@ -341,7 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("init", help="create every schema and table (idempotent)").set_defaults(func=cmd_init)
+    init = sub.add_parser("init", help="create every schema and table (idempotent)")
+    init.add_argument("--roles", action="store_true",
+                      help="then create the roles vigil_pipeline and vigil_bi_reader and grant them here (PostgreSQL)")
+    init.set_defaults(func=cmd_init)
 
     synth = sub.add_parser("synth", help="write a seeded synthetic multimodal ICU cohort")
     synth.add_argument("--stays", type=int, default=2000)

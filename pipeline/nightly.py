@@ -104,9 +104,17 @@ class Night:
         return json.loads(path.read_text())
 
 
+_WAREHOUSES: dict[tuple[str, str], Warehouse] = {}
+
+
 def _context(night, settings: Settings | None) -> tuple[Night, Warehouse]:
+    """The night's folders and its warehouse; one engine per warehouse per process, so a loop
+    of nights (``vigil run`` over dates, retries) does not open a new pool per stage."""
     settings = settings or load_settings()
-    return Night(settings, as_night(night)), connect(settings)
+    key = (settings.warehouse_url, str(settings.sql_dir))
+    if key not in _WAREHOUSES:
+        _WAREHOUSES[key] = connect(settings)
+    return Night(settings, as_night(night)), _WAREHOUSES[key]
 
 
 def promoted_models(wh: Warehouse, settings: Settings) -> dict[str, dict]:
@@ -161,8 +169,11 @@ def extract_stage(night, settings: Settings | None = None, run_id: str | None = 
     return {"run_id": manifest["run_id"], "records_in": manifest["records_in"]}
 
 
+NO_DATA = "no measurement, note, ECG or image by the prediction time"
+
+
 def validate_stage(night, settings: Settings | None = None) -> dict:
-    ctx, _ = _context(night, settings)
+    ctx, wh = _context(night, settings)
     frames = {t: ctx.read("extract", t) for t in TABLES}
     outcome = validate(frames, ctx.prediction_time)
     for table, result in outcome.tables.items():
@@ -170,19 +181,48 @@ def validate_stage(night, settings: Settings | None = None) -> dict:
         ctx.write("validate", f"{table}_duplicates", result.duplicates)
     ctx.write("validate", "quarantine", outcome.quarantine())
     ctx.write("validate", "dq", outcome.dq())
-    summary = {t: {"valid": len(r.valid), "quarantined": int(r.quarantine["record_id"].nunique()),
+    in_icu, unscored = _scorable(wh, ctx, outcome)
+    ctx.write("validate", "active", in_icu[~in_icu["stay_id"].isin(unscored["stay_id"])])
+    ctx.write("validate", "unscored", unscored)
+    ctx.write("validate", "rows_quarantined", pd.DataFrame(
+        {"source_table": list(outcome.tables), "rows": [r.rows_quarantined for r in outcome.tables.values()]}))
+    summary = {t: {"valid": len(r.valid), "quarantined": r.rows_quarantined,
                    "duplicates": len(r.duplicates), "failure_rate": round(r.failure_rate, 4)}
                for t, r in outcome.tables.items()}
+    summary["unscored_stays"] = len(unscored)
     enforce_thresholds(outcome, ctx.settings.failure_rate_limit)
     return summary
 
 
+def _scorable(wh: Warehouse, ctx: Night, outcome) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stays in the ICU at the prediction time, and those of them with no data at all.
+
+    A stay with nothing measured, written or recorded yet (admitted minutes before midnight, or
+    a feed that never arrived) is not scored from demographics alone: it is listed with a
+    reason instead, and scored on the first night it has data.
+    """
+    cohort = outcome.valid("cohort")
+    in_icu = cohort[cohort["discharge_time"].isna()][["stay_id", "subject_id"]].copy()
+    in_icu["prediction_time"] = pd.Series(pd.Timestamp(ctx.prediction_time), index=in_icu.index).astype(TIME)
+    in_icu = in_icu.sort_values("stay_id").reset_index(drop=True)
+    with_data = set()
+    for table in ("events", *RECORD_TABLES):
+        with_data |= set(outcome.valid(table)["stay_id"].dropna().astype(int))
+    missing = [int(s) for s in in_icu["stay_id"] if int(s) not in with_data]
+    for store in ("stay_events", "stay_records"):
+        if missing:
+            with_data |= set(wh.read_in(
+                f"SELECT DISTINCT stay_id FROM vigil_features.{store} WHERE stay_id IN :values "
+                "AND ingest_night <> :night AND time <= :t AND arrival_time <= :t", missing,
+                {"night": ctx.night, "t": ctx.prediction_time})["stay_id"].astype(int))
+            missing = [s for s in missing if s not in with_data]
+    unscored = in_icu[in_icu["stay_id"].isin(missing)][["stay_id"]].assign(reason=NO_DATA)
+    return in_icu, unscored.reset_index(drop=True)
+
+
 def _active(ctx: Night) -> pd.DataFrame:
-    cohort = ctx.read("validate", "cohort")
-    active = cohort[cohort["discharge_time"].isna()][["stay_id", "subject_id"]].copy()
-    active["prediction_time"] = pd.Timestamp(ctx.prediction_time)
-    active["prediction_time"] = active["prediction_time"].astype(TIME)
-    return active.sort_values("stay_id").reset_index(drop=True)
+    """The stays scored tonight: in the ICU at the prediction time, with some data."""
+    return ctx.read("validate", "active")
 
 
 def features_stage(night, settings: Settings | None = None) -> dict:
@@ -337,7 +377,8 @@ def publish_stage(night, settings: Settings | None = None) -> dict:
     ctx, wh = _context(night, settings)
     manifest = ctx.manifest()
     risk = ctx.read("score", "risk")
-    quarantine = pd.concat([ctx.read("validate", "quarantine"), ctx.read("embed", "failures")], ignore_index=True)
+    unreadable = ctx.read("embed", "failures")
+    quarantine = pd.concat([ctx.read("validate", "quarantine"), unreadable], ignore_index=True)
     excluded = ctx.read("extract", "excluded")
     events = ctx.read("validate", "events")
     records = pd.concat([
@@ -345,27 +386,48 @@ def publish_stage(night, settings: Settings | None = None) -> dict:
     ], ignore_index=True)
     for column in ("category", "uri", "text"):
         records[column] = records[column] if column in records else None
-    stored = {"cohort": len(ctx.read("validate", "cohort")), "events": len(events),
+    unscored = ctx.read("validate", "unscored")
+    stored = {"cohort": len(ctx.read("validate", "cohort")) - len(unscored), "events": len(events),
               **{t: int((records["modality"] == MODALITY_OF[t]).sum()) for t in RECORD_TABLES}}
     tonight_ids = {t: set(ctx.read("extract", t)[RECORD_ID[t]].astype(str)) for t in TABLES}
-    tonight = quarantine[[rid in tonight_ids.get(t, ()) for t, rid in zip(quarantine["source_table"],
-                                                                          quarantine["record_id"])]]
+    unreadable_tonight = unreadable.loc[np.array([rid in tonight_ids.get(t, ()) for t, rid in
+                                                  zip(unreadable["source_table"], unreadable["record_id"])], bool)]
+    quarantined = ctx.read("validate", "rows_quarantined").set_index("source_table")["rows"].add(
+        unreadable_tonight.groupby("source_table")["record_id"].nunique(), fill_value=0)
+    exclusions = _exclusions(ctx, excluded, unscored)
     counts = accounting(  # a record ingested on an earlier night that fails again is reported, not counted
         records_in=manifest["records_in"],
         used=stored,
-        quarantined=tonight.groupby("source_table")["record_id"].nunique().to_dict(),
-        excluded={t: int((excluded["table"] == t).sum()) + len(ctx.read("validate", f"{t}_duplicates"))
-                  for t in TABLES},
+        quarantined=quarantined.to_dict(),
+        excluded=exclusions.groupby("source_table").size().to_dict(),
     )
     stay_features = _long_features(ctx, manifest)
     results = NightResults(
         night=ctx.night, run_id=manifest["run_id"], prediction_time=ctx.prediction_time,
         started_at=datetime.fromisoformat(manifest["started_at"]), risk=risk, stay_features=stay_features,
-        events=events, records=records, quarantine=quarantine.drop_duplicates(),
-        dq=ctx.read("validate", "dq"), counts=counts, stays_active=len(_active(ctx)),
+        events=events, records=records, quarantine=quarantine.drop_duplicates(), exclusions=exclusions,
+        dq=ctx.read("validate", "dq"), counts=counts,
+        stays_active=len(_active(ctx)), stays_unscored=len(unscored),
         models={n: i["version"] for n, i in manifest["models"].items()},
     )
     return publish(wh, results)
+
+
+def _exclusions(ctx: Night, excluded: pd.DataFrame, unscored: pd.DataFrame) -> pd.DataFrame:
+    """Every row left out on purpose, with its reason: outside the cohort definition (extract),
+    exact duplicates (validate), and stays in the ICU with nothing to score them on."""
+    parts = [pd.DataFrame({"source_table": excluded["table"], "record_id": excluded["record_id"],
+                           "stay_id": pd.NA, "reason": excluded["reason"]})]
+    for table in TABLES:
+        duplicates = ctx.read("validate", f"{table}_duplicates")
+        parts.append(pd.DataFrame({"source_table": table, "record_id": duplicates[RECORD_ID[table]].astype(str),
+                                   "stay_id": duplicates["stay_id"], "reason": "exact duplicate of another row"}))
+    parts.append(pd.DataFrame({"source_table": "cohort", "record_id": unscored["stay_id"].astype(str),
+                               "stay_id": unscored["stay_id"], "reason": unscored["reason"]}))
+    parts = [p for p in parts if not p.empty]
+    frame = pd.concat(parts, ignore_index=True) if parts else \
+        pd.DataFrame(columns=["source_table", "record_id", "stay_id", "reason"])
+    return frame.astype({"source_table": "string", "record_id": "string", "stay_id": "Int64", "reason": "string"})
 
 
 def _long_features(ctx: Night, manifest: dict) -> pd.DataFrame:

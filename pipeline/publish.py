@@ -1,7 +1,7 @@
 """The publish stage: one transaction makes a night visible.
 
 Risk rows, the night's stay features, the validated events and records it ingested, its
-quarantine and data-quality results, the run audit row with row accounting, and the advanced
+quarantine, exclusions and data-quality results, the run audit row with row accounting, and the advanced
 watermarks commit together or not at all. Every write replaces the night's own key range, so
 re-running a night replaces its rows and never duplicates them.
 """
@@ -63,10 +63,12 @@ class NightResults:
     events: pd.DataFrame
     records: pd.DataFrame
     quarantine: pd.DataFrame
+    exclusions: pd.DataFrame
     dq: pd.DataFrame
     counts: pd.DataFrame
     stays_active: int
     models: dict[str, str]
+    stays_unscored: int = 0
 
 
 def publish(wh: Warehouse, results: NightResults) -> dict:
@@ -84,7 +86,7 @@ def publish(wh: Warehouse, results: NightResults) -> dict:
         "run_id": results.run_id, "night": night, "prediction_time": results.prediction_time,
         "started_at": results.started_at, "published_at": datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0),
         "status": "published", "stays_active": results.stays_active, "stays_scored": stays_scored,
-        "risk_rows": len(results.risk), "risk_rows_sha256": digest,
+        "stays_unscored": results.stays_unscored, "risk_rows": len(results.risk), "risk_rows_sha256": digest,
         "models": json.dumps(results.models, sort_keys=True),
     }])
     watermarks = pd.DataFrame({"source_table": list(INCREMENTAL_TABLES), "night": night,
@@ -100,6 +102,7 @@ def publish(wh: Warehouse, results: NightResults) -> dict:
             wh.delete_in(conn, "vigil_features.stay_records", "record_id", ids, "modality = :m", {"m": modality})
         wh.bulk_insert(conn, "vigil_features.stay_records", records)
         wh.replace_rows(conn, "vigil_audit.quarantine", "night = :night", key, results.quarantine.assign(night=night))
+        wh.replace_rows(conn, "vigil_audit.exclusions", "night = :night", key, results.exclusions.assign(night=night))
         wh.replace_rows(conn, "vigil_audit.dq_results", "night = :night", key, results.dq.assign(night=night))
         wh.bulk_insert(conn, "vigil_audit.runs", run)
         wh.bulk_insert(conn, "vigil_audit.run_counts", results.counts.assign(run_id=results.run_id, night=night))

@@ -101,7 +101,14 @@ class Warehouse:
     # ---------------------------------------------------------------- schema
 
     def create_schema(self) -> None:
-        """Create every schema, table, view and the concept map (idempotent)."""
+        """Create every schema, table, view and the concept map (idempotent).
+
+        Recreating the views drops the grants on them; where this database already has Vigil's
+        roles (``vigil init --roles``), they are granted again, so the BI reader keeps its views.
+        """
+        had_roles = not self.is_sqlite and bool(self.scalar(
+            "SELECT COUNT(*) FROM pg_roles r JOIN pg_namespace n ON n.nspname = 'vigil_risk' "
+            "WHERE r.rolname = 'vigil_bi_reader' AND has_schema_privilege(r.oid, n.oid, 'USAGE')"))
         with self.begin() as conn:
             if not self.is_sqlite:
                 for schema in SCHEMAS:
@@ -111,6 +118,22 @@ class Warehouse:
                     for statement in read_sql_file(path):
                         conn.execute(text(self._dialect_sql(statement)))
         self.__dict__.pop("_time_columns", None)
+        if had_roles:
+            self.apply_roles()
+
+    def apply_roles(self) -> None:
+        """Create the least-privilege group roles and grant them in this database (``sql/roles``).
+
+        PostgreSQL only. Run it as the owner of Vigil's schemas, after :meth:`create_schema`
+        (which calls it again from then on, as recreating the views drops their grants); idempotent.
+        """
+        if self.is_sqlite:
+            raise RuntimeError("roles need PostgreSQL: the embedded SQLite warehouse has no users or "
+                               "grants (point VIGIL_WAREHOUSE_URL at a PostgreSQL database)")
+        with self.begin() as conn:
+            for path in sorted((self.sql_dir / "roles").glob("*.sql")):
+                for statement in read_sql_file(path):
+                    conn.execute(text(statement))
 
     def _dialect_sql(self, statement: str) -> str:
         if self.is_sqlite:  # SQLite names the index's schema, not the table's
@@ -194,12 +217,29 @@ class Warehouse:
 
         statement = _NAMED_PARAM.sub(positional, query.replace("IN :values", "= ANY(:values)"))
         bound = {**(params or {}), **({"values": list(dict.fromkeys(values))} if values is not None else {})}
-        cursor = self._adbc().cursor()
+        arguments = tuple(_adbc_value(bound[n]) for n in names)
+        for attempt in (1, 2):  # a read is safe to repeat: once more on a fresh connection if the server dropped it
+            cursor = self._adbc().cursor()
+            try:
+                cursor.execute(statement, arguments)
+                return cursor.fetch_arrow_table()
+            except Exception:
+                if attempt == 2 or self._adbc_alive():
+                    raise
+                self._adbc_connection = None
+            finally:
+                cursor.close()
+        raise AssertionError("unreachable")
+
+    def _adbc_alive(self) -> bool:
         try:
-            cursor.execute(statement, tuple(_adbc_value(bound[n]) for n in names))
-            return cursor.fetch_arrow_table()
-        finally:
+            cursor = self._adbc_connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.fetchall()
             cursor.close()
+            return True
+        except Exception:  # noqa: BLE001 - any failure means the connection is gone
+            return False
 
     def _adbc(self):
         if getattr(self, "_adbc_connection", None) is None:

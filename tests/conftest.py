@@ -158,3 +158,51 @@ def trained_postgres(tmp_path_factory, postgres_server):
 @pytest.fixture(params=["sqlite", "postgres"])
 def trained(request):
     return request.getfixturevalue("trained_sqlite" if request.param == "sqlite" else "trained_postgres")
+
+
+def clone_home(trained: dict, target: Path, postgres_server=None) -> dict:
+    """A copy of a trained home (files, runs and warehouse) that a test may damage freely.
+
+    SQLite warehouses are copied as files; a PostgreSQL warehouse is cloned server-side with
+    ``CREATE DATABASE ... TEMPLATE`` (the original's connections are closed first).
+    """
+    import dataclasses
+    import shutil
+
+    from sqlalchemy import text
+
+    from pipeline.warehouse import connect
+
+    settings = trained["settings"]
+    trained["warehouse"].dispose()
+    shutil.copytree(settings.home, target, ignore=shutil.ignore_patterns("airflow"))
+    if settings.is_sqlite:
+        url = f"sqlite:///{target / 'warehouse' / 'vigil.db'}"
+    else:
+        name = f"vigil_clone_{uuid.uuid4().hex[:10]}"
+        source = settings.warehouse_url.rsplit("/", 1)[1]
+        with postgres_server.connect() as conn:  # a template may have no other sessions
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d "
+                              "AND pid <> pg_backend_pid()"), {"d": source})
+            conn.execute(text(f"CREATE DATABASE {name} TEMPLATE {source}"))
+        url = settings.warehouse_url.rsplit("/", 1)[0] + f"/{name}"
+    cloned = dataclasses.replace(settings, home=target, filestore=target / "files", warehouse_url=url)
+    return {"settings": cloned, "warehouse": connect(cloned), "database": None if settings.is_sqlite else name}
+
+
+def drop_clone(clone: dict, postgres_server=None) -> None:
+    from sqlalchemy import text
+
+    clone["warehouse"].dispose()
+    if clone["database"]:
+        with postgres_server.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {clone['database']} WITH (FORCE)"))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def cloned(request, tmp_path):
+    """A throw-away copy of the trained home, on SQLite and on PostgreSQL."""
+    server = request.getfixturevalue("postgres_server") if request.param == "postgres" else None
+    clone = clone_home(request.getfixturevalue(f"trained_{request.param}"), tmp_path / "home", server)
+    yield clone
+    drop_clone(clone, server)

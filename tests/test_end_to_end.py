@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 import pytest
 
-from pipeline.nightly import run_night
+from pipeline.nightly import NO_DATA, run_night
 from pipeline.warehouse import to_time
 from tests.conftest import E2E_NIGHTS
 
@@ -48,7 +48,14 @@ def test_each_night_scores_every_active_stay_exactly_once(trained):
     for night in E2E_NIGHTS:
         rows = wh.read("SELECT stay_id, model_name, probability, risk_band, modalities, top_factors "
                        "FROM vigil_risk.risk_scores WHERE night = :night", {"night": night})
-        assert set(rows["stay_id"]) == expected_active(wh, night)
+        unscored = wh.read("SELECT stay_id, reason FROM vigil_audit.exclusions WHERE night = :night "
+                           "AND source_table = 'cohort'", {"night": night})
+        assert set(rows["stay_id"]) == expected_active(wh, night) - set(unscored["stay_id"])
+        assert len(unscored) <= 3 and (unscored["reason"] == NO_DATA).all()
+        t = datetime.combine(night + timedelta(days=1), datetime.min.time())
+        for stay in unscored["stay_id"]:  # really nothing charted for it yet
+            assert wh.scalar("SELECT COUNT(*) FROM mimiciv_icu.chartevents WHERE stay_id = :s AND charttime <= :t",
+                             {"s": int(stay), "t": t}) == 0
         assert not rows.duplicated(["stay_id", "model_name"]).any()
         assert rows["probability"].between(0, 1).all()
         assert set(rows["risk_band"]) <= {"low", "medium", "high"}

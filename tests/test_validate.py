@@ -97,9 +97,22 @@ def test_notes_without_text_are_quarantined():
          "category": "RR", "text": "Portable chest."},
         {"record_id": "n2", "stay_id": 1, "subject_id": 10, "time": "2026-02-28", "arrival_time": "2026-02-28",
          "category": "RR", "text": ""},
+        {"record_id": "n3", "stay_id": 1, "subject_id": 10, "time": "2026-02-28", "arrival_time": "2026-02-28",
+         "category": "RR", "text": " \n\t "},
+        {"record_id": "n4", "stay_id": 1, "subject_id": 10, "time": "2026-02-28", "arrival_time": "2026-02-28",
+         "category": "RR", "text": "GIF89a\x01\x00\x01\x00\x80\xff\x00\x00\x00\x00\x00\x00!\xf9\x04"},
+        {"record_id": "n5", "stay_id": 1, "subject_id": 10, "time": "2026-02-28", "arrival_time": "2026-02-28",
+         "category": "RR", "text": "Impression: \ufffd\ufffd\ufffd\ufffd no acute process"},
+        {"record_id": "n6", "stay_id": 1, "subject_id": 10, "time": "2026-02-28", "arrival_time": "2026-02-28",
+         "category": "RR", "text": "Fièvre à 39 °C, SpO₂ 91 %, µg/kg/min, naïve — ok.\r\n"},
     ]), "notes")
     outcome = validate({**frames([event("ok")]), "notes": notes}, UNTIL)
-    assert reasons_by_record(outcome, "notes") == {"n2": {"note text is empty or longer than 200,000 characters"}}
+    assert reasons_by_record(outcome, "notes") == {
+        "n2": {"note text is empty or longer than 200,000 characters", "note text is blank"},
+        "n3": {"note text is blank"},
+        "n4": {"note text is binary or was not decodable"},
+        "n5": {"note text is binary or was not decodable"},
+    }
 
 
 def test_failure_rate_above_the_limit_stops_the_night_naming_the_table():

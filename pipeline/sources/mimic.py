@@ -102,7 +102,8 @@ def assign_stays(rows: pd.DataFrame, spans: pd.DataFrame, key: str) -> pd.Series
 
 
 def _exclusions(table: str, record_ids: pd.Series, reason) -> pd.DataFrame:
-    return pd.DataFrame({"table": table, "record_id": record_ids.astype("string").values, "reason": reason})
+    reasons = reason.values if isinstance(reason, pd.Series) else reason
+    return pd.DataFrame({"table": table, "record_id": record_ids.astype("string").values, "reason": reasons})
 
 
 def _events(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime,
@@ -133,7 +134,7 @@ def _events(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime
     outside = mapped["stay_id"].isna() & (mapped["source_table"] == "mimiciv_hosp.labevents") & ~unmapped
     excluded = pd.concat([
         _exclusions("events", mapped.loc[unmapped, "source_row_id"], "item is not in the concept map"),
-        _exclusions("events", mapped.loc[outside, "source_row_id"], "not during an ICU stay"),
+        _exclusions("events", mapped.loc[outside, "source_row_id"], _outside_reason(mapped.loc[outside], until)),
     ], ignore_index=True)
     kept = mapped[~unmapped & ~outside].copy()
     kept["value"] = kept["valuenum"] * kept["scale"] + kept["offset_value"]
@@ -148,7 +149,7 @@ def _notes(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime)
     raw["record_id"] = raw["note_id"].astype(str)
     raw["category"] = raw["note_type"]
     raw["stay_id"] = assign_stays(raw, spans, "record_id")
-    return _split_outside("notes", raw)
+    return _split_outside("notes", raw, until)
 
 
 def _ecgs(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime):
@@ -158,7 +159,7 @@ def _ecgs(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime):
     raw["uri"] = raw["path"]
     raw["qrs_duration"] = raw["qrs_end"] - raw["qrs_onset"]
     raw["stay_id"] = assign_stays(raw, spans, "record_id")
-    return _split_outside("ecgs", raw)
+    return _split_outside("ecgs", raw, until)
 
 
 def _images(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime):
@@ -172,7 +173,7 @@ def _images(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime
     raw["category"] = raw["modality"]
     raw["view"] = raw["viewposition"]
     raw["stay_id"] = assign_stays(raw, spans, "record_id")
-    return _split_outside("images", raw)
+    return _split_outside("images", raw, until)
 
 
 def study_datetime(studydate: pd.Series, studytime: pd.Series) -> pd.Series:
@@ -189,11 +190,24 @@ def study_datetime(studydate: pd.Series, studytime: pd.Series) -> pd.Series:
     return (day + pd.to_timedelta(seconds, unit="s")).astype("datetime64[us]")
 
 
-def _split_outside(table: str, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _outside_reason(rows: pd.DataFrame, until: datetime) -> pd.Series:
+    """Why rows could not be placed in an ICU stay: no time to place them by, a time in the
+    future of the night that received them, or no stay of the patient's around that time."""
+    def reason(t) -> str:
+        if pd.isna(t):
+            return "time is empty, so no ICU stay can be assigned"
+        if t > until:
+            return "charted after the prediction time (a future clock entry)"
+        return "not during an ICU stay"
+    return pd.Series([reason(t) for t in rows["time"]], index=rows.index, dtype="string")
+
+
+def _split_outside(table: str, raw: pd.DataFrame, until: datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
     if raw.empty:
         return empty(table), _exclusions(table, pd.Series([], dtype="string"), "not during an ICU stay")
     outside = raw["stay_id"].isna()
-    return conform(raw[~outside], table), _exclusions(table, raw.loc[outside, "record_id"], "not during an ICU stay")
+    return conform(raw[~outside], table), _exclusions(table, raw.loc[outside, "record_id"],
+                                                      _outside_reason(raw.loc[outside], until))
 
 
 def read_labels(wh: Warehouse, query: str, as_of: datetime, contract: str = "labels") -> pd.DataFrame:

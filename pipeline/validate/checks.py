@@ -38,14 +38,15 @@ class TableResult:
     quarantine: pd.DataFrame
     duplicates: pd.DataFrame
     dq: pd.DataFrame
+    rows_quarantined: int = 0  # rows, not ids: two rows sharing one bad id are two rows lost to use
 
     @property
     def rows_checked(self) -> int:
-        return len(self.valid) + self.quarantine["record_id"].nunique()
+        return len(self.valid) + self.rows_quarantined
 
     @property
     def failure_rate(self) -> float:
-        return self.quarantine["record_id"].nunique() / self.rows_checked if self.rows_checked else 0.0
+        return self.rows_quarantined / self.rows_checked if self.rows_checked else 0.0
 
 
 @dataclass
@@ -109,6 +110,10 @@ def validate_table(table: str, frame: pd.DataFrame, checks: list, context=None) 
     checked[ROW] = range(len(checked))
     if "arrival_time" in checked:
         checked[suites.ARRIVAL_NIGHT_END] = checked["arrival_time"].dt.ceil("D")
+    if table == "notes":
+        text = checked["text"].astype("string")
+        checked[suites.UNREADABLE_SHARE] = (text.str.count(suites.UNREADABLE_CHARACTERS)
+                                            / text.str.len().clip(lower=1)).astype("float64")
     if checked.empty:
         failed, dq = pd.DataFrame(columns=[ROW, "reason", "check_name"]), pd.DataFrame()
     else:
@@ -123,8 +128,10 @@ def validate_table(table: str, frame: pd.DataFrame, checks: list, context=None) 
         "reason": quarantine["reason"].astype("string"),
         "check_name": quarantine["check_name"].astype("string"),
     }, columns=QUARANTINE_COLUMNS)
-    valid = checked[~bad].drop(columns=[ROW, suites.ARRIVAL_NIGHT_END], errors="ignore").reset_index(drop=True)
-    return TableResult(table=table, valid=valid, quarantine=quarantine, duplicates=duplicates, dq=dq)
+    derived = [ROW, suites.ARRIVAL_NIGHT_END, suites.UNREADABLE_SHARE]
+    valid = checked[~bad].drop(columns=derived, errors="ignore").reset_index(drop=True)
+    return TableResult(table=table, valid=valid, quarantine=quarantine, duplicates=duplicates, dq=dq,
+                       rows_quarantined=int(bad.sum()))
 
 
 def validate(frames: dict[str, pd.DataFrame], until: datetime) -> Validation:

@@ -28,6 +28,10 @@ def _not_after(column: str, until: datetime, reason: str) -> gxe.Expectation:
 
 
 ARRIVAL_NIGHT_END = "arrival_night_end"
+UNREADABLE_SHARE = "unreadable_share"
+# Control characters (bar tab/newline/carriage return) and U+FFFD, the mark a failed decode leaves.
+UNREADABLE_CHARACTERS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]"
+MAX_UNREADABLE_SHARE = 0.01
 
 
 def _charted_by_arrival_night() -> gxe.Expectation:
@@ -47,6 +51,7 @@ def cohort_checks(until: datetime) -> list[gxe.Expectation]:
         check(gxe.ExpectColumnValuesToBeUnique(column="stay_id"), "stay id appears more than once"),
         _not_null("age", "age is unknown"),
         check(gxe.ExpectColumnValuesToBeBetween(column="age", min_value=0, max_value=120), "age outside 0-120 years"),
+        _not_null("sex", "sex is unknown"),
         _in_set("sex", ["F", "M"], "sex is not F or M"),
         _not_after("admit_time", until, "admitted after the prediction time"),
         check(gxe.ExpectColumnPairValuesAToBeGreaterThanB(
@@ -89,6 +94,9 @@ def record_checks(table: str, stays: list[int]) -> list[gxe.Expectation]:
             _not_null("text", "note text is empty"),
             check(gxe.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1, max_value=200_000),
                   "note text is empty or longer than 200,000 characters"),
+            check(gxe.ExpectColumnValuesToMatchRegex(column="text", regex=r"\S"), "note text is blank"),
+            check(gxe.ExpectColumnValuesToBeBetween(column=UNREADABLE_SHARE, max_value=MAX_UNREADABLE_SHARE),
+                  "note text is binary or was not decodable"),
         ]
     else:
         checks.append(_not_null("uri", "file path is empty"))

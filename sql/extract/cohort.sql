@@ -15,3 +15,4 @@ FROM mimiciv_icu.icustays i
 LEFT JOIN mimiciv_hosp.patients p ON p.subject_id = i.subject_id
 LEFT JOIN mimiciv_hosp.admissions a ON a.hadm_id = i.hadm_id
 WHERE i.intime <= :until
+   OR i.intime IS NULL  -- extracted so validation quarantines it by name, never silently skipped

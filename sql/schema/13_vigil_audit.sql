@@ -1,5 +1,5 @@
 -- vigil_audit: one row per run, per-table row accounting, data-quality results, quarantined
--- rows with their reasons, and the extraction watermarks (advanced only when a night publishes).
+-- rows with their reasons, excluded rows with theirs, and the extraction watermarks (advanced only when a night publishes).
 
 CREATE TABLE IF NOT EXISTS vigil_audit.runs (
     run_id           VARCHAR(64) NOT NULL PRIMARY KEY,
@@ -10,6 +10,7 @@ CREATE TABLE IF NOT EXISTS vigil_audit.runs (
     status           VARCHAR(16) NOT NULL,
     stays_active     INTEGER NOT NULL,
     stays_scored     INTEGER NOT NULL,
+    stays_unscored   INTEGER NOT NULL DEFAULT 0,  -- active stays with no data at all (see exclusions)
     risk_rows        INTEGER NOT NULL,
     risk_rows_sha256 VARCHAR(64) NOT NULL,    -- digest of the night's risk rows, for idempotency checks
     models           TEXT NOT NULL            -- JSON {model_name: version}
@@ -45,6 +46,14 @@ CREATE TABLE IF NOT EXISTS vigil_audit.quarantine (
     check_name    VARCHAR(128) NOT NULL       -- the expectation or reader check that failed
 );
 
+CREATE TABLE IF NOT EXISTS vigil_audit.exclusions (
+    night         DATE NOT NULL,
+    source_table  VARCHAR(64) NOT NULL,
+    record_id     VARCHAR(64) NOT NULL,       -- source row id, or the stay id for an unscored stay
+    stay_id       BIGINT,
+    reason        VARCHAR(255) NOT NULL       -- outside the cohort definition, exact duplicate, no data to score
+);
+
 CREATE TABLE IF NOT EXISTS vigil_audit.watermarks (
     source_table  VARCHAR(64) NOT NULL,
     night         DATE NOT NULL,
@@ -54,4 +63,5 @@ CREATE TABLE IF NOT EXISTS vigil_audit.watermarks (
 
 CREATE INDEX IF NOT EXISTS quarantine_night_idx ON vigil_audit.quarantine (night);
 CREATE INDEX IF NOT EXISTS dq_results_night_idx ON vigil_audit.dq_results (night);
+CREATE INDEX IF NOT EXISTS exclusions_night_idx ON vigil_audit.exclusions (night);
 CREATE INDEX IF NOT EXISTS runs_night_idx ON vigil_audit.runs (night);

@@ -1,0 +1,76 @@
+"""The bad-input corpus (tests/corpus/bad_inputs.py) through a real night, on SQLite and PostgreSQL.
+
+Every case's rows and files are planted in a copy of the trained home as arrivals of its last
+night; the night is re-run. It must complete, every case must be quarantined or excluded with
+its reason (stored in the warehouse, not just logged), the healthy stays hosting the cases
+must be scored, and the run's row accounting must close.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+
+import pandas as pd
+import pytest
+
+from pipeline.modeling import registry
+from pipeline.nightly import run_night
+from tests.conftest import E2E_NIGHTS
+from tests.corpus.bad_inputs import CASES, STAY0, plant
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_corpus_has_at_least_fifty_distinct_cases():
+    assert len(CASES) >= 50
+    assert len({c.name for c in CASES}) == len(CASES)
+    assert {c.table for c in CASES} == {"cohort", "events", "notes", "ecgs", "images"}
+
+
+def test_every_bad_input_is_quarantined_or_excluded_with_its_reason_and_the_night_completes(cloned):
+    wh, night = cloned["warehouse"], E2E_NIGHTS[1]
+    # the corpus puts many bad records into a small night: the failure-rate brake is not under test
+    settings = dataclasses.replace(cloned["settings"], max_failure_rate=1.0)
+    promoted = registry.promoted(wh, "icu_mortality")
+    assert set(registry.load_bundle(promoted["artifact_uri"]).inputs) >= {"notes", "ecg", "images"}, \
+        "the corpus needs a promoted model that reads every modality, so every file is decoded"
+
+    corpus, expected = plant(datetime.combine(night, datetime.min.time()), settings.filestore)
+    with wh.begin() as conn:
+        for table, rows in corpus.rows.items():
+            wh.bulk_insert(conn, table, pd.DataFrame(rows))
+
+    result = run_night(night, settings)
+
+    run_id = result["extract"]["run_id"]
+    quarantine = wh.read("SELECT source_table, record_id, reason FROM vigil_audit.quarantine WHERE night = :n",
+                         {"n": night})
+    exclusions = wh.read("SELECT source_table, record_id, reason FROM vigil_audit.exclusions WHERE night = :n",
+                         {"n": night})
+    found = {"quarantined": quarantine, "excluded": exclusions}
+    missing = []
+    for case in CASES:
+        rows = found[case.outcome]
+        for record_id in expected[case.name]:
+            hits = rows[(rows["source_table"] == case.table) & (rows["record_id"] == record_id)]
+            if not hits["reason"].str.contains(case.reason, regex=False).any():
+                missing.append(f"{case.name}: {case.table} {record_id} not {case.outcome} for '{case.reason}' "
+                               f"(recorded: {sorted(hits['reason'])})")
+    assert not missing, "\n".join(missing)
+
+    counts = wh.read("SELECT * FROM vigil_audit.run_counts WHERE run_id = :r", {"r": run_id})
+    assert len(counts) == 5
+    assert (counts["records_in"] == counts["used"] + counts["quarantined"] + counts["excluded"]).all()
+    assert (counts["quarantined"] > 0).all() and (counts["excluded"] > 0).all()
+
+    # the healthy hosts of the cases are scored; the stay with no data is listed, not scored
+    risk = wh.read("SELECT stay_id FROM vigil_risk.risk_scores WHERE night = :n", {"n": night})
+    corpus_scored = set(risk["stay_id"][(risk["stay_id"] >= STAY0) & (risk["stay_id"] < STAY0 + 1000)])
+    hosts = {int(r["stay_id"]) for r in corpus.rows["mimiciv_icu.icustays"]}
+    bad_stays = set(quarantine.loc[quarantine["source_table"] == "cohort", "record_id"].astype(int)) | \
+        set(exclusions.loc[exclusions["source_table"] == "cohort", "record_id"].astype(int))
+    assert corpus_scored == hosts - bad_stays and len(corpus_scored) >= 50
+    run = wh.read("SELECT stays_active, stays_scored, stays_unscored FROM vigil_audit.runs WHERE run_id = :r",
+                  {"r": run_id}).iloc[0]
+    assert run["stays_active"] == run["stays_scored"] and run["stays_unscored"] >= 1
