@@ -68,6 +68,10 @@ def night_for_run(logical_date: datetime | None, run_after: datetime) -> date:
     return (after - timedelta(days=1)).date()
 
 
+class RunFolderError(OSError):
+    """The night's working folder cannot be written (disk full, read-only, not a directory)."""
+
+
 @dataclass
 class Night:
     """Where one night's files live, and its prediction time."""
@@ -85,11 +89,20 @@ class Night:
 
     def path(self, stage: str, name: str) -> Path:
         folder = self.folder / stage
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise RunFolderError(f"night {self.night}: cannot create {folder}: {error.strerror or error} "
+                                 f"(VIGIL_HOME must be a writable directory with free space)") from error
         return folder / name
 
     def write(self, stage: str, name: str, frame: pd.DataFrame) -> None:
-        frame.to_parquet(self.path(stage, f"{name}.parquet"), index=False)
+        path = self.path(stage, f"{name}.parquet")
+        try:
+            frame.to_parquet(path, index=False)
+        except OSError as error:
+            raise RunFolderError(f"night {self.night}: cannot write {path}: {error.strerror or error} "
+                                 f"(is the disk full?)") from error
 
     def read(self, stage: str, name: str) -> pd.DataFrame:
         path = self.folder / stage / f"{name}.parquet"
@@ -320,6 +333,7 @@ def embed_stage(night, settings: Settings | None = None) -> dict:
         for modality in (m for m in bundle.inputs if m != "tabular"):
             encoder = _encoder_for(bundle, modality, ctx.settings, device)
             past = history[history["modality"] == MODALITY_OF[MODALITY_TABLE[modality]]]
+            past = past[~past["record_id"].isin(tonight[modality]["record_id"])]  # re-sent tonight: tonight's wins
             records = pd.concat([tonight[modality], past], ignore_index=True)
             vectors, failed, new = embed_records(wh, modality, records, encoder, store, device=device,
                                                  workers=ctx.settings.decode_workers)

@@ -92,6 +92,7 @@ def publish(wh: Warehouse, results: NightResults) -> dict:
     watermarks = pd.DataFrame({"source_table": list(INCREMENTAL_TABLES), "night": night,
                                "high_water": results.prediction_time})
     with wh.begin() as conn:
+        wh.serialise_writers(conn)
         wh.replace_rows(conn, "vigil_risk.risk_scores", "night = :night", key, results.risk)
         wh.replace_rows(conn, "vigil_features.stay_features", "night = :night", key, results.stay_features)
         wh.execute(conn, "DELETE FROM vigil_features.stay_events WHERE ingest_night = :night", key)

@@ -30,6 +30,7 @@ VIGIL_SCHEMAS = ("vigil_features", "vigil_models", "vigil_risk", "vigil_audit")
 SCHEMAS = SOURCE_SCHEMAS + VIGIL_SCHEMAS
 
 _TIME_TYPES = ("TIMESTAMP", "DATETIME")
+WRITER_LOCK = 0x5649_4749_4C  # "VIGIL": the advisory lock key of serialise_writers
 _IN_CHUNK = 900  # under SQLite's bound-parameter limit
 _NAMED_PARAM = re.compile(r"(?<!:):(\w+)")
 _SQLITE_INDEX = re.compile(
@@ -264,6 +265,17 @@ class Warehouse:
         """One transaction: everything inside commits together or not at all."""
         with self.engine.begin() as conn:
             yield conn
+
+    def serialise_writers(self, conn: Connection) -> None:
+        """Serialise the writers of shared rows (held until commit or rollback).
+
+        Two nights publishing at once both move rows of the shared event and record stores, and
+        two embedding stages may cache the same content; on PostgreSQL they would deadlock or
+        collide on a key. A transaction-scoped advisory lock makes the second wait instead.
+        SQLite already allows one writer at a time.
+        """
+        if not self.is_sqlite:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITER_LOCK})
 
     def execute(self, conn: Connection, query: str, params: Mapping[str, Any] | None = None) -> int:
         result = conn.execute(text(query), {k: _bind(v) for k, v in (params or {}).items()})

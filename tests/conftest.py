@@ -206,3 +206,10 @@ def cloned(request, tmp_path):
     clone = clone_home(request.getfixturevalue(f"trained_{request.param}"), tmp_path / "home", server)
     yield clone
     drop_clone(clone, server)
+
+
+@pytest.fixture
+def cloned_postgres(tmp_path, postgres_server, trained_postgres):
+    clone = clone_home(trained_postgres, tmp_path / "home", postgres_server)
+    yield clone
+    drop_clone(clone, postgres_server)

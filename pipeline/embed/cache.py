@@ -19,16 +19,17 @@ def store(wh: Warehouse, encoder_id: str, modality: str, vectors: dict[str, np.n
     """Add vectors not yet cached (an existing key keeps its vector: same content, same output)."""
     if not vectors:
         return 0
-    present = lookup(wh, encoder_id, list(vectors))
-    new = {h: v for h, v in vectors.items() if h not in present}
-    if not new:
-        return 0
-    frame = pd.DataFrame({
-        "encoder_id": encoder_id,
-        "content_hash": list(new),
-        "modality": modality,
-        "dim": [int(v.shape[0]) for v in new.values()],
-        "vector": [np.asarray(v, dtype="<f4").tobytes() for v in new.values()],
-    })
     with wh.begin() as conn:
+        wh.serialise_writers(conn)  # two nights embedding the same content: the second sees the first's rows
+        present = lookup(wh, encoder_id, list(vectors))
+        new = {h: v for h, v in vectors.items() if h not in present}
+        if not new:
+            return 0
+        frame = pd.DataFrame({
+            "encoder_id": encoder_id,
+            "content_hash": list(new),
+            "modality": modality,
+            "dim": [int(v.shape[0]) for v in new.values()],
+            "vector": [np.asarray(v, dtype="<f4").tobytes() for v in new.values()],
+        })
         return wh.bulk_insert(conn, "vigil_features.embeddings", frame)

@@ -181,8 +181,10 @@ def stay_vectors(records: pd.DataFrame, vectors: dict[str, np.ndarray], predicti
     present = np.zeros(len(keys), dtype=bool)
     if joined.empty:
         return matrix, present
+    # one order whatever order the records came in, so float sums (and scores) are reproducible
+    joined = joined.sort_values(["row", "time", "content_hash"], kind="stable")
     if pooling == "last":
-        joined = joined.sort_values(["row", "time", "content_hash"]).drop_duplicates("row", keep="last")
+        joined = joined.drop_duplicates("row", keep="last")
     stacked = np.stack([vectors[h] for h in joined["content_hash"]])
     rows = joined["row"].to_numpy()
     counts = np.bincount(rows, minlength=len(keys)).astype(np.float32)
