@@ -252,7 +252,8 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{airflow_home / 'airflow.db'}")
     env.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
     env["VIGIL_HOME"] = str(settings.home)
-    env["VIGIL_WAREHOUSE_URL"] = settings.warehouse_url
+    if not env.get("VIGIL_WAREHOUSE_CONN_ID"):  # with a connection id the tasks resolve it themselves
+        env["VIGIL_WAREHOUSE_URL"] = settings.warehouse_url
     env["VIGIL_FILESTORE"] = str(settings.filestore)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("HF_HUB_OFFLINE", "1")
@@ -422,11 +423,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    _quiet_libraries()
-    settings = load_settings()
     try:
+        settings = load_settings()  # may import Airflow (a connection id), which configures logging its way
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, force=True,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+        _quiet_libraries()
         return args.func(args, settings)
     except (ValueError, RuntimeError, FileNotFoundError) as error:
         if args.verbose:

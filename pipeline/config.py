@@ -70,10 +70,34 @@ def _failure_rate_overrides(env: dict[str, str]) -> dict[str, float]:
     return {k[len(prefix):].lower(): float(v) for k, v in env.items() if k.startswith(prefix)}
 
 
+def warehouse_url_from_airflow(conn_id: str) -> str:
+    """The SQLAlchemy URL of an Airflow connection (its secrets backend, its metadata database or
+    an ``AIRFLOW_CONN_<ID>`` variable), so the password lives where Airflow keeps secrets."""
+    from airflow.sdk import Connection
+    from sqlalchemy.engine import URL
+
+    connection = Connection.get(conn_id)
+    if connection.conn_type not in ("postgres", "postgresql"):
+        raise ValueError(f"Airflow connection {conn_id!r} is of type {connection.conn_type!r}; "
+                         f"the warehouse needs a 'postgres' connection")
+    return URL.create("postgresql+psycopg2", username=connection.login, password=connection.password or None,
+                      host=connection.host, port=connection.port, database=connection.schema
+                      ).render_as_string(hide_password=False)
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Settings from ``env`` (default: the process environment).
+
+    The warehouse is ``VIGIL_WAREHOUSE_CONN_ID`` (an Airflow connection id, the production
+    choice: no credential in Vigil's environment or files), else ``VIGIL_WAREHOUSE_URL``, else
+    the embedded SQLite file under the home.
+    """
     env = dict(os.environ if env is None else env)
     home = Path(env.get("VIGIL_HOME", Path.home() / ".vigil")).expanduser().resolve()
-    warehouse_url = env.get("VIGIL_WAREHOUSE_URL") or f"sqlite:///{home / 'warehouse' / 'vigil.db'}"
+    if env.get("VIGIL_WAREHOUSE_CONN_ID"):
+        warehouse_url = warehouse_url_from_airflow(env["VIGIL_WAREHOUSE_CONN_ID"])
+    else:
+        warehouse_url = env.get("VIGIL_WAREHOUSE_URL") or f"sqlite:///{home / 'warehouse' / 'vigil.db'}"
     return Settings(
         home=home,
         warehouse_url=warehouse_url,

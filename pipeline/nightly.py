@@ -8,6 +8,7 @@ until ``publish``; re-running any stage, or the whole night, gives the same resu
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import shutil
@@ -118,6 +119,12 @@ class Night:
 
 
 _WAREHOUSES: dict[tuple[str, str], Warehouse] = {}
+
+
+@atexit.register
+def _close_warehouses() -> None:
+    for wh in _WAREHOUSES.values():
+        wh.dispose()
 
 
 def _context(night, settings: Settings | None) -> tuple[Night, Warehouse]:

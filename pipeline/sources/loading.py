@@ -20,7 +20,6 @@ def replace_subject_rows(wh: Warehouse, tables: dict[str, pd.DataFrame], subject
     transaction; row counts. ``keys`` names a table's subject column where it is not
     ``subject_id`` (Vigil tables keyed by a stay that is the subject's only one)."""
     ids = sorted({int(s) for s in subject_ids})
-    id_list = ", ".join(str(i) for i in ids) or "NULL"
     written: dict[str, int] = {}
     with wh.begin() as conn:
         for table, frame in tqdm(tables.items(), desc="Loading source tables", disable=not progress, unit="table"):
@@ -29,6 +28,6 @@ def replace_subject_rows(wh: Warehouse, tables: dict[str, pd.DataFrame], subject
                 present = set(wh.read(f"SELECT {key} FROM {table}", conn=conn)[key].tolist())
                 frame = frame[~frame[key].isin(present)]
             else:
-                wh.execute(conn, f"DELETE FROM {table} WHERE {(keys or {}).get(table, 'subject_id')} IN ({id_list})")
+                wh.delete_in(conn, table, (keys or {}).get(table, "subject_id"), ids)
             written[table] = wh.bulk_insert(conn, table, frame)
     return written
