@@ -118,9 +118,23 @@ class Warehouse:
                 for path in sorted((self.sql_dir / folder).glob("*.sql")):
                     for statement in read_sql_file(path):
                         conn.execute(text(self._dialect_sql(statement)))
+        self._add_missing_columns()
         self.__dict__.pop("_time_columns", None)
         if had_roles:
             self.apply_roles()
+
+    # Columns added to existing tables after their first release: (table, column, definition).
+    ADDED_COLUMNS = (("vigil_audit.runs", "stays_unscored", "INTEGER NOT NULL DEFAULT 0"),)
+
+    def _add_missing_columns(self) -> None:
+        """Bring a warehouse created by an earlier version up to date (``CREATE TABLE IF NOT
+        EXISTS`` leaves an existing table as it was)."""
+        inspector = inspect(self.engine)
+        with self.begin() as conn:
+            for qualified, column, definition in self.ADDED_COLUMNS:
+                schema, table = qualified.split(".")
+                if column not in {c["name"] for c in inspector.get_columns(table, schema=schema)}:
+                    conn.execute(text(f"ALTER TABLE {qualified} ADD COLUMN {column} {definition}"))
 
     def apply_roles(self) -> None:
         """Create the least-privilege group roles and grant them in this database (``sql/roles``).

@@ -29,7 +29,7 @@ SQL_VERB = re.compile(r"^\s*(SELECT|INSERT|DELETE|UPDATE|CREATE|DROP|ATTACH|COPY
 # and fixed fragments; never a value (values are bound parameters).
 IDENTIFIER_EXPRESSIONS = {
     "qualified", "table", "schema", "column", "key", "store", "where", "extra", "cast", "window",
-    "placeholders", "', '.join(columns)",
+    "placeholders", "', '.join(columns)", "definition",
 }
 HOSTILE = [
     "'); DROP TABLE vigil_risk.risk_scores; --",
