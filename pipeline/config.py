@@ -35,6 +35,8 @@ class Settings:
     device: str
     text_encoder: str
     text_max_tokens: int
+    text_window_overlap: int
+    text_max_windows: int
     embed_batch_size: int
     decode_workers: int
     max_failure_rate: float
@@ -107,6 +109,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         device=env.get("VIGIL_DEVICE", "auto"),
         text_encoder=env.get("VIGIL_TEXT_ENCODER") or _default_text_encoder(),
         text_max_tokens=int(env.get("VIGIL_TEXT_MAX_TOKENS", "256")),
+        text_window_overlap=int(env.get("VIGIL_TEXT_WINDOW_OVERLAP", "32")),
+        text_max_windows=int(env.get("VIGIL_TEXT_MAX_WINDOWS", "32")),
         embed_batch_size=int(env.get("VIGIL_EMBED_BATCH_SIZE", "32")),
         decode_workers=int(env.get("VIGIL_DECODE_WORKERS", "0")),
         max_failure_rate=float(env.get("VIGIL_MAX_FAILURE_RATE", "0.25")),

@@ -365,8 +365,7 @@ def _encoder_for(bundle: registry.Bundle, modality: str, settings: Settings, dev
     if modality != "notes":
         return bundle.signal_encoders[modality]
     trained = bundle.text_encoder
-    encoder = TextEncoder(trained["source"], max_tokens=trained["max_tokens"], batch_size=settings.embed_batch_size,
-                          device=device, pooling=trained["pooling"])
+    encoder = TextEncoder.from_description(trained, batch_size=settings.embed_batch_size, device=device)
     if encoder.encoder_id != trained["encoder_id"]:
         raise RuntimeError(f"{bundle.model_name} {bundle.version} was trained with text encoder "
                            f"{trained['encoder_id']}, but {encoder.encoder_id} is installed: retrain the model")

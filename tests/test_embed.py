@@ -11,9 +11,9 @@ import pytest
 import torch
 import wfdb
 
-from pipeline.embed.ecg import read_ecg
+from pipeline.embed.ecg import read_ecg, record_files
 from pipeline.embed.imaging import read_image
-from pipeline.embed.modalities import embed_records, hash_records, new_signal_encoder, stay_vectors
+from pipeline.embed.modalities import embed_records, hash_records, new_signal_encoder, stay_sequences, stay_vectors
 from pipeline.embed.records import RecordError
 from pipeline.embed.text import TextEncoder
 from pipeline.filestore import FileStore
@@ -61,6 +61,22 @@ def test_text_encoder_loads_a_local_checkpoint_and_batches_without_changing_resu
         TextEncoder(str(tiny_text_model), pooling="max")
 
 
+def test_long_notes_are_split_into_overlapping_windows_and_pooled(tiny_text_model):
+    encoder = TextEncoder(str(tiny_text_model), max_tokens=16, overlap=4, max_windows=3, batch_size=2)
+    long_note = " ".join(NOTES * 4)
+    windows, owners = encoder.windows([NOTES[0], long_note])
+    assert owners.tolist().count(0) == 1 and owners.tolist().count(1) == 3  # capped at max_windows
+    first, second = windows[1], windows[2]
+    assert len(first) == 16 and first[-5:-1] == second[1:5]  # neighbours share 4 tokens (inside [CLS]/[SEP])
+    vectors = encoder.encode([NOTES[0], long_note])
+    truncated = TextEncoder(str(tiny_text_model), max_tokens=16, overlap=4, max_windows=1).encode([long_note])
+    assert not np.allclose(vectors[1], truncated[0])  # the rest of the note counts
+    np.testing.assert_allclose(encoder.encode([long_note]), vectors[1:], atol=1e-5)  # batching changes nothing
+    assert "w4x3" in encoder.encoder_id
+    with pytest.raises(ValueError, match="overlap"):
+        TextEncoder(str(tiny_text_model), max_tokens=16, overlap=8)
+
+
 def test_embedding_cache_embeds_each_content_once_per_encoder(warehouse, settings, tiny_text_model):
     records = pd.DataFrame({"record_id": ["a", "b", "c"], "stay_id": [1, 1, 2], "text": [NOTES[0], NOTES[1], NOTES[0]]})
     hashed, failed = hash_records(records, "notes", FileStore(settings.filestore))
@@ -91,6 +107,22 @@ def test_stay_vectors_pool_only_records_available_at_prediction_time():
     np.testing.assert_array_equal(present, [True, True, False])
     np.testing.assert_array_equal(matrix[0], [1.0, 0.0])  # y arrived late, z is in the future
     np.testing.assert_array_equal(matrix[2], [0.0, 0.0])
+
+
+def test_stay_sequences_keep_the_latest_records_in_time_order():
+    t = pd.Timestamp("2026-03-01")
+    records = pd.DataFrame({
+        "stay_id": [1, 1, 1, 1, 2], "content_hash": ["c", "a", "b", "late", "a"],
+        "time": pd.to_datetime(["2026-02-28 12:00", "2026-02-27", "2026-02-28", "2026-02-28 13:00", "2026-02-27"], format="ISO8601"),
+        "arrival_time": pd.to_datetime(["2026-02-28 12:00", "2026-02-27", "2026-02-28", "2026-03-02",
+                                        "2026-02-27"], format="ISO8601"),
+    })
+    vectors = {h: np.full(2, i, np.float32) for i, h in enumerate(["a", "b", "c", "late"], start=1)}
+    keys = pd.DataFrame({"stay_id": [1, 2, 3], "prediction_time": [t, t, t]})
+    sequences, mask = stay_sequences(records, vectors, keys, 2, max_length=2)
+    np.testing.assert_array_equal(sequences[0, :, 0], [2, 3])  # b then c: a dropped, "late" not yet arrived
+    np.testing.assert_array_equal(mask, [[True, True], [False, True], [False, False]])
+    np.testing.assert_array_equal(sequences[1, 1], [1, 1])  # the only record sits in the last slot
 
 
 @pytest.mark.shared_data
@@ -140,9 +172,16 @@ def test_ecg_reader_standardises_and_names_every_failure(tmp_path):
 def test_ecg_reader_reads_every_real_record(shared_data):
     records = sorted({p.with_suffix("") for p in (shared_data / "ecg").glob("*/*.hea")})
     assert len(records) >= 17  # CinC 2021 (.mat), PTB (.dat, 15 leads), LUDB (one file per lead set)
-    for record in records:
+    waveforms = sorted((shared_data / "ecg").rglob("*.dcm"))  # DICOM 12-lead ECG Waveform Storage
+    assert waveforms
+    for record in records + waveforms:
         signal = read_ecg(record)
         assert signal.shape == (12, 1000) and np.isfinite(signal).all(), record.name
+        assert np.abs(signal).max() > 0.1, record.name  # millivolts, not microvolts or a flat line
+    every_file = {p for p in (shared_data / "ecg").rglob("*") if p.is_file()}
+    covered = {f for r in records for f in record_files(r)} | set(waveforms)
+    for other in every_file - covered:  # the rest are the records' beat annotations (LUDB: one file per lead)
+        wfdb.rdann(str(other.with_suffix("")), other.suffix[1:])
 
 
 def test_image_reader_applies_photometric_interpretation_and_rejects_bad_files(tmp_path):
@@ -161,6 +200,22 @@ def test_image_reader_applies_photometric_interpretation_and_rejects_bad_files(t
         with pytest.raises(RecordError) as caught:
             read_image(path)
         assert caught.value.reason.startswith(reason)
+
+
+@pytest.mark.shared_data
+def test_every_real_dicom_is_read_or_refused_with_a_reason(shared_data):
+    files = sorted(p for p in (shared_data / "dicom").rglob("*") if p.is_file() and p.suffix.lower() == ".dcm")
+    assert len(files) >= 6
+    outcomes = {}
+    for path in files:
+        try:
+            image = read_image(path)
+            assert image.shape == (1, 64, 64) and np.isfinite(image).all(), path.name
+            outcomes[path.name] = "image"
+        except RecordError as error:
+            assert error.reason, path.name
+            outcomes[path.name] = error.reason
+    assert sum(o == "image" for o in outcomes.values()) >= 4, outcomes
 
 
 @pytest.mark.shared_data

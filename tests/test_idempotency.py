@@ -57,3 +57,26 @@ def test_two_nights_running_concurrently_publish_what_they_publish_in_turn(clone
         runs = wh.read("SELECT stays_active, stays_scored FROM vigil_audit.runs WHERE night = :n", {"n": night})
         assert len(runs) == 1 and (runs["stays_active"] == runs["stays_scored"]).all()
         assert night_rows(wh, night)["vigil_audit.watermarks"] == 4  # events, notes, ecgs, images
+
+
+def test_a_repeated_night_runs_no_encoder_forward_pass(cloned, monkeypatch):
+    """Everything the night embeds is already in the cache (same content, same encoder version):
+    re-running it must not call a text, ECG or image encoder on a single record."""
+    from pipeline.embed.modalities import SignalEncoder
+    from pipeline.embed.text import TextEncoder
+
+    calls = []
+    for cls in (TextEncoder, SignalEncoder):
+        original = cls.encode
+
+        def counting(self, inputs, *args, _original=original, **kwargs):
+            calls.append((type(self).__name__, len(inputs)))
+            return _original(self, inputs, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "encode", counting)
+    result = run_night(E2E_NIGHTS[1], cloned["settings"], stages=("extract", "validate", "features", "embed"))
+    embedded = {k: v for k, v in result["embed"].items() if isinstance(v, dict)}
+    assert {"icu_mortality.notes", "icu_mortality.ecg", "icu_mortality.images"} <= set(embedded)
+    assert all(v["records"] > 0 for v in embedded.values())
+    assert [v["newly_embedded"] for v in embedded.values()] == [0] * len(embedded)
+    assert [c for c in calls if c[1] > 0] == []

@@ -1,4 +1,4 @@
-"""12-lead ECGs: reading WFDB records into a standard tensor, and the 1-D CNN encoder.
+"""12-lead ECGs: reading WFDB records and DICOM waveforms into a standard tensor, and the 1-D CNN encoder.
 
 The reader normalises lead names and order to the 12 standard leads, resamples to the
 encoder's rate, removes baseline wander and high-frequency noise with a 0.5-40 Hz band-pass,
@@ -12,6 +12,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import torch
 import wfdb
 from scipy import signal as sps
@@ -39,12 +40,53 @@ def record_files(path: Path) -> list[Path]:
     return files
 
 
+def is_dicom_waveform(path: Path) -> bool:
+    return path.suffix.lower() == ".dcm"
+
+
 def ecg_sha256(path: Path) -> str:
+    if is_dicom_waveform(path):
+        if not path.exists():
+            raise RecordError("ECG file not found")
+        return files_sha256([path])
     return files_sha256(record_files(path))
 
 
+_UNIT_TO_MV = {"mV": 1.0, "uV": 1e-3, "μV": 1e-3, "V": 1e3}
+
+
+def read_dicom_waveform(path: Path) -> tuple[np.ndarray, list[str], float]:
+    """``(samples, channels)`` in mV, channel names and sampling rate of a DICOM 12-lead ECG."""
+    if not path.exists():
+        raise RecordError("ECG file not found")
+    try:
+        ds = pydicom.dcmread(path)
+    except Exception as error:  # pydicom raises several types for damaged files
+        raise RecordError(f"not a readable DICOM file ({type(error).__name__})") from error
+    if "WaveformSequence" not in ds:
+        kind = getattr(ds, "SOPClassUID", None)
+        raise RecordError(f"DICOM object holds no waveform ({kind.name if kind else 'unknown SOP class'})")
+    group = next((i for i, w in enumerate(ds.WaveformSequence) if int(w.NumberOfWaveformChannels) >= 12), 0)
+    waveform = ds.WaveformSequence[group]
+    try:
+        samples = ds.waveform_array(group).astype(np.float64)
+    except Exception as error:
+        raise RecordError(f"unreadable or truncated DICOM waveform ({type(error).__name__})") from error
+    names, scale = [], []
+    for channel in waveform.ChannelDefinitionSequence:
+        meaning = str(channel.ChannelSourceSequence[0].CodeMeaning)
+        names.append(meaning.replace("Lead", "").split("(")[0].strip())
+        units = getattr(channel, "ChannelSensitivityUnitsSequence", None)
+        scale.append(_UNIT_TO_MV.get(str(units[0].CodeValue) if units else "uV", 1e-3))
+    return samples * np.asarray(scale), names, float(waveform.SamplingFrequency)
+
+
 def read_ecg(path: Path, target_fs: int = 100, seconds: float = 10.0) -> np.ndarray:
-    """A record as float32 ``(12, target_fs * seconds)`` in mV, standard lead order."""
+    """A record (WFDB, or a DICOM waveform ``.dcm``) as float32 ``(12, target_fs * seconds)`` in
+    mV, standard lead order."""
+    if is_dicom_waveform(path):
+        signal, sig_names, fs = read_dicom_waveform(path)
+        return _standard_leads(signal, sig_names, fs, target_fs, seconds)
     record_files(path)
     try:
         record = wfdb.rdrecord(str(path))
@@ -52,12 +94,16 @@ def read_ecg(path: Path, target_fs: int = 100, seconds: float = 10.0) -> np.ndar
         raise RecordError(f"unreadable or truncated WFDB record ({type(error).__name__})") from error
     if record.p_signal is None:
         raise RecordError("WFDB record holds no physical signal")
-    names = [_CANONICAL.get(str(n).strip().upper()) for n in record.sig_name]
+    return _standard_leads(record.p_signal, record.sig_name, float(record.fs), target_fs, seconds)
+
+
+def _standard_leads(signal: np.ndarray, sig_names, fs: float, target_fs: int, seconds: float) -> np.ndarray:
+    names = [_CANONICAL.get(str(n).strip().upper()) for n in sig_names]
     missing = [lead for lead in STANDARD_LEADS if lead not in names]
     if missing:
-        raise RecordError(f"wrong lead set: {len(record.sig_name)} leads, missing {', '.join(missing)}")
-    raw = record.p_signal[:, [names.index(lead) for lead in STANDARD_LEADS]].astype(np.float64)
-    return condition_signal(raw, float(record.fs), target_fs, seconds)
+        raise RecordError(f"wrong lead set: {len(sig_names)} leads, missing {', '.join(missing)}")
+    raw = signal[:, [names.index(lead) for lead in STANDARD_LEADS]].astype(np.float64)
+    return condition_signal(raw, fs, target_fs, seconds)
 
 
 def condition_signal(raw: np.ndarray, fs: float, target_fs: int, seconds: float) -> np.ndarray:

