@@ -5,8 +5,10 @@ Every night D scores every patient in the ICU at midnight UTC after D with each 
 model, and publishes the risk table in one transaction.
 
 `extract` (incremental since each table's watermark) → `validate` (great-expectations; bad rows
-quarantined with a reason) → `features` (24 h window aggregates) → `embed` (notes, ECG, imaging;
-**gpu** queue, CPU fallback) → `score` → `publish` (risk rows, audit, watermarks) → `report`.
+quarantined with a reason) → `features` (window aggregates) and, alongside it, one embedding task
+per modality (`embed_notes`, `embed_ecg`, `embed_images`: **gpu** queue and pool, CPU fallback;
+a failing modality does not stop the others, whose work is cached) → `score` → `publish` (risk
+rows, audit, watermarks) → `report`.
 
 Stages exchange Parquet files under `$VIGIL_HOME/runs/<D>/`; XCom carries only counts.
 Re-running a night replaces its rows. Logic lives in `pipeline/nightly.py`.
@@ -59,12 +61,12 @@ def vigil_nightly():
 
         return features_stage(_night())
 
-    @task(queue="gpu")
-    def embed() -> dict:
-        """Note, ECG and image embeddings (cached by content hash) pooled per stay."""
+    @task(queue="gpu", pool="gpu")
+    def embed(modality: str) -> dict:
+        """One modality's embeddings (cached by content hash and encoder version), pooled per stay."""
         from pipeline.nightly import embed_stage
 
-        return embed_stage(_night())
+        return embed_stage(_night(), modality=modality)
 
     @task
     def score() -> dict:
@@ -87,7 +89,12 @@ def vigil_nightly():
 
         return report_stage(_night())
 
-    extract() >> validate() >> features() >> embed() >> score() >> publish() >> report()
+    validated = extract() >> validate()
+    scored = score()
+    validated >> features() >> scored
+    for modality in ("notes", "ecg", "images"):
+        validated >> embed.override(task_id=f"embed_{modality}")(modality) >> scored
+    scored >> publish() >> report()
 
 
 vigil_nightly()

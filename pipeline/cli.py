@@ -260,6 +260,9 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+GPU_POOL = "gpu"  # the pool (and queue) of the nightly DAG's embedding tasks
+
+
 def run_airflow(settings: Settings, arguments: list[str], check: bool = True, log_file: Path | None = None) -> int:
     """Run ``airflow <arguments>`` on Vigil's DAGs and home (migrating its database first).
 
@@ -270,6 +273,9 @@ def run_airflow(settings: Settings, arguments: list[str], check: bool = True, lo
     airflow = str(Path(sys.executable).parent / "airflow")
     if arguments[:2] != ["db", "migrate"]:
         subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([airflow, "pools", "set", GPU_POOL, str(settings.gpu_pool_slots),
+                        "embedding tasks: one slot per GPU model replica"],
+                       env=env, check=True, stdout=subprocess.DEVNULL)
     if log_file is None:
         result = subprocess.run([airflow, *arguments], env=env)
     else:

@@ -39,6 +39,7 @@ class Settings:
     text_max_windows: int
     embed_batch_size: int
     decode_workers: int
+    gpu_pool_slots: int
     max_failure_rate: float
     max_failure_rates: dict[str, float] = field(default_factory=dict)
     seed: int = 7
@@ -113,6 +114,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         text_max_windows=int(env.get("VIGIL_TEXT_MAX_WINDOWS", "32")),
         embed_batch_size=int(env.get("VIGIL_EMBED_BATCH_SIZE", "32")),
         decode_workers=int(env.get("VIGIL_DECODE_WORKERS", "0")),
+        gpu_pool_slots=int(env.get("VIGIL_GPU_POOL_SLOTS", "1")),
         max_failure_rate=float(env.get("VIGIL_MAX_FAILURE_RATE", "0.25")),
         max_failure_rates=_failure_rate_overrides(env),
         seed=int(env.get("VIGIL_SEED", "7")),

@@ -319,45 +319,49 @@ def _history_records(wh: Warehouse, ctx: Night, active: pd.DataFrame) -> pd.Data
         active["stay_id"].tolist(), {"night": ctx.night, "t": ctx.prediction_time}, times=("time", "arrival_time"))
 
 
-def embed_stage(night, settings: Settings | None = None) -> dict:
+EMBED_MODALITIES = ("notes", "ecg", "images")
+
+
+def embed_stage(night, settings: Settings | None = None, modality: str | None = None) -> dict:
+    """Embeddings of one modality (the DAG runs a task per modality, on the ``gpu`` queue) or of
+    all. Per model and modality, ``embed/<model>.<modality>.npz`` holds the pooled vector and a
+    presence mask of every active stay; each record table gets its usable records and its
+    unreadable ones (with reasons) for publish."""
+    if modality is not None and modality not in EMBED_MODALITIES:
+        raise ValueError(f"unknown modality {modality!r}; modalities are {', '.join(EMBED_MODALITIES)}")
     ctx, wh = _context(night, settings)
     manifest = ctx.manifest()
     device = resolve_device(ctx.settings.device)
     store = FileStore(ctx.settings.filestore)
     active = _active(ctx)
     history = _history_records(wh, ctx, active)
-    tonight, failures = {}, []
-    for table in RECORD_TABLES:
-        modality = {v: k for k, v in MODALITY_TABLE.items()}[table]
-        hashed, failed = hash_records(ctx.read("validate", table), modality, store)
-        tonight[modality] = hashed
-        failures.append(failed)
+    bundles = {name: registry.load_bundle(info["artifact_uri"]) for name, info in manifest["models"].items()}
     summary = {}
-    for name, info in manifest["models"].items():
-        bundle = registry.load_bundle(info["artifact_uri"])
-        spec = parse_spec(bundle.spec_raw, name)
-        arrays = {"stay_id": active["stay_id"].to_numpy()}
-        for modality in (m for m in bundle.inputs if m != "tabular"):
-            encoder = _encoder_for(bundle, modality, ctx.settings, device)
-            past = history[history["modality"] == MODALITY_OF[MODALITY_TABLE[modality]]]
-            past = past[~past["record_id"].isin(tonight[modality]["record_id"])]  # re-sent tonight: tonight's wins
-            records = pd.concat([tonight[modality], past], ignore_index=True)
-            vectors, failed, new = embed_records(wh, modality, records, encoder, store, device=device,
+    for current in [modality] if modality else EMBED_MODALITIES:
+        table = MODALITY_TABLE[current]
+        tonight, unreadable = hash_records(ctx.read("validate", table), current, store)
+        failures = [unreadable]
+        for name, bundle in bundles.items():
+            if current not in bundle.inputs:
+                continue
+            spec = parse_spec(bundle.spec_raw, name)
+            encoder = _encoder_for(bundle, current, ctx.settings, device)
+            past = history[history["modality"] == MODALITY_OF[table]]
+            past = past[~past["record_id"].isin(tonight["record_id"])]  # re-sent tonight: tonight's version wins
+            records = pd.concat([tonight, past], ignore_index=True)
+            vectors, failed, new = embed_records(wh, current, records, encoder, store, device=device,
                                                  workers=ctx.settings.decode_workers)
             failures.append(failed)
-            dim = encoder.dim if modality == "notes" else encoder.network.config["embedding_dim"]
-            matrix, mask = stay_vectors(records, vectors, active, dim, spec.modalities[modality].get("pooling", "mean"))
-            arrays[f"{modality}__vectors"], arrays[f"{modality}__mask"] = matrix, mask
-            summary[f"{name}.{modality}"] = {"records": len(records), "newly_embedded": new,
-                                             "stays_with_data": int(mask.sum())}
-        np.savez(ctx.path("embed", f"{name}.npz"), **arrays)
-    failed = pd.concat(failures, ignore_index=True).drop_duplicates(["source_table", "record_id"])
-    ctx.write("embed", "failures", failed)
-    for modality, hashed in tonight.items():
-        table = MODALITY_TABLE[modality]
-        bad = failed.loc[failed["source_table"] == table, "record_id"]
-        ctx.write("embed", f"records_{table}", hashed[~hashed["record_id"].isin(bad)])
-    summary["unreadable_records"] = len(failed)
+            dim = encoder.dim if current == "notes" else encoder.network.config["embedding_dim"]
+            matrix, mask = stay_vectors(records, vectors, active, dim, spec.modalities[current].get("pooling", "mean"))
+            np.savez(ctx.path("embed", f"{name}.{current}.npz"), stay_id=active["stay_id"].to_numpy(),
+                     vectors=matrix, mask=mask)
+            summary[f"{name}.{current}"] = {"records": len(records), "newly_embedded": new,
+                                            "stays_with_data": int(mask.sum())}
+        failed = pd.concat(failures, ignore_index=True).drop_duplicates(["source_table", "record_id"])
+        ctx.write("embed", f"failures_{table}", failed)
+        ctx.write("embed", f"records_{table}", tonight[~tonight["record_id"].isin(failed["record_id"])])
+        summary[f"unreadable_{table}"] = len(failed)
     return summary
 
 
@@ -381,10 +385,15 @@ def score_stage(night, settings: Settings | None = None) -> dict:
         bundle = registry.load_bundle(info["artifact_uri"])
         spec = parse_spec(bundle.spec_raw, name)
         features = ctx.read("features", name)
-        stored = np.load(ctx.folder / "embed" / f"{name}.npz")
-        if not np.array_equal(stored["stay_id"], active["stay_id"].to_numpy()):
-            raise RuntimeError(f"embeddings of night {ctx.night} are stale: re-run the embed stage")
-        embedded = {m: (stored[f"{m}__vectors"], stored[f"{m}__mask"]) for m in bundle.inputs if m != "tabular"}
+        embedded = {}
+        for modality in (m for m in bundle.inputs if m != "tabular"):
+            path = ctx.folder / "embed" / f"{name}.{modality}.npz"
+            if not path.exists():
+                raise FileNotFoundError(f"{path} is missing: run the embed stage ({modality}) of night {ctx.night}")
+            stored = np.load(path)
+            if not np.array_equal(stored["stay_id"], active["stay_id"].to_numpy()):
+                raise RuntimeError(f"{modality} embeddings of night {ctx.night} are stale: re-run the embed stage")
+            embedded[modality] = (stored["vectors"], stored["mask"])
         inputs = build_inputs(spec, features, embedded)
         rows = score_stays(bundle, spec, inputs, active, ctx.night)
         parts.append(rows)
@@ -397,7 +406,7 @@ def publish_stage(night, settings: Settings | None = None) -> dict:
     ctx, wh = _context(night, settings)
     manifest = ctx.manifest()
     risk = ctx.read("score", "risk")
-    unreadable = ctx.read("embed", "failures")
+    unreadable = pd.concat([ctx.read("embed", f"failures_{t}") for t in RECORD_TABLES], ignore_index=True)
     quarantine = pd.concat([ctx.read("validate", "quarantine"), unreadable], ignore_index=True)
     excluded = ctx.read("extract", "excluded")
     events = ctx.read("validate", "events")

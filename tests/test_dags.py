@@ -26,12 +26,18 @@ def test_dags_parse_without_errors(dagbag):
 
 def test_nightly_dag_is_the_flow_diagram(dagbag):
     dag = dagbag.dags["vigil_nightly"]  # get_dag would query the metadata DB
-    order = ["extract", "validate", "features", "embed", "score", "publish", "report"]
-    assert sorted(dag.task_ids) == sorted(order)
-    for upstream, downstream in zip(order, order[1:]):
-        assert dag.get_task(downstream).upstream_task_ids == {upstream}
-    assert dag.get_task("embed").queue == "gpu"
-    assert all(dag.get_task(t).retries >= 1 for t in order)
+    embeds = ["embed_notes", "embed_ecg", "embed_images"]
+    assert sorted(dag.task_ids) == sorted(["extract", "validate", "features", *embeds, "score", "publish", "report"])
+    assert dag.get_task("validate").upstream_task_ids == {"extract"}
+    for task_id in ["features", *embeds]:  # side by side, each on its own
+        assert dag.get_task(task_id).upstream_task_ids == {"validate"}
+    assert dag.get_task("score").upstream_task_ids == {"features", *embeds}
+    assert dag.get_task("publish").upstream_task_ids == {"score"}
+    assert dag.get_task("report").upstream_task_ids == {"publish"}
+    for task_id in embeds:
+        assert dag.get_task(task_id).queue == "gpu" and dag.get_task(task_id).pool == "gpu"
+    assert dag.get_task("features").queue != "gpu"
+    assert all(dag.get_task(t).retries >= 1 for t in dag.task_ids)
     assert dag.doc_md and "nightly" in dag.doc_md.lower()
     assert dag.catchup is False and dag.max_active_runs == 1
 
@@ -62,6 +68,8 @@ def _dags_test(settings, dag_id: str, day) -> subprocess.CompletedProcess:
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     airflow = str(Path(sys.executable).parent / "airflow")
     subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    subprocess.run([airflow, "pools", "set", "gpu", "1", "embedding"], env=env, check=True, capture_output=True,
+                   timeout=300)
     return subprocess.run([airflow, "dags", "test", dag_id, day.isoformat()], env=env,
                           capture_output=True, text=True, timeout=600)
 
