@@ -244,3 +244,39 @@ def test_signal_encoders_embed_to_their_configured_size():
     again = new_signal_encoder("ecg", {"target_fs": 100, "seconds": 10, "embedding_dim": 8, "seed": 1})
     assert again.encoder_id == ecg.encoder_id  # same weights, same id
     assert "target_fs=100" in ecg.encoder_id
+
+
+@pytest.mark.parametrize("family", ["resnet", "dinov2", "clip"])
+def test_image_encoder_loads_a_transformers_backbone_from_a_local_directory(tmp_path, family):
+    from transformers import CLIPVisionConfig, CLIPVisionModel, Dinov2Config, Dinov2Model, ResNetConfig, ResNetModel
+
+    torch.manual_seed(0)
+    model = {
+        "resnet": lambda: ResNetModel(ResNetConfig(num_channels=3, embedding_size=8, hidden_sizes=[8, 16],
+                                                   depths=[1, 1], layer_type="basic")),
+        "dinov2": lambda: Dinov2Model(Dinov2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                                   intermediate_size=32, image_size=28, patch_size=14)),
+        "clip": lambda: CLIPVisionModel(CLIPVisionConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                                         intermediate_size=32, image_size=28, patch_size=14)),
+    }[family]()
+    model.save_pretrained(tmp_path / family)
+    encoder = new_signal_encoder("images", {"backbone": str(tmp_path / family), "size": 28, "embedding_dim": 8})
+    assert encoder.params["size"] == 28 and family in encoder.encoder_id
+    pixels = np.random.default_rng(0).random((3, 1, 28, 28), dtype=np.float32)
+    vectors = encoder.encode(pixels, "cpu")
+    assert vectors.shape == (3, 8) and np.isfinite(vectors).all() and not np.allclose(vectors[0], vectors[1])
+    frozen = [p.requires_grad for p in encoder.network.backbone.parameters()]
+    assert frozen and not any(frozen)  # only the projection learns
+    assert all(p.requires_grad for p in encoder.network.project.parameters())
+
+
+def test_signal_encoder_weights_load_from_a_path(tmp_path):
+    params = {"target_fs": 100, "seconds": 10, "embedding_dim": 8}
+    trained = new_signal_encoder("ecg", {**params, "seed": 1})
+    torch.save(trained.network.state_dict(), tmp_path / "ecg.pt")
+    loaded = new_signal_encoder("ecg", {**params, "seed": 2, "weights": str(tmp_path / "ecg.pt")})
+    assert loaded.encoder_id == trained.encoder_id  # same weights, same version, same cache entries
+    signal = np.random.default_rng(0).standard_normal((2, 12, 1000)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.encode(signal, "cpu"), trained.encode(signal, "cpu"))
+    with pytest.raises(FileNotFoundError, match="weights not found"):
+        new_signal_encoder("ecg", {**params, "weights": str(tmp_path / "missing.pt")})

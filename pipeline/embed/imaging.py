@@ -2,8 +2,9 @@
 
 Pixels go through the modality LUT (rescale slope / intercept), the VOI LUT or window
 centre / width, MONOCHROME1 inversion, the middle frame of a multi-frame object, then a
-resize to the encoder's square input. The encoder is a ``transformers`` ResNet: loaded from a
-local directory when one is configured, otherwise a small one Vigil trains itself.
+resize to the encoder's square input. The encoder is a ``transformers`` vision backbone: a
+checkpoint from a local directory when the spec names one (``backbone``), otherwise a small
+ResNet Vigil trains itself.
 """
 
 from __future__ import annotations
@@ -65,24 +66,56 @@ def read_image(path: Path, size: int = 64) -> np.ndarray:
 
 
 class ImageEncoder(nn.Module):
-    """A ``transformers`` ResNet backbone plus a projection to the embedding size."""
+    """A ``transformers`` vision backbone plus a projection to the embedding size.
 
-    def __init__(self, backbone: ResNetModel, embedding_dim: int = 32):
+    The backbone is a small ResNet Vigil trains itself, or any checkpoint in a local directory
+    that ``AutoModel`` loads and that returns a pooled output (ResNet, CLIP vision, DINOv2, ...):
+    its weights are then frozen and only the projection learns. A grey image is repeated over the
+    backbone's colour channels and normalised with the checkpoint's image mean and std.
+    """
+
+    def __init__(self, backbone: nn.Module, embedding_dim: int = 32, size: int = 64, channels: int = 1,
+                 mean: list[float] | None = None, std: list[float] | None = None):
         super().__init__()
         self.backbone = backbone
-        self.project = nn.Linear(backbone.config.hidden_sizes[-1], embedding_dim)
+        self.channels = channels
+        self.register_buffer("mean", torch.tensor(mean or [0.0] * channels).view(1, channels, 1, 1))
+        self.register_buffer("std", torch.tensor(std or [1.0] * channels).view(1, channels, 1, 1))
+        with torch.no_grad():
+            width = self._pooled(torch.zeros(1, 1, size, size)).shape[1]
+        self.project = nn.Linear(width, embedding_dim)
         self.head = nn.Linear(embedding_dim, 1)
         self.config = {"embedding_dim": embedding_dim}
 
     @classmethod
-    def small(cls, embedding_dim: int = 32) -> ImageEncoder:
+    def small(cls, embedding_dim: int = 32, size: int = 64) -> ImageEncoder:
         config = ResNetConfig(num_channels=1, embedding_size=16, hidden_sizes=[16, 32, 64],
                               depths=[1, 1, 1], layer_type="basic", downsample_in_first_stage=True)
-        return cls(ResNetModel(config), embedding_dim)
+        return cls(ResNetModel(config), embedding_dim, size)
+
+    @classmethod
+    def pretrained(cls, source: str, embedding_dim: int = 32, size: int = 224) -> ImageEncoder:
+        """A frozen backbone from a local checkpoint directory (or hub id where it is reachable)."""
+        import json
+
+        from transformers import AutoModel
+
+        backbone = AutoModel.from_pretrained(source)
+        if hasattr(backbone, "vision_model") and not hasattr(backbone.config, "num_channels"):
+            backbone = backbone.vision_model  # a full CLIP checkpoint: its image tower
+        for parameter in backbone.parameters():
+            parameter.requires_grad_(False)
+        channels = int(getattr(backbone.config, "num_channels", 3))
+        processor = Path(source) / "preprocessor_config.json"
+        stats = json.loads(processor.read_text()) if processor.exists() else {}
+        return cls(backbone.eval(), embedding_dim, size, channels, stats.get("image_mean"), stats.get("image_std"))
+
+    def _pooled(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x.expand(-1, self.channels, -1, -1) - self.mean) / self.std
+        return self.backbone(pixel_values=x).pooler_output.flatten(1)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = self.backbone(pixel_values=x).pooler_output.flatten(1)
-        return self.project(pooled)
+        return self.project(self._pooled(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(torch.relu(self.embed(x))).squeeze(-1)

@@ -59,21 +59,43 @@ class SignalEncoder:
     @torch.inference_mode()
     def encode(self, arrays: np.ndarray, device: str, batch_size: int = 64) -> np.ndarray:
         self.network.to(device).eval()
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") \
+            else torch.autocast("cpu", enabled=False)
         out = []
         for start in range(0, len(arrays), batch_size):
-            batch = torch.from_numpy(arrays[start:start + batch_size]).to(device)
-            out.append(self.network.embed(batch).float().cpu().numpy())
+            batch = torch.from_numpy(arrays[start:start + batch_size]).to(device, non_blocking=True)
+            with autocast:
+                out.append(self.network.embed(batch).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.network.config["embedding_dim"]), np.float32)
 
 
 def new_signal_encoder(modality: str, params: dict) -> SignalEncoder:
+    """An ECG or image encoder from a spec's modality options.
+
+    ``backbone`` (images): a local ``transformers`` checkpoint, frozen, under a new projection.
+    ``weights``: a ``state_dict`` file saved from this same architecture (e.g. by another site's
+    training run); loaded as is, and the training run then uses it without pre-training.
+    Without either, the network starts from the seeded initialisation and is pre-trained.
+    """
     torch.manual_seed(params.get("seed", 0))
+    dim = params.get("embedding_dim", 32)
     if modality == "ecg":
-        network = EcgResNet(width=params.get("width", 32), embedding_dim=params.get("embedding_dim", 32))
+        network = EcgResNet(width=params.get("width", 32), embedding_dim=dim)
+    elif params.get("backbone"):
+        network = ImageEncoder.pretrained(str(params["backbone"]), dim, size=params.get("size", 224))
     else:
-        network = ImageEncoder.small(embedding_dim=params.get("embedding_dim", 32))
+        network = ImageEncoder.small(embedding_dim=dim, size=params.get("size", 64))
+    if params.get("weights"):
+        path = Path(params["weights"])
+        if not path.exists():
+            raise FileNotFoundError(f"{modality} encoder weights not found: {path}")
+        network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     kept = {k: v for k, v in params.items() if k in ("target_fs", "seconds", "size")}
-    return SignalEncoder(modality=modality, network=network, params=kept)
+    if modality == "images":
+        kept["size"] = params.get("size", 224 if params.get("backbone") else 64)
+    if params.get("backbone"):
+        kept["backbone"] = Path(str(params["backbone"])).name
+    return SignalEncoder(modality=modality, network=network.eval(), params=kept)
 
 
 def failure_rows(table: str, records: pd.DataFrame, reasons: list[str], check: str) -> pd.DataFrame:
@@ -141,6 +163,27 @@ def decode_files(records: pd.DataFrame, encoder: SignalEncoder, filestore: FileS
     return arrays, failed
 
 
+def encode_files(records: pd.DataFrame, encoder: SignalEncoder, filestore: FileStore, *, device: str = "cpu",
+                 workers: int = 0, batch_size: int = 64, progress: bool = False
+                 ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Decode and encode each distinct file once, batch by batch as the DataLoader delivers them,
+    so worker processes decode the next batches while this one runs the forward pass:
+    ``{content_hash: vector}`` and ``{content_hash: reason}``."""
+    unique = records.drop_duplicates("content_hash").reset_index(drop=True)
+    dataset = _FileDataset([filestore.path(u) for u in unique["uri"]], encoder)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
+                        pin_memory=device.startswith("cuda"), prefetch_factor=4 if workers else None)
+    vectors: dict[str, np.ndarray] = {}
+    failed: dict[str, str] = {}
+    for batch in tqdm(loader, desc=f"Embedding {encoder.modality}", disable=not progress, unit="batch"):
+        decoded = [(unique["content_hash"].iloc[i], a) for i, a, _ in batch if a is not None]
+        failed.update({unique["content_hash"].iloc[i]: reason for i, a, reason in batch if a is None})
+        if decoded:
+            encoded = encoder.encode(np.stack([a for _, a in decoded]), device, batch_size=batch_size)
+            vectors.update(zip((h for h, _ in decoded), encoded))
+    return vectors, failed
+
+
 def embed_records(wh: Warehouse, modality: str, records: pd.DataFrame, encoder, filestore: FileStore, *,
                   device: str = "cpu", workers: int = 0, progress: bool = False
                   ) -> tuple[dict[str, np.ndarray], pd.DataFrame, int]:
@@ -153,10 +196,7 @@ def embed_records(wh: Warehouse, modality: str, records: pd.DataFrame, encoder, 
         with tqdm(total=len(todo), desc="Embedding notes", disable=not progress, unit="note") as bar:
             new = dict(zip(todo["content_hash"], encoder.encode(todo["text"].tolist(), progress=bar)))
     elif not todo.empty:
-        arrays, failed = decode_files(todo, encoder, filestore, workers=workers, progress=progress)
-        if arrays:
-            keys = list(arrays)
-            new = dict(zip(keys, encoder.encode(np.stack([arrays[k] for k in keys]), device)))
+        new, failed = encode_files(todo, encoder, filestore, device=device, workers=workers, progress=progress)
     cache.store(wh, encoder.encoder_id, modality, new)
     vectors.update(new)
     bad = records[records["content_hash"].isin(failed)]

@@ -26,7 +26,8 @@ def pretrain(network: nn.Module, arrays: np.ndarray, y: np.ndarray, groups: np.n
     positives = max(1.0, float(y[fit_rows].sum()))
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor((len(fit_rows) - positives) / positives))
     network.to(device)
-    optimiser = torch.optim.AdamW(network.parameters(), lr=learning_rate, weight_decay=1e-3)
+    trainable = [p for p in network.parameters() if p.requires_grad]  # a pretrained backbone stays frozen
+    optimiser = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=1e-3)
     best, best_state, waited, epoch = -np.inf, None, 0, 0
     for epoch in range(1, epochs + 1):
         network.train()

@@ -128,10 +128,13 @@ def train_spec(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: dateti
             failed = failure_rows(MODALITY_TABLE[modality], unreadable,
                                   [bad[h] for h in unreadable["content_hash"]], "decode_file")
             usable = _record_labels(hashed[hashed["content_hash"].isin(arrays)], data.examples, train_rows)
-            pretraining[modality] = encoder_training.pretrain(
-                encoder.network, np.stack([arrays[h] for h in usable["content_hash"]]),
-                usable["label"].to_numpy(), usable["subject_id"].to_numpy(),
-                epochs=int(options.get("epochs", 20)), seed=spec.seed, device=device)
+            if options.get("weights"):  # pretrained weights configured: used as they are
+                pretraining[modality] = {"weights": str(options["weights"]), "records": int(len(usable))}
+            else:
+                pretraining[modality] = encoder_training.pretrain(
+                    encoder.network, np.stack([arrays[h] for h in usable["content_hash"]]),
+                    usable["label"].to_numpy(), usable["subject_id"].to_numpy(),
+                    epochs=int(options.get("epochs", 20)), seed=spec.seed, device=device)
             keys = list(arrays)
             vectors = dict(zip(keys, encoder.encode(np.stack([arrays[k] for k in keys]), device)))
             cache.store(wh, encoder.encoder_id, modality, vectors)
