@@ -21,7 +21,7 @@ import resource
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.features.incremental import advance, edge_ranges  # noqa: E402
-from pipeline.features.windows import (KEY, WindowSpec, code_label, feature_name, window_features,  # noqa: E402
+from pipeline.features.windows import (KEY, WindowSpec, code_label, window_features,  # noqa: E402
                                        window_label)
 
 CODES = tuple(f"LAB//code_{i:02d}" for i in range(20))

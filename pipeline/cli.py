@@ -299,7 +299,6 @@ def cmd_demo(args, settings: Settings) -> int:
     if default_home:
         for folder in ("warehouse", "files", "runs", "artifacts", "reports"):
             shutil.rmtree(settings.home / folder, ignore_errors=True)
-    start = datetime.combine(args.start, datetime.min.time())
     nights = [args.start + timedelta(days=args.days - 2), args.start + timedelta(days=args.days - 1)]
     print(f"== Vigil demo: {args.stays} synthetic ICU stays in {settings.home}")
     print("== 1/4 warehouse and synthetic multimodal cohort")

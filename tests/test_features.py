@@ -1,7 +1,7 @@
 """Window features on tiny frames whose expected values are worked out by hand, plus the
 properties the pipeline relies on: no leakage, order and shard invariance, exact incremental."""
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import numpy as np
 import pandas as pd

@@ -6,7 +6,6 @@ Uses the copy of set A in ``data/physionet2012`` (ODC-By 1.0), so it runs from a
 
 from __future__ import annotations
 
-import dataclasses
 import tarfile
 from datetime import datetime
 from pathlib import Path

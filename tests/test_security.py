@@ -12,7 +12,6 @@ import re
 import subprocess
 import sys
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pandas as pd
 import pytest

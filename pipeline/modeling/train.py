@@ -217,7 +217,7 @@ def render_report(report: dict) -> str:
              f"- {report['examples']} examples ({report['positives']} positive); "
              f"train {report['train']['n']} / held out {report['held_out']['n']} "
              f"(patient-level split, {report['patients_on_both_sides']} patients on both sides)",
-             f"- modality coverage: " + ", ".join(f"{m} {v:.0%}" for m, v in report["modality_coverage"].items()),
+             "- modality coverage: " + ", ".join(f"{m} {v:.0%}" for m, v in report["modality_coverage"].items()),
              f"- quarantined rows: {report['quarantined_rows']}; unreadable files: {report['unreadable_files'] or 0}",
              "", "| candidate | AUROC | AUPRC | Brier | sensitivity | specificity | PPV | alert rate |",
              "|---|---|---|---|---|---|---|---|"]

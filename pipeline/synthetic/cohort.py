@@ -12,7 +12,7 @@ those, so synthesising into a warehouse never touches real rows.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
