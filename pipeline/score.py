@@ -13,7 +13,7 @@ from pipeline.modeling.registry import Bundle
 from pipeline.modeling.spec import ModelSpec
 
 RISK_COLUMNS = ["night", "stay_id", "model_name", "subject_id", "model_version", "prediction_time", "probability",
-                "risk_band", "modalities", "top_factors"]
+                "risk_band", "operating_threshold", "modalities", "top_factors"]
 
 
 def score_stays(bundle: Bundle, spec: ModelSpec, inputs: ModelInputs, keys: pd.DataFrame, night: date) -> pd.DataFrame:
@@ -33,6 +33,7 @@ def score_stays(bundle: Bundle, spec: ModelSpec, inputs: ModelInputs, keys: pd.D
         "prediction_time": keys["prediction_time"].values,
         "probability": probability,
         "risk_band": [spec.band(p) for p in probability],
+        "operating_threshold": float(spec.operating_threshold),
         "modalities": inputs.modalities_present(),
         "top_factors": [json.dumps(f, sort_keys=True) for f in factors],
     })

@@ -114,17 +114,25 @@ class Warehouse:
             if not self.is_sqlite:
                 for schema in SCHEMAS:
                     conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {schema}"))
-            for folder in ("schema", "concepts", "views"):
-                for path in sorted((self.sql_dir / folder).glob("*.sql")):
-                    for statement in read_sql_file(path):
-                        conn.execute(text(self._dialect_sql(statement)))
-        self._add_missing_columns()
+            self._run_sql_folders(conn, ("schema",))
+        self._add_missing_columns()  # before the views, which may read the added columns
+        with self.begin() as conn:
+            self._run_sql_folders(conn, ("concepts", "views", f"views/{self.dialect}"))
         self.__dict__.pop("_time_columns", None)
         if had_roles:
             self.apply_roles()
 
+    def _run_sql_folders(self, conn: Connection, folders: tuple[str, ...]) -> None:
+        """Every statement of ``sql/<folder>/*.sql``, folder by folder, files in name order
+        (``views/<dialect>/`` holds what only one dialect can say, e.g. reading JSON)."""
+        for folder in folders:
+            for path in sorted((self.sql_dir / folder).glob("*.sql")):
+                for statement in read_sql_file(path):
+                    conn.execute(text(self._dialect_sql(statement)))
+
     # Columns added to existing tables after their first release: (table, column, definition).
-    ADDED_COLUMNS = (("vigil_audit.runs", "stays_unscored", "INTEGER NOT NULL DEFAULT 0"),)
+    ADDED_COLUMNS = (("vigil_audit.runs", "stays_unscored", "INTEGER NOT NULL DEFAULT 0"),
+                     ("vigil_risk.risk_scores", "operating_threshold", "DOUBLE PRECISION"))
 
     def _add_missing_columns(self) -> None:
         """Bring a warehouse created by an earlier version up to date (``CREATE TABLE IF NOT

@@ -121,3 +121,26 @@ def test_training_path_and_nightly_path_give_identical_features(trained):
     assert len(nightly) > 10
     pd.testing.assert_frame_equal(nightly[columns].reset_index(drop=True), offline[columns].reset_index(drop=True),
                                   check_exact=True)
+
+
+def test_bi_views_agree_with_the_risk_table(trained):
+    import json
+
+    wh = trained["warehouse"]
+    risk = wh.read("SELECT * FROM vigil_risk.risk_scores")
+    assert (risk["operating_threshold"] == 0.3).all()  # the spec's operating threshold, on every row
+    latest = risk.sort_values("night").drop_duplicates(["stay_id", "model_name"], keep="last")
+    alerts = wh.read("SELECT stay_id, model_name, probability FROM vigil_risk.alerts")
+    expected = latest[latest["probability"] >= latest["operating_threshold"]]
+    assert sorted(zip(alerts["stay_id"], alerts["model_name"])) == sorted(zip(expected["stay_id"], expected["model_name"]))
+    assert 0 < len(alerts) < len(latest)
+    history = wh.read("SELECT night, stay_id, alert, probability, operating_threshold FROM vigil_risk.risk_history "
+                      "JOIN vigil_risk.risk_scores USING (night, stay_id, model_name, probability)")
+    assert len(history) == len(risk)
+    assert (history["alert"].astype(bool) == (history["probability"] >= history["operating_threshold"])).all()
+    factors = wh.read("SELECT stay_id, night, rank, factor, contribution FROM vigil_risk.risk_factors")
+    assert len(factors) == sum(len(json.loads(f)) for f in risk["top_factors"])
+    first = json.loads(risk["top_factors"].iloc[0])[0]
+    row = factors[(factors["stay_id"] == risk["stay_id"].iloc[0]) & (factors["night"].astype(str) == str(risk["night"].iloc[0]))
+                  & (factors["rank"] == 1)]
+    assert row["factor"].tolist() == [first["factor"]] and abs(row["contribution"].iloc[0] - first["contribution"]) < 1e-9

@@ -53,14 +53,17 @@ def engine_for(url: str):
 
 
 def refusal(engine, statement: str) -> str | None:
-    """The permission error ``statement`` gets, or None when it passes the privilege checks (it
-    succeeds, or fails later, e.g. on a NOT NULL constraint)."""
+    """The permission error ``statement`` gets (or the error of writing a view that cannot be
+    written at all), or None when it passes the privilege checks (it succeeds, or fails later,
+    e.g. on a NOT NULL constraint)."""
     try:
         with engine.connect() as conn:
             conn.execute(text(statement))
     except DBAPIError as error:
         if isinstance(error.orig, psycopg2.errors.InsufficientPrivilege):
             return str(error.orig).splitlines()[0]
+        if isinstance(error.orig, (psycopg2.errors.ObjectNotInPrerequisiteState, psycopg2.errors.FeatureNotSupported)):
+            return str(error.orig).splitlines()[0]  # a view nobody can write through (joins, computed columns)
     return None
 
 
@@ -116,8 +119,11 @@ def roles_db(postgres_url):
     wh.apply_roles()
     with wh.begin() as conn:
         conn.execute(text(
-            "INSERT INTO vigil_risk.risk_scores VALUES (:night, 1, 'm', 10, 'v1', :t, 0.5, 'medium', "
-            "'tabular', '[]')"), {"night": date(2026, 1, 1), "t": datetime(2026, 1, 2)})
+            "INSERT INTO vigil_risk.risk_scores (night, stay_id, model_name, subject_id, model_version, "
+            "prediction_time, probability, risk_band, operating_threshold, modalities, top_factors) "
+            "VALUES (:night, 1, 'm', 10, 'v1', :t, 0.5, 'medium', 0.3, 'tabular', "
+            "'[{\"factor\": \"age\", \"contribution\": 0.2, \"value\": 70.0}]')"),
+            {"night": date(2026, 1, 1), "t": datetime(2026, 1, 2)})
     admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
     yield postgres_url, admin
     admin.dispose()

@@ -10,7 +10,8 @@ CREATE TABLE IF NOT EXISTS vigil_risk.risk_scores (
     model_version    VARCHAR(64) NOT NULL,
     prediction_time  TIMESTAMP NOT NULL,
     probability      DOUBLE PRECISION NOT NULL,
-    risk_band        VARCHAR(16) NOT NULL,    -- from the spec's operating thresholds
+    risk_band        VARCHAR(16) NOT NULL,    -- from the spec's risk bands
+    operating_threshold DOUBLE PRECISION,     -- the spec's alert threshold: an alert when probability >= it
     modalities       VARCHAR(64) NOT NULL,    -- modalities present, e.g. 'tabular+notes+ecg'
     top_factors      TEXT NOT NULL,           -- JSON list of {factor, contribution, value}
     PRIMARY KEY (night, stay_id, model_name)
