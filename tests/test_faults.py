@@ -51,6 +51,15 @@ def assert_nothing_published(wh) -> None:
     assert set(counts.values()) == {0}, f"a failed night left rows behind: {counts}"
 
 
+def assert_killed_then_retried(child, wh, settings, stage: str, expected: dict[str, str]) -> None:
+    """The child running ``stage`` died of SIGKILL, left nothing of the night, and the retry of
+    ``stage`` and its downstream stages publishes exactly the undisturbed result."""
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    assert_nothing_published(wh)
+    run_night(NIGHT, settings, stages=stages_from(stage))
+    assert dump(wh) == expected
+
+
 def test_publish_killed_inside_its_transaction_then_retried(cloned):
     wh, settings = cloned["warehouse"], cloned["settings"]
     expected = unpublished(cloned)
@@ -71,10 +80,7 @@ def test_publish_killed_inside_its_transaction_then_retried(cloned):
         Warehouse.bulk_insert = insert_then_die
         publish_stage("{NIGHT}", SETTINGS)
     """)
-    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
-    assert_nothing_published(wh)
-    run_night(NIGHT, settings, stages=stages_from("publish"))
-    assert dump(wh) == expected
+    assert_killed_then_retried(child, wh, settings, "publish", expected)
 
 
 def _terminate_on(engine, postgres_server, fragment: str) -> tuple[list[int], callable]:
@@ -152,10 +158,7 @@ def test_embedding_worker_killed_mid_batch_then_retried(cloned):
         SignalEncoder.encode = die
         embed_stage("{NIGHT}", SETTINGS)
     """)
-    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
-    assert_nothing_published(wh)
-    run_night(NIGHT, settings, stages=stages_from("embed"))
-    assert dump(wh) == expected
+    assert_killed_then_retried(child, wh, settings, "embed", expected)
     assert wh.scalar("SELECT COUNT(*) FROM vigil_features.embeddings") > 0
 
 

@@ -144,18 +144,28 @@ def _collate(items):
     return items
 
 
+def _decoded_batches(records: pd.DataFrame, encoder: SignalEncoder, filestore: FileStore, *, workers: int,
+                     batch_size: int, device: str, progress: bool, desc: str):
+    """Each distinct file decoded once, in DataLoader batches of ``(content_hash, array, reason)``
+    (``array`` is None when the file cannot be used, ``reason`` says why)."""
+    unique = records.drop_duplicates("content_hash").reset_index(drop=True)
+    dataset = _FileDataset([filestore.path(u) for u in unique["uri"]], encoder)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
+                        pin_memory=device.startswith("cuda"), prefetch_factor=4 if workers else None)
+    hashes = unique["content_hash"].to_numpy()
+    for batch in tqdm(loader, desc=desc, disable=not progress, unit="batch"):
+        yield [(hashes[index], array, reason) for index, array, reason in batch]
+
+
 def decode_files(records: pd.DataFrame, encoder: SignalEncoder, filestore: FileStore, *, workers: int = 0,
                  progress: bool = False) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Decode each distinct file once: ``{content_hash: array}`` and ``{content_hash: reason}``."""
-    unique = records.drop_duplicates("content_hash").reset_index(drop=True)
-    dataset = _FileDataset([filestore.path(u) for u in unique["uri"]], encoder)
-    loader = DataLoader(dataset, batch_size=32, num_workers=workers, collate_fn=_collate,
-                        pin_memory=torch.cuda.is_available())
     arrays: dict[str, np.ndarray] = {}
     failed: dict[str, str] = {}
-    for batch in tqdm(loader, desc=f"Decoding {encoder.modality}", disable=not progress, unit="batch"):
-        for index, array, reason in batch:
-            content_hash = unique["content_hash"].iloc[index]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    for batch in _decoded_batches(records, encoder, filestore, workers=workers, batch_size=32, device=device,
+                                  progress=progress, desc=f"Decoding {encoder.modality}"):
+        for content_hash, array, reason in batch:
             if array is None:
                 failed[content_hash] = reason
             else:
@@ -169,15 +179,12 @@ def encode_files(records: pd.DataFrame, encoder: SignalEncoder, filestore: FileS
     """Decode and encode each distinct file once, batch by batch as the DataLoader delivers them,
     so worker processes decode the next batches while this one runs the forward pass:
     ``{content_hash: vector}`` and ``{content_hash: reason}``."""
-    unique = records.drop_duplicates("content_hash").reset_index(drop=True)
-    dataset = _FileDataset([filestore.path(u) for u in unique["uri"]], encoder)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
-                        pin_memory=device.startswith("cuda"), prefetch_factor=4 if workers else None)
     vectors: dict[str, np.ndarray] = {}
     failed: dict[str, str] = {}
-    for batch in tqdm(loader, desc=f"Embedding {encoder.modality}", disable=not progress, unit="batch"):
-        decoded = [(unique["content_hash"].iloc[i], a) for i, a, _ in batch if a is not None]
-        failed.update({unique["content_hash"].iloc[i]: reason for i, a, reason in batch if a is None})
+    for batch in _decoded_batches(records, encoder, filestore, workers=workers, batch_size=batch_size,
+                                  device=device, progress=progress, desc=f"Embedding {encoder.modality}"):
+        failed.update({h: reason for h, array, reason in batch if array is None})
+        decoded = [(h, array) for h, array, _ in batch if array is not None]
         if decoded:
             encoded = encoder.encode(np.stack([a for _, a in decoded]), device, batch_size=batch_size)
             vectors.update(zip((h for h, _ in decoded), encoded))

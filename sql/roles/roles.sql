@@ -24,22 +24,18 @@
 
 -- The roles (tolerating a concurrent run that creates them between the check and the CREATE).
 DO $$
+DECLARE
+    name text;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'vigil_pipeline') THEN
-        CREATE ROLE vigil_pipeline NOLOGIN;
-    END IF;
-EXCEPTION WHEN duplicate_object OR unique_violation THEN
-    NULL;
-END
-$$;
-
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'vigil_bi_reader') THEN
-        CREATE ROLE vigil_bi_reader NOLOGIN;
-    END IF;
-EXCEPTION WHEN duplicate_object OR unique_violation THEN
-    NULL;
+    FOREACH name IN ARRAY ARRAY['vigil_pipeline', 'vigil_bi_reader'] LOOP
+        BEGIN
+            IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = name) THEN
+                EXECUTE format('CREATE ROLE %I NOLOGIN', name);
+            END IF;
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN
+            NULL;
+        END;
+    END LOOP;
 END
 $$;
 
