@@ -3,6 +3,13 @@ model forward pass at the same batch size, measured side by side in one run.
 
     .venv/bin/python benchmarks/embedding.py            # 200 notes, 256 ECGs, 256 images
     .venv/bin/python benchmarks/embedding.py --quick    # a quarter of that
+    .venv/bin/python benchmarks/embedding.py --encoders production --workers 12   # on a GPU worker
+
+``--encoders default`` times the small encoders of the embedded default (MiniLM-L6 text, a
+32-wide 1-D ResNet at 100 Hz, a 3-stage ResNet at 64 px). ``--encoders production`` times
+encoders of the documented production sizes with random weights (no download): a BERT-base
+text model at 512 tokens (Bio_ClinicalBERT's architecture, MiniLM's tokenizer), a 64-wide 1-D
+ResNet over 10 s at 500 Hz, and a ResNet-50 image backbone at 224 px.
 
 Pipeline = what the embed stage does per modality: hash the records, look the hashes up in the
 (empty) cache, decode (tokenise into windows / read WFDB / read DICOM in the DataLoader), run
@@ -71,10 +78,10 @@ def autocast(device: str):
 
 # ------------------------------------------------------------------------------ modalities
 
-def notes(count: int) -> list[str]:
-    if NOTES_CSV.exists():
-        texts = pd.read_csv(NOTES_CSV)["transcription"].dropna().tolist()
-        source = f"{NOTES_CSV.name} (real transcriptions)"
+def notes(count: int, csv: Path = NOTES_CSV) -> list[str]:
+    if csv.exists():
+        texts = pd.read_csv(csv)["transcription"].dropna().tolist()
+        source = f"{csv.name} (real transcriptions)"
     else:
         rng = np.random.default_rng(0)
         texts = [synthetic_notes.discharge_summary(rng, bool(i % 5 == 0), f"Patient {i}") for i in range(count)]
@@ -83,11 +90,35 @@ def notes(count: int) -> list[str]:
     return texts, source
 
 
-def bench_text(folder: Path, count: int, repeats: int, device: str, batch_size: int) -> dict:
-    settings = load_settings({})
-    texts, source = notes(count)
-    encoder = TextEncoder(settings.text_encoder, max_tokens=settings.text_max_tokens, batch_size=batch_size,
-                          device=device, overlap=settings.text_window_overlap, max_windows=settings.text_max_windows)
+def production_text_model(folder: Path, tokenizer_source: str) -> str:
+    """A BERT-base model (Bio_ClinicalBERT's shape) with random weights, saved with a tokenizer."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
+    target = folder / "bert-base"
+    BertModel(BertConfig(vocab_size=len(tokenizer))).save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return str(target)
+
+
+def production_image_backbone(folder: Path) -> str:
+    """A ResNet-50 (``ResNetConfig``'s defaults) with random weights, saved as a local checkpoint."""
+    from transformers import ResNetConfig, ResNetModel
+
+    target = folder / "resnet-50"
+    ResNetModel(ResNetConfig()).save_pretrained(target)
+    return str(target)
+
+
+def bench_text(folder: Path, count: int, repeats: int, device: str, batch_size: int, production: bool,
+               csv: Path) -> dict:
+    settings = load_settings()
+    texts, source = notes(count, csv)
+    folder.mkdir(parents=True, exist_ok=True)
+    model = production_text_model(folder, settings.text_encoder) if production else settings.text_encoder
+    max_tokens = 512 if production else settings.text_max_tokens
+    encoder = TextEncoder(model, max_tokens=max_tokens, batch_size=batch_size, device=device,
+                          overlap=max_tokens // 8, max_windows=settings.text_max_windows)
     wh, store = fresh_warehouse(folder), FileStore(folder)
     records = pd.DataFrame({"record_id": [str(i) for i in range(count)], "stay_id": 1, "text": texts})
 
@@ -140,9 +171,14 @@ def write_images(folder: Path, count: int) -> pd.DataFrame:
 
 
 def bench_signal(modality: str, folder: Path, count: int, repeats: int, device: str, batch_size: int,
-                 workers: int) -> dict:
-    params = {"target_fs": 100, "seconds": 10, "embedding_dim": 32} if modality == "ecg" else \
-        {"size": 64, "embedding_dim": 32}
+                 workers: int, production: bool) -> dict:
+    if production:
+        folder.mkdir(parents=True, exist_ok=True)
+        params = {"target_fs": 500, "seconds": 10, "width": 64, "embedding_dim": 256} if modality == "ecg" else \
+            {"backbone": production_image_backbone(folder), "size": 224, "embedding_dim": 256}
+    else:
+        params = {"target_fs": 100, "seconds": 10, "embedding_dim": 32} if modality == "ecg" else \
+            {"size": 64, "embedding_dim": 32}
     encoder = new_signal_encoder(modality, {**params, "seed": 0})
     records = write_ecgs(folder, count) if modality == "ecg" else write_images(folder, count)
     wh, store = fresh_warehouse(folder), FileStore(folder)
@@ -165,7 +201,7 @@ def bench_signal(modality: str, folder: Path, count: int, repeats: int, device: 
             torch.cuda.synchronize()
 
     return measure(modality, count, repeats, pipeline, bare,
-                   {"encoder": encoder.encoder_id, "batch_size": batch_size, "decode_workers": workers})
+                   {"encoder": encoder.encoder_id.split("@")[0], "batch_size": batch_size, "decode_workers": workers})
 
 
 def measure(modality: str, count: int, repeats: int, pipeline, bare, extra: dict) -> dict:
@@ -187,6 +223,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader decode workers for ECG / DICOM")
+    parser.add_argument("--encoders", choices=("default", "production"), default="default")
+    parser.add_argument("--notes", type=Path, default=NOTES_CSV, help="CSV with a 'transcription' column")
+    parser.add_argument("--records", type=int, default=256, help="ECGs and images per timing (notes: 200)")
+    parser.add_argument("--modalities", default="notes,ecg,images", help="comma-separated subset to time")
+    parser.add_argument("--batch-size", type=int, default=64, help="ECG / image batch size (text: half)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     scale = 4 if args.quick else 1
@@ -194,15 +235,21 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        results.append(bench_text(scratch / "text", 200 // scale, args.repeats, device, batch_size=32))
-        for modality in ("ecg", "images"):
-            results.append(bench_signal(modality, scratch / modality, 256 // scale, args.repeats, device,
-                                        batch_size=64, workers=args.workers))
+        production = args.encoders == "production"
+        chosen = args.modalities.split(",")
+        if "notes" in chosen:
+            results.append(bench_text(scratch / "text", 200 // scale, args.repeats, device, args.batch_size // 2,
+                                      production, args.notes))
+        for modality in (m for m in ("ecg", "images") if m in chosen):
+            results.append(bench_signal(modality, scratch / modality, args.records // scale, args.repeats, device,
+                                        args.batch_size, args.workers, production))
     report = {"machine": {"platform": platform.platform(), "cpus": torch.get_num_threads(), "device": device,
                           "torch": torch.__version__,
                           "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None},
-              "target_overhead": TARGET_OVERHEAD, "results": results}
+              "encoders": args.encoders, "target_overhead": TARGET_OVERHEAD, "results": results}
     name = "embedding-quick.json" if args.quick else "embedding.json"
+    if production:
+        name = name.replace(".json", "-production.json")
     if device.startswith("cuda"):
         name = name.replace(".json", "-cuda.json")
     out = ROOT / "benchmarks" / "results" / name

@@ -280,3 +280,72 @@ def test_signal_encoder_weights_load_from_a_path(tmp_path):
     np.testing.assert_array_equal(loaded.encode(signal, "cpu"), trained.encode(signal, "cpu"))
     with pytest.raises(FileNotFoundError, match="weights not found"):
         new_signal_encoder("ecg", {**params, "weights": str(tmp_path / "missing.pt")})
+
+
+def _annotated_intervals(record: Path, lead: str = "ii") -> dict[str, float]:
+    """Median PR, QRS and QT (ms) and heart rate from LUDB's cardiologist wave boundaries."""
+    notes = wfdb.rdann(str(record), lead)
+    waves: dict[str, list[tuple[int, int]]] = {}
+    for i, symbol in enumerate(notes.symbol[1:-1], start=1):
+        if symbol in "pNt" and notes.symbol[i - 1] == "(" and notes.symbol[i + 1] == ")":
+            waves.setdefault(symbol, []).append((notes.sample[i - 1], notes.sample[i + 1]))
+    fs = notes.fs or 500
+    qrs = np.array(waves["N"])
+
+    def following(starts, ends, limit_s):
+        return np.median([(e - s) / fs * 1000 for s in starts for e in ends if 0 < e - s < limit_s * fs])
+
+    return {"heart_rate": 60 / (np.median(np.diff(qrs[:, 0])) / fs), "qrs_ms": np.median(qrs[:, 1] - qrs[:, 0]) / fs * 1000,
+            "pr_ms": following([p[0] for p in waves["p"]], qrs[:, 0], 0.4),
+            "qt_ms": following(qrs[:, 0], [t[1] for t in waves["t"]], 0.7)}
+
+
+@pytest.mark.shared_data
+def test_ecg_intervals_agree_with_a_cardiologists_annotation_on_real_records(shared_data):
+    from pipeline.embed.intervals import INTERVALS, IntervalMeasurer
+
+    ludb = shared_data / "ecg" / "ludb_record1" / "1"
+    measured = dict(zip(INTERVALS, IntervalMeasurer().read(ludb)))
+    annotated = _annotated_intervals(ludb)
+    assert abs(measured["heart_rate"] - annotated["heart_rate"]) < 3
+    for interval in ("pr_ms", "qrs_ms", "qt_ms"):
+        assert abs(measured[interval] - annotated[interval]) <= 20, (interval, measured, annotated)
+    records = sorted({p.with_suffix("") for p in (shared_data / "ecg").glob("*/*.hea")})
+    for record in records + sorted((shared_data / "ecg").rglob("*.dcm")):
+        values = dict(zip(INTERVALS, IntervalMeasurer().read(record)))
+        assert 30 < values["heart_rate"] < 200 and 40 <= values["qrs_ms"] <= 250, (record.name, values)
+        assert 250 < values["qtc_ms"] < 650, (record.name, values)
+
+
+def test_ecg_intervals_follow_the_signal_prefer_the_cart_and_are_measured_once(warehouse, settings, tmp_path):
+    from pipeline.embed import intervals as ecg_intervals_module
+
+    store = FileStore(tmp_path)
+    rows = []
+    for i, (rate, qrs) in enumerate([(55, 90), (110, 90), (75, 150)]):
+        signal = synthetic_ecg.synth_ecg(np.random.default_rng(i), rate, 0.0, qrs, False)
+        path = _write_record(tmp_path, f"r{i}", signal, synthetic_ecg.LEADS)
+        rows.append({"record_id": str(i), "stay_id": 1, "time": pd.Timestamp("2026-01-01"), "uri": path.name,
+                     "rr_interval": np.nan, "qrs_duration": np.nan})
+    rows.append({**rows[0], "record_id": "cart", "rr_interval": 810.0, "qrs_duration": 96.0})
+    (tmp_path / "empty.hea").write_text("empty 12 500 5000\n")
+    rows.append({**rows[0], "record_id": "bad", "uri": "empty"})
+    hashed, failed = hash_records(pd.DataFrame(rows), "ecg", store)
+    assert failed["record_id"].tolist() == ["bad"]
+    first = ecg_intervals_module.ecg_intervals(warehouse, hashed, store).set_index("record_id")
+    assert first.loc[["0", "1", "2"], "measured_by"].eq("signal").all()
+    np.testing.assert_allclose(first.loc[["0", "1", "2"], "heart_rate"], [55, 110, 75], rtol=0.08)
+    assert first.loc["2", "qrs_ms"] > first.loc["0", "qrs_ms"] + 10  # the widened QRS is measured wider
+    assert first.loc["1", "qt_ms"] < first.loc["0", "qt_ms"]  # QT shortens as the rate rises
+    assert first.loc["cart", "measured_by"] == "cart" and first.loc["cart", "heart_rate"] == pytest.approx(60000 / 810)
+    assert first.loc["cart", "qrs_ms"] == 96 and np.isfinite(first.loc["cart", "qtc_ms"])  # the rest from the signal
+
+    calls = []
+    original = ecg_intervals_module.measure_intervals
+    ecg_intervals_module.measure_intervals = lambda *a: calls.append(a) or original(*a)
+    try:
+        again = ecg_intervals_module.ecg_intervals(warehouse, hashed, store).set_index("record_id")
+    finally:
+        ecg_intervals_module.measure_intervals = original
+    assert calls == []  # the cache answers a second night
+    pd.testing.assert_frame_equal(again, first)

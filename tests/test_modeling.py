@@ -38,6 +38,7 @@ def test_the_shipped_spec_loads():
     (lambda r: r.pop("label"), "missing required field 'label'"),
     (lambda r: r.update(task="survival"), "task 'survival' is not supported yet"),
     (lambda r: r.update(operating_threshold=2), "operating_threshold must be between 0 and 1"),
+    (lambda r: r["modalities"]["images"].update(pooling="max"), "modalities.images.pooling: 'max' is not one of"),
 ])
 def test_spec_errors_name_the_field(change, message):
     raw = raw_spec()

@@ -95,12 +95,12 @@ def read_dicom_waveform(path: Path) -> tuple[np.ndarray, list[str], float]:
     return samples * np.asarray(scale), names, float(waveform.SamplingFrequency)
 
 
-def read_ecg(path: Path, target_fs: int = 100, seconds: float = 10.0) -> np.ndarray:
-    """A record (WFDB, or a DICOM waveform ``.dcm``) as float32 ``(12, target_fs * seconds)`` in
-    mV, standard lead order."""
+def read_leads(path: Path) -> tuple[np.ndarray, float]:
+    """A record (WFDB, or a DICOM waveform ``.dcm``) as ``(samples, 12)`` in mV in the standard
+    lead order, at its own sampling rate."""
     if is_dicom_waveform(path):
         signal, sig_names, fs = read_dicom_waveform(path)
-        return _standard_leads(signal, sig_names, fs, target_fs, seconds)
+        return _standard_leads(signal, sig_names), fs
     record_files(path)
     try:
         record = wfdb.rdrecord(str(path))
@@ -108,16 +108,22 @@ def read_ecg(path: Path, target_fs: int = 100, seconds: float = 10.0) -> np.ndar
         raise RecordError(f"unreadable or truncated WFDB record ({type(error).__name__})") from error
     if record.p_signal is None:
         raise RecordError("WFDB record holds no physical signal")
-    return _standard_leads(record.p_signal, record.sig_name, float(record.fs), target_fs, seconds)
+    return _standard_leads(record.p_signal, record.sig_name), float(record.fs)
 
 
-def _standard_leads(signal: np.ndarray, sig_names, fs: float, target_fs: int, seconds: float) -> np.ndarray:
+def read_ecg(path: Path, target_fs: int = 100, seconds: float = 10.0) -> np.ndarray:
+    """A record as the encoder's input: float32 ``(12, target_fs * seconds)`` in mV, standard lead
+    order, resampled, band-passed and cut or padded to length."""
+    signal, fs = read_leads(path)
+    return condition_signal(signal, fs, target_fs, seconds)
+
+
+def _standard_leads(signal: np.ndarray, sig_names) -> np.ndarray:
     names = [_CANONICAL.get(str(n).strip().upper()) for n in sig_names]
     missing = [lead for lead in STANDARD_LEADS if lead not in names]
     if missing:
         raise RecordError(f"wrong lead set: {len(sig_names)} leads, missing {', '.join(missing)}")
-    raw = signal[:, [names.index(lead) for lead in STANDARD_LEADS]].astype(np.float64)
-    return condition_signal(raw, fs, target_fs, seconds)
+    return signal[:, [names.index(lead) for lead in STANDARD_LEADS]].astype(np.float64)
 
 
 def condition_signal(raw: np.ndarray, fs: float, target_fs: int, seconds: float) -> np.ndarray:

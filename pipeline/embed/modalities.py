@@ -27,6 +27,7 @@ from pipeline.warehouse import Warehouse
 
 MODALITY_TABLE = {"notes": "notes", "ecg": "ecgs", "images": "images"}
 FAILURE_COLUMNS = ["source_table", "record_id", "stay_id", "reason", "check_name"]
+DECODE_CHUNK = 8  # files a decode worker reads per hand-over
 
 
 def state_digest(module: torch.nn.Module) -> str:
@@ -57,13 +58,14 @@ class SignalEncoder:
         return read_image(path, size=self.params["size"])
 
     @torch.inference_mode()
-    def encode(self, arrays: np.ndarray, device: str, batch_size: int = 64) -> np.ndarray:
+    def encode(self, arrays: np.ndarray | torch.Tensor, device: str, batch_size: int = 64) -> np.ndarray:
         self.network.to(device).eval()
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") \
             else torch.autocast("cpu", enabled=False)
+        tensor = torch.as_tensor(arrays)
         out = []
-        for start in range(0, len(arrays), batch_size):
-            batch = torch.from_numpy(arrays[start:start + batch_size]).to(device, non_blocking=True)
+        for start in range(0, len(tensor), batch_size):
+            batch = tensor[start:start + batch_size].to(device, non_blocking=True)
             with autocast:
                 out.append(self.network.embed(batch).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.network.config["embedding_dim"]), np.float32)
@@ -141,20 +143,43 @@ class _FileDataset(Dataset):
 
 
 def _collate(items):
-    return items
+    """One batch as ``(indices, stacked arrays, failures)``: stacking here, in the worker process,
+    hands the DataLoader one tensor it can pin for an asynchronous copy to the GPU."""
+    good = [(index, array) for index, array, _ in items if array is not None]
+    stacked = torch.from_numpy(np.stack([a for _, a in good])) if good else torch.zeros(0)
+    return [i for i, _ in good], stacked, [(index, reason) for index, array, reason in items if array is None]
 
 
-def _decoded_batches(records: pd.DataFrame, encoder: SignalEncoder, filestore: FileStore, *, workers: int,
-                     batch_size: int, device: str, progress: bool, desc: str):
-    """Each distinct file decoded once, in DataLoader batches of ``(content_hash, array, reason)``
-    (``array`` is None when the file cannot be used, ``reason`` says why)."""
+def decoded_batches(records: pd.DataFrame, encoder: SignalEncoder, filestore: FileStore, *, workers: int,
+                    batch_size: int, device: str, progress: bool, desc: str):
+    """Each distinct file decoded once, in batches of ``(content_hashes, tensor, {content_hash:
+    reason})``: up to ``batch_size`` decoded arrays stacked, and why the others cannot be used.
+
+    Workers decode ``DECODE_CHUNK`` files at a time and the chunks are gathered into batches, so
+    the first batch is ready after one chunk per worker rather than a whole batch per worker.
+    """
     unique = records.drop_duplicates("content_hash").reset_index(drop=True)
     dataset = _FileDataset([filestore.path(u) for u in unique["uri"]], encoder)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
-                        pin_memory=device.startswith("cuda"), prefetch_factor=4 if workers else None)
+    pin = device.startswith("cuda")
+    loader = DataLoader(dataset, batch_size=min(DECODE_CHUNK, batch_size), num_workers=workers,
+                        collate_fn=_collate, prefetch_factor=8 if workers else None)
     hashes = unique["content_hash"].to_numpy()
-    for batch in tqdm(loader, desc=desc, disable=not progress, unit="batch"):
-        yield [(hashes[index], array, reason) for index, array, reason in batch]
+    decoded, tensors, failed = [], [], {}
+
+    def gathered():
+        stacked = torch.cat(tensors) if tensors else torch.zeros(0)
+        return decoded, stacked.pin_memory() if pin and tensors else stacked, failed
+
+    for indices, stacked, failures in tqdm(loader, desc=desc, disable=not progress, unit="chunk"):
+        failed.update({hashes[index]: reason for index, reason in failures})
+        if indices:
+            decoded.extend(hashes[indices])
+            tensors.append(stacked)
+        if len(decoded) >= batch_size:
+            yield gathered()
+            decoded, tensors, failed = [], [], {}
+    if decoded or failed:
+        yield gathered()
 
 
 def decode_files(records: pd.DataFrame, encoder: SignalEncoder, filestore: FileStore, *, workers: int = 0,
@@ -162,14 +187,11 @@ def decode_files(records: pd.DataFrame, encoder: SignalEncoder, filestore: FileS
     """Decode each distinct file once: ``{content_hash: array}`` and ``{content_hash: reason}``."""
     arrays: dict[str, np.ndarray] = {}
     failed: dict[str, str] = {}
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    for batch in _decoded_batches(records, encoder, filestore, workers=workers, batch_size=32, device=device,
-                                  progress=progress, desc=f"Decoding {encoder.modality}"):
-        for content_hash, array, reason in batch:
-            if array is None:
-                failed[content_hash] = reason
-            else:
-                arrays[content_hash] = array
+    for decoded, stacked, failures in decoded_batches(records, encoder, filestore, workers=workers, batch_size=32,
+                                                       device="cpu", progress=progress,
+                                                       desc=f"Decoding {encoder.modality}"):
+        arrays.update(zip(decoded, stacked.numpy()))
+        failed.update(failures)
     return arrays, failed
 
 
@@ -181,13 +203,12 @@ def encode_files(records: pd.DataFrame, encoder: SignalEncoder, filestore: FileS
     ``{content_hash: vector}`` and ``{content_hash: reason}``."""
     vectors: dict[str, np.ndarray] = {}
     failed: dict[str, str] = {}
-    for batch in _decoded_batches(records, encoder, filestore, workers=workers, batch_size=batch_size,
-                                  device=device, progress=progress, desc=f"Embedding {encoder.modality}"):
-        failed.update({h: reason for h, array, reason in batch if array is None})
-        decoded = [(h, array) for h, array, _ in batch if array is not None]
+    for decoded, stacked, failures in decoded_batches(records, encoder, filestore, workers=workers,
+                                                       batch_size=batch_size, device=device, progress=progress,
+                                                       desc=f"Embedding {encoder.modality}"):
+        failed.update(failures)
         if decoded:
-            encoded = encoder.encode(np.stack([a for _, a in decoded]), device, batch_size=batch_size)
-            vectors.update(zip((h for h, _ in decoded), encoded))
+            vectors.update(zip(decoded, encoder.encode(stacked, device, batch_size=batch_size)))
     return vectors, failed
 
 
@@ -240,6 +261,17 @@ def stay_vectors(records: pd.DataFrame, vectors: dict[str, np.ndarray], predicti
     matrix[present] /= counts[present, None]
     return matrix, present
 
+
+def stay_embedding(records: pd.DataFrame, vectors: dict[str, np.ndarray], prediction_times: pd.DataFrame,
+                   dim: int, options: dict) -> tuple[np.ndarray, np.ndarray]:
+    """A modality's input to the models, by its spec ``pooling``: ``mean`` / ``last`` give one
+    vector and a presence mask per row (:func:`stay_vectors`); ``attention`` gives the last
+    ``max_records`` (default 5) vectors and a per-record mask (:func:`stay_sequences`), which the
+    model pools with learned attention weights."""
+    pooling = options.get("pooling", "mean")
+    if pooling == "attention":
+        return stay_sequences(records, vectors, prediction_times, dim, int(options.get("max_records", 5)))
+    return stay_vectors(records, vectors, prediction_times, dim, pooling)
 
 
 def stay_sequences(records: pd.DataFrame, vectors: dict[str, np.ndarray], prediction_times: pd.DataFrame,

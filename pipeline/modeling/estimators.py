@@ -17,7 +17,8 @@ from torch import nn
 from xgboost import DMatrix, XGBClassifier
 
 from pipeline.features.preprocess import fit_preprocessor
-from pipeline.modeling.inputs import ModelInputs
+from pipeline.modeling.inputs import ModelInputs, presence
+from pipeline.modeling.pooling import AttentionPool
 
 
 def feature_groups(names, raw: pd.DataFrame) -> dict[str, list[int]]:
@@ -120,9 +121,13 @@ class XGBoostRisk(BaseEstimator, ClassifierMixin):
 
 
 class _FusionNet(nn.Module):
-    def __init__(self, dims: dict[str, int], hidden: int, dropout: float):
+    """Per-modality projections (a set of records is first attention-pooled), concatenated with
+    the presence of each modality, into an MLP head."""
+
+    def __init__(self, dims: dict[str, int], hidden: int, dropout: float, sets: tuple[str, ...] = ()):
         super().__init__()
         self.order = list(dims)
+        self.pools = nn.ModuleDict({m: AttentionPool(dims[m], hidden) for m in sets})
         self.branches = nn.ModuleDict({
             m: nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Dropout(dropout)) for m, d in dims.items()
         })
@@ -130,8 +135,10 @@ class _FusionNet(nn.Module):
                                   nn.Dropout(dropout), nn.Linear(hidden, 1))
 
     def forward(self, xs: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> torch.Tensor:
-        parts = [self.branches[m](xs[m]) * masks[m][:, None] for m in self.order]
-        parts.append(torch.stack([masks[m] for m in self.order], dim=1))
+        present = {m: masks[m].amax(dim=1) if m in self.pools else masks[m] for m in self.order}
+        pooled = {m: self.pools[m](xs[m], masks[m]) if m in self.pools else xs[m] for m in self.order}
+        parts = [self.branches[m](pooled[m]) * present[m][:, None] for m in self.order]
+        parts.append(torch.stack([present[m] for m in self.order], dim=1))
         return self.head(torch.cat(parts, dim=1)).squeeze(-1)
 
 
@@ -177,7 +184,7 @@ class EarlyFusionClassifier(BaseEstimator, ClassifierMixin):
         for m in self.embedded_:
             mask = inputs.masks[m].astype(bool)
             scaled = (inputs.embeddings[m] - self.embedding_mean_[m]) / self.embedding_scale_[m]
-            xs[m] = torch.tensor(np.where(mask[:, None], scaled, 0.0), dtype=torch.float32)
+            xs[m] = torch.tensor(np.where(mask[..., None], scaled, 0.0), dtype=torch.float32)
             masks[m] = torch.tensor(mask, dtype=torch.float32)
         return xs, masks
 
@@ -205,8 +212,9 @@ class EarlyFusionClassifier(BaseEstimator, ClassifierMixin):
             self.embedding_scale_[m] = (present.std(axis=0) + 1e-6) if len(present) else 1.0
         xs, masks = self._tensors(inputs)
         target = torch.tensor(y, dtype=torch.float32)
-        dims = {m: x.shape[1] for m, x in xs.items()}
-        self.net_ = _FusionNet(dims, self.hidden, self.dropout)
+        dims = {m: x.shape[-1] for m, x in xs.items()}
+        sets = tuple(m for m in self.embedded_ if xs[m].dim() == 3)  # attention-pooled record sets
+        self.net_ = _FusionNet(dims, self.hidden, self.dropout, sets)
         optimiser = torch.optim.AdamW(self.net_.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
         take = lambda d, rows: {k: v[rows] for k, v in d.items()}  # noqa: E731
         val_x, val_m = take(xs, val_rows), take(masks, val_rows)
@@ -219,7 +227,7 @@ class EarlyFusionClassifier(BaseEstimator, ClassifierMixin):
                 batch_masks = take(masks, rows)
                 for m in self.embedded_:  # modality dropout: learn to score without each input
                     keep = torch.tensor(rng.uniform(size=len(rows)) >= self.modality_dropout, dtype=torch.float32)
-                    batch_masks[m] = batch_masks[m] * keep
+                    batch_masks[m] = batch_masks[m] * keep.view(-1, *[1] * (batch_masks[m].dim() - 1))
                 loss = focal_loss(self.net_(take(xs, rows), batch_masks), target[rows],
                                   self.focal_alpha, self.focal_gamma)
                 optimiser.zero_grad()
@@ -256,7 +264,7 @@ class EarlyFusionClassifier(BaseEstimator, ClassifierMixin):
             columns.append(base - self._logits({**xs, "tabular": occluded}, masks))
         for m in self.embedded_:
             occluded = self._logits(xs, {**masks, m: torch.zeros_like(masks[m])})
-            columns.append(np.where(masks[m].numpy() > 0, base - occluded, 0.0))
+            columns.append(np.where(presence(masks[m].numpy() > 0), base - occluded, 0.0))
             groups[m] = []
         return _factors(groups, np.column_stack(columns), inputs.tabular, top_k)
 

@@ -1,5 +1,7 @@
-"""What a model reads: the tabular feature frame plus one pooled vector and a presence mask
-per embedded modality. Training and nightly scoring build it with the same function."""
+"""What a model reads: the tabular feature frame plus, per embedded modality, one pooled vector
+and a presence mask per row, or (attention pooling) a set of record vectors ``(rows, records,
+dim)`` and a per-record mask ``(rows, records)``. Training and nightly scoring build it with the
+same function."""
 
 from __future__ import annotations
 
@@ -8,6 +10,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+
+def presence(mask: np.ndarray) -> np.ndarray:
+    """Per row, whether the modality carried any data (a row mask, or a per-record mask)."""
+    mask = np.asarray(mask, dtype=bool)
+    return mask if mask.ndim == 1 else mask.any(axis=tuple(range(1, mask.ndim)))
 
 
 @dataclass
@@ -30,7 +37,7 @@ class ModelInputs:
     def modalities_present(self) -> list[str]:
         """Per row, ``tabular+notes+...``: which inputs carried data."""
         names = ["tabular"] + sorted(self.masks)
-        present = np.column_stack([np.ones(len(self), bool)] + [self.masks[m] for m in sorted(self.masks)])
+        present = np.column_stack([np.ones(len(self), bool)] + [presence(self.masks[m]) for m in sorted(self.masks)])
         return ["+".join(n for n, p in zip(names, row) if p) for row in present]
 
 

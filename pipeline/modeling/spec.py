@@ -18,6 +18,7 @@ from pipeline.features.windows import AGGREGATIONS, DEFAULT_AGGREGATIONS, Window
 
 MODALITIES = ("tabular", "notes", "ecg", "images")
 CANDIDATE_KINDS = ("xgboost", "logistic", "early_fusion")
+POOLINGS = ("mean", "last", "attention")  # attention: a learned weighting of the last max_records records
 TASKS = ("binary",)
 
 
@@ -133,6 +134,12 @@ def parse_spec(raw: dict, where: str = "<spec>") -> ModelSpec:
     unknown = [m for m in modalities if m not in MODALITIES]
     if unknown:
         raise SpecError(f"{where}: modalities: unknown {unknown}; choose from {list(MODALITIES[1:])}")
+    for name, options in modalities.items():
+        pooling = (options or {}).get("pooling", "mean")
+        if pooling not in POOLINGS:
+            raise SpecError(f"{where}: modalities.{name}.pooling: {pooling!r} is not one of {list(POOLINGS)}")
+        if int((options or {}).get("max_records", 5)) < 1:
+            raise SpecError(f"{where}: modalities.{name}.max_records must be at least 1")
     candidates = []
     for i, entry in enumerate(_require(raw, "candidates", where)):
         here = f"{where}: candidates[{i}]"

@@ -282,6 +282,8 @@ def _ecgs(rng, cohort: SyntheticCohort, subject, intime, los_days, risk, tabular
             cohort.ecg_jobs.append(job)
             rows.append({"subject_id": job["subject_id"], "study_id": study, "file_name": str(study),
                          "ecg_time": when, "path": job["path"]})
+            if study % 5 == 0:  # as in MIMIC-IV-ECG, some records come without the cart's measurements
+                continue
             measurements.append({"subject_id": job["subject_id"], "study_id": study, "cart_id": 6848296,
                                  "ecg_time": when, "report_0": "Sinus rhythm",
                                  "rr_interval": int(60000 / max(job["heart_rate"], 30)),
