@@ -22,6 +22,11 @@ import pendulum
 from airflow.sdk import dag, get_current_context, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+from pipeline.alerts import task_failure_callback
+from pipeline.config import nightly_schedule
+
+CRON = nightly_schedule()  # VIGIL_NIGHTLY_SCHEDULE
+
 
 def _night() -> str:
     from pipeline.nightly import night_for_run
@@ -31,11 +36,11 @@ def _night() -> str:
 
 
 @dag(
-    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    schedule=CronDataIntervalTimetable(CRON, timezone="UTC") if CRON else None,
     start_date=pendulum.datetime(2000, 1, 1, tz="UTC"),  # catchup is off: early only so historical nights can run
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=2)},
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "on_failure_callback": task_failure_callback},
     doc_md=__doc__,
     tags=["vigil", "scoring"],
 )

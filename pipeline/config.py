@@ -43,6 +43,14 @@ class Settings:
     max_failure_rate: float
     max_failure_rates: dict[str, float] = field(default_factory=dict)
     seed: int = 7
+    alert_webhook: str = ""            # POSTed a JSON alert (Slack/Teams/Mattermost incoming webhook)
+    alert_email: str = ""              # comma-separated recipients
+    alert_email_from: str = "vigil@localhost"
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    alert_psi: float = 0.25            # drift alert above this PSI (score or any feature)
+    alert_quarantine_share: float = 0.05
+    monitoring_lookback_days: int = 60  # nights whose scores are re-evaluated as outcomes arrive
 
     @property
     def runs_dir(self) -> Path:
@@ -118,7 +126,23 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         max_failure_rate=float(env.get("VIGIL_MAX_FAILURE_RATE", "0.25")),
         max_failure_rates=_failure_rate_overrides(env),
         seed=int(env.get("VIGIL_SEED", "7")),
+        alert_webhook=env.get("VIGIL_ALERT_WEBHOOK", ""),
+        alert_email=env.get("VIGIL_ALERT_EMAIL", ""),
+        alert_email_from=env.get("VIGIL_ALERT_EMAIL_FROM", "vigil@localhost"),
+        smtp_host=env.get("VIGIL_SMTP_HOST", "localhost"),
+        smtp_port=int(env.get("VIGIL_SMTP_PORT", "25")),
+        alert_psi=float(env.get("VIGIL_ALERT_PSI", "0.25")),
+        alert_quarantine_share=float(env.get("VIGIL_ALERT_QUARANTINE_SHARE", "0.05")),
+        monitoring_lookback_days=int(env.get("VIGIL_MONITORING_LOOKBACK_DAYS", "60")),
     )
+
+
+def nightly_schedule(env: dict[str, str] | None = None) -> str | None:
+    """``VIGIL_NIGHTLY_SCHEDULE``: the nightly DAG's cron (UTC; default midnight), or ``none`` for
+    runs triggered from outside only (an enterprise scheduler, the REST API). Read on its own
+    because the DAG file needs it at parse time, before any connection is resolved."""
+    value = (os.environ if env is None else env).get("VIGIL_NIGHTLY_SCHEDULE", "0 0 * * *").strip()
+    return None if value.lower() in ("", "none") else value
 
 
 def resolve_device(setting: str) -> str:

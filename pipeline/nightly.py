@@ -21,14 +21,17 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import Settings, load_settings, resolve_device
-from pipeline.embed.modalities import MODALITY_TABLE, embed_records, hash_records, stay_vectors
+from pipeline.embed.intervals import ecg_intervals
+from pipeline.embed.modalities import MODALITY_TABLE, embed_records, hash_records, stay_embedding
 from pipeline.embed.text import TextEncoder
 from pipeline.features.incremental import advance, edge_ranges
 from pipeline.features.windows import EVENT_COLUMNS, KEY, static_features
 from pipeline.filestore import FileStore
 from pipeline.frames import MODALITY_OF, RECORD_TABLES, TIME
 from pipeline.modeling import registry
-from pipeline.modeling.inputs import build_inputs
+from pipeline import monitoring
+from pipeline.alerts import night_alerts, send_alert
+from pipeline.modeling.inputs import build_inputs, presence, tabular_frame
 from pipeline.modeling.spec import load_specs, parse_spec
 from pipeline.publish import NightResults, accounting, publish
 from pipeline.report import night_report
@@ -353,14 +356,19 @@ def embed_stage(night, settings: Settings | None = None, modality: str | None = 
                                                  workers=ctx.settings.decode_workers)
             failures.append(failed)
             dim = encoder.dim if current == "notes" else encoder.network.config["embedding_dim"]
-            matrix, mask = stay_vectors(records, vectors, active, dim, spec.modalities[current].get("pooling", "mean"))
+            matrix, mask = stay_embedding(records, vectors, active, dim, spec.modalities[current])
             np.savez(ctx.path("embed", f"{name}.{current}.npz"), stay_id=active["stay_id"].to_numpy(),
                      vectors=matrix, mask=mask)
             summary[f"{name}.{current}"] = {"records": len(records), "newly_embedded": new,
-                                            "stays_with_data": int(mask.sum())}
+                                            "stays_with_data": int(presence(mask).sum())}
         failed = pd.concat(failures, ignore_index=True).drop_duplicates(["source_table", "record_id"])
         ctx.write("embed", f"failures_{table}", failed)
-        ctx.write("embed", f"records_{table}", tonight[~tonight["record_id"].isin(failed["record_id"])])
+        readable = tonight[~tonight["record_id"].isin(failed["record_id"])]
+        ctx.write("embed", f"records_{table}", readable)
+        if current == "ecg":
+            intervals = ecg_intervals(wh, readable, store, workers=ctx.settings.decode_workers)
+            ctx.write("embed", "ecg_intervals", intervals)
+            summary["ecg_intervals_from_signal"] = int((intervals["measured_by"] == "signal").sum())
         summary[f"unreadable_{table}"] = len(failed)
     return summary
 
@@ -470,6 +478,8 @@ def _long_features(ctx: Night, manifest: dict) -> pd.DataFrame:
 
 
 def report_stage(night, settings: Settings | None = None) -> dict:
+    """The night's report (``report/report.json``), its monitoring rows (``vigil_audit.drift`` and
+    ``vigil_audit.performance``, replaced on a re-run) and the alerts it calls for."""
     ctx, wh = _context(night, settings)
     manifest = ctx.manifest()
     risk = wh.read("SELECT * FROM vigil_risk.risk_scores WHERE night = :night", {"night": ctx.night})
@@ -477,22 +487,49 @@ def report_stage(night, settings: Settings | None = None) -> dict:
                      "WHERE run_id = :run", {"run": manifest["run_id"]})
     quarantine = wh.read("SELECT source_table, record_id, reason FROM vigil_audit.quarantine WHERE night = :night",
                          {"night": ctx.night})
-    thresholds, reference = {}, {}
+    thresholds, reference, drift, performance = {}, {}, [], []
     for name, info in manifest["models"].items():
         bundle = registry.load_bundle(info["artifact_uri"])
-        thresholds[name] = parse_spec(bundle.spec_raw, name).operating_threshold
+        spec = parse_spec(bundle.spec_raw, name)
+        thresholds[name] = spec.operating_threshold
         reference[name] = bundle.training.get("held_out_probabilities", [])
+        features = tabular_frame(spec, ctx.read("features", name))
+        psis = monitoring.feature_drift(bundle.training.get("feature_reference", {}), features)
+        drift.append(pd.DataFrame({"model_name": name, "model_version": bundle.version,
+                                   "feature": list(psis), "psi": list(psis.values())}))
+        if spec.label_kind != "event_within":  # stay outcomes; event-window labels are not re-joined yet
+            performance.append(monitoring.scored_performance(wh, spec, name, ctx.night, ctx.prediction_time,
+                                                             ctx.settings.monitoring_lookback_days))
     report = {"night": ctx.night.isoformat(), "run_id": manifest["run_id"],
               **night_report(risk, counts, quarantine, thresholds, reference)}
+    drift = pd.concat(drift, ignore_index=True)
+    for name, model in report["models"].items():
+        mine = drift[drift["model_name"] == name].sort_values("psi", ascending=False)
+        model["feature_psi_top"] = dict(zip(mine["feature"].head(5), mine["psi"].head(5)))
+        model["features_drifted"] = int((mine["psi"] > ctx.settings.alert_psi).sum())
+        if model["score_psi_vs_training"] is not None:
+            drift.loc[len(drift)] = {"model_name": name, "model_version": model["version"], "feature": "score",
+                                     "psi": model["score_psi_vs_training"]}
+    performance = pd.concat(performance, ignore_index=True) if performance else pd.DataFrame()
+    report["performance"] = performance.to_dict(orient="records")
+    with wh.begin() as conn:
+        for table, frame in (("vigil_audit.drift", drift), ("vigil_audit.performance", performance)):
+            wh.execute(conn, f"DELETE FROM {table} WHERE night = :night", {"night": ctx.night})
+            if not frame.empty:
+                wh.bulk_insert(conn, table, frame.assign(night=ctx.night))
     ctx.path("report", "report.json").write_text(json.dumps(report, indent=2, default=str))
     for row in report["accounting"]:
         log.info("%(source_table)s: %(records_in)d in = %(used)d used + %(quarantined)d quarantined + "
                  "%(excluded)d excluded", row)
     for name, model in report["models"].items():
-        log.info("%s %s: %d stays scored, %d alerts at %.2f, score PSI vs training %s", name, model["version"],
-                 model["stays_scored"], model["alerts_at_threshold"], model["operating_threshold"],
-                 model["score_psi_vs_training"])
-    return {"report": str(ctx.folder / "report" / "report.json"), "models": list(report["models"])}
+        log.info("%s %s: %d stays scored, %d alerts at %.2f, score PSI vs training %s, %d features drifted",
+                 name, model["version"], model["stays_scored"], model["alerts_at_threshold"],
+                 model["operating_threshold"], model["score_psi_vs_training"], model["features_drifted"])
+    alerts = night_alerts(report, ctx.settings)
+    for title, details in alerts:
+        send_alert(ctx.settings, title, details)
+    return {"report": str(ctx.folder / "report" / "report.json"), "models": list(report["models"]),
+            "alerts": len(alerts)}
 
 
 STAGE_FUNCTIONS = {

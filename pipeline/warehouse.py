@@ -33,6 +33,7 @@ _TIME_TYPES = ("TIMESTAMP", "DATETIME")
 WRITER_LOCK = 0x5649_4749_4C  # "VIGIL": the advisory lock key of serialise_writers
 _IN_CHUNK = 900  # under SQLite's bound-parameter limit
 _NAMED_PARAM = re.compile(r"(?<!:):(\w+)")
+_IN_VALUES = re.compile(r"[\w.]+\s+IN\s+:values")
 _SQLITE_INDEX = re.compile(
     r"CREATE INDEX IF NOT EXISTS (\w+) ON (\w+)\.(\w+)", flags=re.IGNORECASE
 )
@@ -232,6 +233,8 @@ class Warehouse:
         if self.is_sqlite:
             frame = self.read_in(query, values, params) if values is not None else self.read(query, params)
             return pa.Table.from_pandas(frame, preserve_index=False)
+        if values is not None and not len(values):  # an empty array binds as text[]: match nothing, keep the columns
+            query, values = _IN_VALUES.sub("FALSE", query), None
         names: list[str] = []
 
         def positional(match: re.Match) -> str:

@@ -38,6 +38,19 @@ def test_nightly_dag_is_the_flow_diagram(dagbag):
         assert dag.get_task(task_id).queue == "gpu" and dag.get_task(task_id).pool == "gpu"
     assert dag.get_task("features").queue != "gpu"
     assert all(dag.get_task(t).retries >= 1 for t in dag.task_ids)
+    assert all(dag.get_task(t).on_failure_callback for t in dag.task_ids)  # failures alert
+
+
+@pytest.mark.parametrize("setting, cron", [(None, "0 0 * * *"), ("30 2 * * *", "30 2 * * *"), ("none", None)])
+def test_the_nightly_schedule_comes_from_configuration(monkeypatch, setting, cron):
+    from airflow.dag_processing.dagbag import DagBag
+
+    if setting is None:
+        monkeypatch.delenv("VIGIL_NIGHTLY_SCHEDULE", raising=False)
+    else:
+        monkeypatch.setenv("VIGIL_NIGHTLY_SCHEDULE", setting)
+    dag = DagBag(dag_folder=str(ROOT / "dags" / "vigil_nightly.py")).dags["vigil_nightly"]
+    assert getattr(dag.timetable, "_expression", None) == cron
     assert dag.doc_md and "nightly" in dag.doc_md.lower()
     assert dag.catchup is False and dag.max_active_runs == 1
 

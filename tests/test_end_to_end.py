@@ -4,6 +4,7 @@ Checked against the source tables directly: exactly one risk row per active stay
 night, row accounting that closes, watermarks, and byte-identical re-runs.
 """
 
+import json
 from datetime import datetime, timedelta
 
 import pandas as pd
@@ -144,3 +145,41 @@ def test_bi_views_agree_with_the_risk_table(trained):
     row = factors[(factors["stay_id"] == risk["stay_id"].iloc[0]) & (factors["night"].astype(str) == str(risk["night"].iloc[0]))
                   & (factors["rank"] == 1)]
     assert row["factor"].tolist() == [first["factor"]] and abs(row["contribution"].iloc[0] - first["contribution"]) < 1e-9
+
+
+def test_each_night_measures_ecg_intervals_where_the_cart_did_not(trained):
+    from pipeline.embed.intervals import INTERVALS
+
+    settings = trained["settings"]
+    for night in E2E_NIGHTS:
+        intervals = pd.read_parquet(settings.runs_dir / night.isoformat() / "embed" / "ecg_intervals.parquet")
+        records = pd.read_parquet(settings.runs_dir / night.isoformat() / "embed" / "records_ecgs.parquet")
+        assert sorted(intervals["record_id"]) == sorted(records["record_id"]) and len(records) > 0
+        assert set(intervals["measured_by"]) <= {"cart", "signal"}
+        measured = intervals[intervals["measured_by"] == "signal"]
+        assert measured["heart_rate"].between(30, 200).mean() > 0.9, measured[list(INTERVALS)].describe()
+
+
+def test_each_night_writes_drift_and_performance_as_outcomes_arrive(trained):
+    from pipeline.modeling.spec import load_specs
+    from pipeline.monitoring import scored_performance
+
+    wh, settings = trained["warehouse"], trained["settings"]
+    drift = wh.read("SELECT night, model_name, feature, psi FROM vigil_audit.drift")
+    for night in E2E_NIGHTS:
+        tonight = drift[drift["night"].astype(str).str[:10] == night.isoformat()]
+        assert "score" in set(tonight["feature"]) and len(tonight) > 20
+        assert tonight["psi"].ge(0).all()
+    report = json.loads((settings.runs_dir / E2E_NIGHTS[-1].isoformat() / "report" / "report.json").read_text())
+    assert "performance" in report and "feature_psi_top" in next(iter(report["models"].values()))
+    # no stay scored on these nights has left hospital by the last one; two weeks on, outcomes
+    # have arrived and are joined back to the nights the scores were made on
+    spec = load_specs(settings.models_dir)[0]
+    later = scored_performance(wh, spec, spec.name, E2E_NIGHTS[-1], datetime(2026, 2, 14), 60)
+    assert [str(n) for n in later["scored_night"]] == [n.isoformat() for n in E2E_NIGHTS]
+    scored = wh.read("SELECT night, COUNT(*) AS n FROM vigil_risk.risk_scores GROUP BY night")
+    assert (later["labelled"].to_numpy() <= scored["n"].to_numpy()).all() and later["labelled"].min() > 10
+    assert later["brier"].between(0, 0.5).all() and later["positives"].sum() > 0
+    stored = wh.read("SELECT scored_night, labelled FROM vigil_audit.performance WHERE night = :n",
+                     {"n": E2E_NIGHTS[-1]})
+    assert len(stored) == len(report["performance"])

@@ -5,6 +5,7 @@ processes publish exactly what they publish one after the other."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date
 
 import pytest
 
@@ -80,3 +81,15 @@ def test_a_repeated_night_runs_no_encoder_forward_pass(cloned, monkeypatch):
     assert all(v["records"] > 0 for v in embedded.values())
     assert [v["newly_embedded"] for v in embedded.values()] == [0] * len(embedded)
     assert [c for c in calls if c[1] > 0] == []
+
+
+def test_a_night_with_no_patient_in_the_icu_publishes_nothing_and_succeeds(cloned):
+    """Weeks after the cohort's last discharge: nobody to score, every stage still completes
+    (an empty stay list binds as no rows on PostgreSQL too) and the run is audited."""
+    wh, settings = cloned["warehouse"], cloned["settings"]
+    quiet = date(2026, 3, 15)
+    result = run_night(quiet, settings)
+    assert wh.scalar("SELECT COUNT(*) FROM vigil_risk.risk_scores WHERE night = :n", {"n": quiet}) == 0
+    run = wh.read("SELECT stays_active, stays_scored, risk_rows FROM vigil_audit.runs WHERE night = :n", {"n": quiet})
+    assert run[["stays_active", "stays_scored", "risk_rows"]].to_numpy().tolist() == [[0, 0, 0]]
+    assert result["report"]["alerts"] == 0

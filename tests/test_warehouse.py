@@ -99,3 +99,14 @@ def test_delete_in_binds_values_in_chunks(any_warehouse):
                                           "source_table = :t", {"t": "notes"})
     assert deleted == 1500
     assert any_warehouse.scalar("SELECT COUNT(*) FROM vigil_audit.quarantine") == 500
+
+
+def test_read_arrow_with_no_values_returns_no_rows_and_the_columns(any_warehouse):
+    frame = pd.DataFrame({"night": date(2026, 1, 1), "source_table": "notes", "record_id": ["a"], "stay_id": [7],
+                          "reason": "r", "check_name": "c"})
+    with any_warehouse.begin() as conn:
+        any_warehouse.bulk_insert(conn, "vigil_audit.quarantine", frame)
+    query = "SELECT stay_id, record_id FROM vigil_audit.quarantine WHERE stay_id IN :values AND night = :night"
+    empty = any_warehouse.read_arrow(query, {"night": date(2026, 1, 1)}, [])  # a night with no active stay
+    assert empty.num_rows == 0 and empty.column_names == ["stay_id", "record_id"]
+    assert any_warehouse.read_arrow(query, {"night": date(2026, 1, 1)}, [7]).num_rows == 1

@@ -20,15 +20,16 @@ from sklearn.model_selection import GroupShuffleSplit
 from pipeline.config import Settings, resolve_device
 from pipeline.embed import cache
 from pipeline.embed.modalities import (MODALITY_TABLE, decode_files, embed_records, failure_rows, hash_records,
-                                       new_signal_encoder, stay_vectors)
+                                       new_signal_encoder, stay_embedding)
 from pipeline.embed.text import TextEncoder
 from pipeline.features.windows import KEY, build_features
 from pipeline.filestore import FileStore
 from pipeline.modeling import encoder_training, registry
 from pipeline.modeling.estimators import make_candidate
-from pipeline.modeling.inputs import ModelInputs, build_inputs
+from pipeline.modeling.inputs import ModelInputs, build_inputs, presence
 from pipeline.modeling.metrics import binary_metrics
 from pipeline.modeling.spec import ModelSpec
+from pipeline.monitoring import reference_quantiles
 from pipeline.sources.mimic import extract, read_labels
 from pipeline.validate.checks import enforce_thresholds, validate
 from pipeline.warehouse import Warehouse
@@ -141,7 +142,7 @@ def train_spec(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: dateti
             signal_encoders[modality] = encoder
             dim = encoder.network.config["embedding_dim"]
         failures.append(failed)
-        stay_embeddings[modality] = stay_vectors(hashed, vectors, data.examples, dim, options.get("pooling", "mean"))
+        stay_embeddings[modality] = stay_embedding(hashed, vectors, data.examples, dim, options)
 
     inputs = build_inputs(spec, data.features, stay_embeddings)
     train_in, test_in = inputs.take(train_rows), inputs.take(test_rows)
@@ -163,6 +164,7 @@ def train_spec(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: dateti
             text_encoder=text_info if "notes" in candidate.inputs else None,
             signal_encoders={m: e for m, e in signal_encoders.items() if m in candidate.inputs},
             training={"as_of": str(as_of), "held_out_probabilities": np.quantile(held_out, np.linspace(0, 1, 21)).tolist(),
+                      "feature_reference": reference_quantiles(train_in.tabular),
                       "examples": len(y), "pretraining": pretraining,
                       "subjects": sorted({int(s) for s in groups})},
         ).save(artifact)
@@ -203,7 +205,7 @@ def _report(spec, as_of, data, train_rows, test_rows, results, best, pretraining
                      "patients": int(data.examples["subject_id"].iloc[test_rows].nunique())},
         "patients_on_both_sides": int(len(set(data.examples["subject_id"].iloc[train_rows])
                                           & set(data.examples["subject_id"].iloc[test_rows]))),
-        "modality_coverage": {m: round(float(mask.mean()), 3) for m, (_, mask) in stay_embeddings.items()},
+        "modality_coverage": {m: round(float(presence(mask).mean()), 3) for m, (_, mask) in stay_embeddings.items()},
         "encoder_pretraining": pretraining,
         "quarantined_rows": int(data.quarantine["record_id"].nunique()),
         "unreadable_files": failures.groupby("reason").size().to_dict() if not failures.empty else {},

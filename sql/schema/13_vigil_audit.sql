@@ -65,3 +65,29 @@ CREATE INDEX IF NOT EXISTS quarantine_night_idx ON vigil_audit.quarantine (night
 CREATE INDEX IF NOT EXISTS dq_results_night_idx ON vigil_audit.dq_results (night);
 CREATE INDEX IF NOT EXISTS exclusions_night_idx ON vigil_audit.exclusions (night);
 CREATE INDEX IF NOT EXISTS runs_night_idx ON vigil_audit.runs (night);
+
+-- Monitoring, written by each night's report stage (and replaced when the night re-runs).
+CREATE TABLE IF NOT EXISTS vigil_audit.drift (
+    night          DATE NOT NULL,
+    model_name     VARCHAR(64) NOT NULL,
+    model_version  VARCHAR(64) NOT NULL,
+    feature        VARCHAR(255) NOT NULL,    -- a numeric input feature, or 'score' (the probability)
+    psi            DOUBLE PRECISION NOT NULL, -- vs the training distribution: < 0.1 stable, > 0.25 shifted
+    PRIMARY KEY (night, model_name, feature)
+);
+
+CREATE TABLE IF NOT EXISTS vigil_audit.performance (
+    night                  DATE NOT NULL,    -- the night whose report computed it (outcomes known by then)
+    model_name             VARCHAR(64) NOT NULL,
+    model_version          VARCHAR(64) NOT NULL,
+    scored_night           DATE NOT NULL,    -- the night the scores were made
+    labelled               INTEGER NOT NULL, -- scored stays whose outcome is known
+    positives              INTEGER NOT NULL,
+    auroc                  DOUBLE PRECISION, -- NULL while only one outcome has been seen
+    brier                  DOUBLE PRECISION,
+    calibration_slope      DOUBLE PRECISION,
+    calibration_intercept  DOUBLE PRECISION,
+    mean_predicted         DOUBLE PRECISION,
+    observed_rate          DOUBLE PRECISION,
+    PRIMARY KEY (night, model_name, model_version, scored_night)
+);

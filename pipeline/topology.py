@@ -1,0 +1,268 @@
+"""The production topology on one machine, with the real services and no Docker.
+
+Starts Airflow's scheduler, DAG processor and API server with the CeleryExecutor (Redis as
+the broker, a PostgreSQL database as Airflow's metadata store and Celery result backend) and two
+Celery workers, one consuming the ``default`` queue and one the ``gpu`` queue, as
+``docker-compose.yml`` deploys them. It then triggers the nightly DAG for one night through
+the REST API, waits for the run, reads back which worker ran each task, and stops every process
+it started by PID (each in its own process group), also when something fails.
+
+    bash scripts/topology.sh --night 2026-03-01            # VIGIL_HOME: a trained home
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+from pipeline.config import Settings, load_settings
+
+WORKER_NAME_VARIABLE = "VIGIL_WORKER_NAME"
+QUEUES = {"default": 2, "gpu": 1}  # queue -> Celery worker concurrency
+USER = "vigil"
+
+
+def worker_hostname() -> str:
+    """Airflow's ``hostname_callable`` here: a worker's name when it has one, so task instances
+    say which of the two workers on this one machine ran them."""
+    return os.environ.get(WORKER_NAME_VARIABLE) or socket.getfqdn()
+
+
+@dataclass
+class Topology:
+    folder: Path
+    port: int
+    password: str
+    env: dict[str, str]
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_database(admin_url: str, name: str) -> str:
+    """Create the PostgreSQL database ``name`` if missing; its URL."""
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).scalar():
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return admin_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def topology_env(settings: Settings, folder: Path, *, metadata_url: str, broker_url: str, port: int,
+                 password: str) -> dict[str, str]:
+    from pipeline.cli import airflow_env
+
+    env = airflow_env(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    passwords = folder / "passwords.json"
+    passwords.write_text(json.dumps({USER: password}))
+    passwords.chmod(0o600)
+    sqlalchemy_url = metadata_url.replace("postgresql://", "postgresql+psycopg2://", 1)
+    env.update({
+        "AIRFLOW_HOME": str(folder / "airflow"),
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqlalchemy_url,
+        "AIRFLOW__CELERY__BROKER_URL": broker_url,
+        "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + metadata_url,
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+        "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "pipeline.topology.worker_hostname",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        # only the night triggered through the REST API runs, not the latest scheduled interval
+        "VIGIL_NIGHTLY_SCHEDULE": "none",
+    })
+    return env
+
+
+def _airflow() -> str:
+    return str(Path(sys.executable).parent / "airflow")
+
+
+def start(settings: Settings, folder: Path, *, metadata_url: str, broker_url: str) -> Topology:
+    port = free_port()
+    password = secrets.token_urlsafe(16)
+    env = topology_env(settings, folder, metadata_url=metadata_url, broker_url=broker_url, port=port,
+                       password=password)
+    topology = Topology(folder=folder, port=port, password=password, env=env)
+    subprocess.run([_airflow(), "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([_airflow(), "pools", "set", "gpu", str(settings.gpu_pool_slots), "embedding tasks"],
+                   env=env, check=True, stdout=subprocess.DEVNULL)
+    commands = {
+        "api-server": ["api-server", "--port", str(port), "--host", "127.0.0.1"],
+        "scheduler": ["scheduler"],
+        "dag-processor": ["dag-processor"],
+    }
+    for queue, concurrency in QUEUES.items():
+        commands[f"worker-{queue}"] = ["celery", "worker", "--queues", queue, "--concurrency", str(concurrency),
+                                       "--celery-hostname", f"vigil-{queue}@%h"]
+    try:
+        for name, arguments in commands.items():
+            own = dict(env)
+            if name.startswith("worker-"):
+                own[WORKER_NAME_VARIABLE] = f"vigil-worker-{name.removeprefix('worker-')}"
+                own["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(free_port())
+            log = open(folder / f"{name}.log", "w")
+            topology.processes[name] = subprocess.Popen([_airflow(), *arguments], env=own, stdout=log,
+                                                        stderr=subprocess.STDOUT, start_new_session=True)
+            log.close()
+        (folder / "pids.json").write_text(json.dumps({n: p.pid for n, p in topology.processes.items()}))
+        wait_until(lambda: _status(f"{topology.base_url}/api/v2/monitor/health") == 200, 180, "the API server",
+                   topology)
+    except BaseException:
+        stop(topology)
+        raise
+    return topology
+
+
+def stop(topology: Topology, grace_s: float = 30) -> dict[str, int | None]:
+    """SIGTERM each started process group, SIGKILL what is left after ``grace_s``; exit codes."""
+    for process in topology.processes.values():
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for process in topology.processes.values():
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    for process in topology.processes.values():  # children the group leader left behind
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return {name: process.returncode for name, process in topology.processes.items()}
+
+
+def wait_until(condition, timeout_s: float, what: str, topology: Topology | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if topology is not None:
+            dead = [n for n, p in topology.processes.items() if p.poll() is not None]
+            if dead:
+                raise RuntimeError(f"{', '.join(dead)} exited while waiting for {what}: see {topology.folder}/*.log")
+        time.sleep(2)
+    raise TimeoutError(f"{what} not ready after {timeout_s:.0f} s")
+
+
+def _status(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return None
+
+
+def api(topology: Topology, method: str, path: str, body: dict | None = None, token: str | None = None) -> dict:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(f"{topology.base_url}{path}", method=method, headers=headers,
+                                     data=json.dumps(body).encode() if body is not None else None)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        raise RuntimeError(f"{method} {path}: HTTP {error.code} {error.read()[:500]!r}") from error
+
+
+def token(topology: Topology) -> str:
+    return api(topology, "POST", "/auth/token", {"username": USER, "password": topology.password})["access_token"]
+
+
+def run_night_on_celery(topology: Topology, night: date, timeout_s: float = 1200) -> dict:
+    """Trigger ``vigil_nightly`` for ``night`` through the REST API and wait for it to finish:
+    the run's state and, per task, its state, queue and the worker (hostname) that ran it."""
+    jwt = token(topology)
+
+    def dag_parsed() -> bool:
+        try:
+            api(topology, "GET", "/api/v2/dags/vigil_nightly", token=jwt)
+            return True
+        except RuntimeError:
+            return False
+
+    wait_until(dag_parsed, 300, "the nightly DAG to be parsed", topology)
+    api(topology, "PATCH", "/api/v2/dags/vigil_nightly", {"is_paused": False}, token=jwt)
+    run = api(topology, "POST", "/api/v2/dags/vigil_nightly/dagRuns",
+              {"dag_run_id": f"topology__{night.isoformat()}__{secrets.token_hex(3)}",
+               "logical_date": f"{night.isoformat()}T00:00:00Z"}, token=jwt)
+    run_id = run["dag_run_id"]
+    state = {"state": run.get("state")}
+
+    def finished() -> bool:
+        state.update(api(topology, "GET", f"/api/v2/dags/vigil_nightly/dagRuns/{run_id}", token=jwt))
+        return state["state"] in ("success", "failed")
+
+    wait_until(finished, timeout_s, f"run {run_id}", topology)
+    tasks = api(topology, "GET", f"/api/v2/dags/vigil_nightly/dagRuns/{run_id}/taskInstances", token=jwt)
+    return {"run_id": run_id, "state": state["state"], "tasks": {
+        t["task_id"]: {"state": t["state"], "queue": t["queue"], "hostname": t["hostname"], "pool": t["pool"]}
+        for t in tasks["task_instances"]}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--night", type=date.fromisoformat, required=True, help="the night to score (YYYY-MM-DD)")
+    parser.add_argument("--metadata-db", default="vigil_airflow",
+                        help="PostgreSQL database for Airflow's metadata (created if missing)")
+    parser.add_argument("--postgres", default=os.environ.get("VIGIL_TOPOLOGY_POSTGRES",
+                                                             "postgresql://postgres@127.0.0.1:5432/postgres"),
+                        help="an admin URL of the PostgreSQL server")
+    parser.add_argument("--broker", default=os.environ.get("VIGIL_TOPOLOGY_BROKER", "redis://127.0.0.1:6379/5"))
+    parser.add_argument("--timeout", type=float, default=1200, help="seconds to wait for the run")
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    folder = settings.home / "topology"
+    metadata_url = ensure_database(args.postgres, args.metadata_db)
+    print(f"starting: api-server, scheduler, dag-processor, Celery workers for {', '.join(QUEUES)} "
+          f"(logs in {folder})", flush=True)
+    topology = start(settings, folder, metadata_url=metadata_url, broker_url=args.broker)
+    try:
+        print(f"pids: {json.dumps({n: p.pid for n, p in topology.processes.items()})}", flush=True)
+        result = run_night_on_celery(topology, args.night, args.timeout)
+    finally:
+        codes = stop(topology)
+        print(f"stopped: {json.dumps(codes)}", flush=True)
+    for task_id, task in sorted(result["tasks"].items()):
+        print(f"  {task_id:<14} {task['state']:<8} queue={task['queue']:<8} worker={task['hostname']}")
+    (folder / "result.json").write_text(json.dumps({**result, "stopped": codes}, indent=2))
+    print(f"run {result['run_id']}: {result['state']}")
+    return 0 if result["state"] == "success" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

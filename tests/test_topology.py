@@ -1,0 +1,59 @@
+"""The docker-compose topology on the real local services: scripts/topology.sh starts the
+Airflow scheduler, DAG processor and API server on the CeleryExecutor (Redis, PostgreSQL
+metadata) with a default-queue and a gpu-queue Celery worker, runs a night through the REST API
+and stops every process it started."""
+
+import json
+import os
+import subprocess
+import uuid
+
+import pytest
+from sqlalchemy import text
+
+from pipeline.config import PROJECT_ROOT
+from tests.conftest import E2E_NIGHTS, PG_ADMIN_URL
+
+pytestmark = pytest.mark.slow
+
+EMBED_TASKS = {"embed_notes", "embed_ecg", "embed_images"}
+
+
+def test_a_night_runs_on_celery_workers_with_embeddings_on_the_gpu_queue(cloned_postgres, postgres_server):
+    import redis
+
+    settings = cloned_postgres["settings"]
+    metadata = f"vigil_airflow_{uuid.uuid4().hex[:10]}"
+    broker = "redis://127.0.0.1:6379/9"
+    redis.Redis.from_url(broker).flushdb()  # no message left by an earlier, killed run
+    env = {**os.environ, "VIGIL_HOME": str(settings.home), "VIGIL_WAREHOUSE_URL": settings.warehouse_url,
+           "VIGIL_FILESTORE": str(settings.filestore)}
+    try:
+        result = subprocess.run(
+            ["bash", str(PROJECT_ROOT / "scripts" / "topology.sh"), "--night", E2E_NIGHTS[-1].isoformat(),
+             "--metadata-db", metadata, "--postgres", PG_ADMIN_URL.replace("+psycopg2", ""), "--broker", broker,
+             "--timeout", "900"],
+            env=env, capture_output=True, text=True, timeout=1500)
+        folder = settings.home / "topology"
+        logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(folder.glob("*.log")))
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:] + logs
+        outcome = json.loads((folder / "result.json").read_text())
+    finally:
+        with postgres_server.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {metadata} WITH (FORCE)"))
+    assert outcome["state"] == "success"
+    tasks = outcome["tasks"]
+    assert EMBED_TASKS <= set(tasks) and all(t["state"] == "success" for t in tasks.values())
+    for task_id, task in tasks.items():
+        expected = ("gpu", "vigil-worker-gpu") if task_id in EMBED_TASKS else ("default", "vigil-worker-default")
+        assert (task["queue"], task["hostname"]) == expected, (task_id, task)
+    assert {t["pool"] for i, t in tasks.items() if i in EMBED_TASKS} == {"gpu"}
+    pids = json.loads((folder / "pids.json").read_text())
+    assert set(pids) == {"api-server", "scheduler", "dag-processor", "worker-default", "worker-gpu"}
+    for name, pid in pids.items():  # every process it started is gone
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert all(code is not None for code in outcome["stopped"].values())
+    night_rows = cloned_postgres["warehouse"].scalar(
+        "SELECT COUNT(*) FROM vigil_risk.risk_scores WHERE night = :n", {"n": E2E_NIGHTS[-1]})
+    assert night_rows > 0
