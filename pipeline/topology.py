@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -61,14 +62,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def ensure_database(admin_url: str, name: str) -> str:
-    """Create the PostgreSQL database ``name`` if missing; its URL."""
+def ensure_database(admin_url: str, database: str) -> str:
+    """Create the PostgreSQL database ``database`` (a plain identifier) if missing; its URL."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", database):
+        raise ValueError(f"metadata database name must be a lower-case identifier, not {database!r}")
     engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
-        if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).scalar():
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": database}).scalar():
+            conn.execute(text(f"CREATE DATABASE {database}"))
     engine.dispose()
-    return admin_url.rsplit("/", 1)[0] + f"/{name}"
+    return admin_url.rsplit("/", 1)[0] + f"/{database}"
 
 
 def topology_env(settings: Settings, folder: Path, *, metadata_url: str, broker_url: str, port: int,

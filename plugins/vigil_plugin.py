@@ -103,6 +103,9 @@ def _create_app():
             return HTMLResponse(ui.render_message("No training report",
                                                   f"No report file for {model_name} {version}.", base=base),
                                 status_code=404, headers=HEADERS)
+        page = path.with_suffix(".html")  # the report with its plots, written beside the Markdown
+        if page.is_file():
+            return HTMLResponse(page.read_text(), headers=HEADERS)
         return HTMLResponse(ui.render_report_page(f"{model_name} {version}", path.read_text(), base=base),
                             headers=HEADERS)
 

@@ -6,6 +6,7 @@ night, row accounting that closes, watermarks, and byte-identical re-runs.
 
 import json
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -42,6 +43,8 @@ def test_training_promotes_a_model_with_a_patient_level_split(trained):
     versions = trained["warehouse"].read("SELECT candidate, promoted, metrics_json FROM vigil_models.model_versions")
     assert len(versions) == 2 and versions["promoted"].astype(bool).sum() == 1
     assert set(report["candidates"]) == {"xgboost_tabular", "early_fusion"}
+    page = Path(report["html_report"]).read_text()  # the report with its plots, beside the Markdown
+    assert page.count("data:image/png;base64,") == 4 and "without images" in page and "Alert burden" in page
 
 
 def test_each_night_scores_every_active_stay_exactly_once(trained):

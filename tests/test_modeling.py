@@ -39,6 +39,8 @@ def test_the_shipped_spec_loads():
     (lambda r: r.update(task="survival"), "task 'survival' is not supported yet"),
     (lambda r: r.update(operating_threshold=2), "operating_threshold must be between 0 and 1"),
     (lambda r: r["modalities"]["images"].update(pooling="max"), "modalities.images.pooling: 'max' is not one of"),
+    (lambda r: r["candidates"][0]["params"].update(resample="adasyn"), r"candidates\[0\].params.resample: 'adasyn'"),
+    (lambda r: r["preprocessing"].update(imputation="knn"), "preprocessing.imputation must be one of"),
 ])
 def test_spec_errors_name_the_field(change, message):
     raw = raw_spec()
@@ -116,3 +118,14 @@ def test_modalities_present_names_each_rows_inputs():
     inputs = ModelInputs(pd.DataFrame({"a": [1, 2]}), {"notes": np.zeros((2, 2)), "ecg": np.zeros((2, 2))},
                          {"notes": np.array([True, False]), "ecg": np.array([True, True])})
     assert inputs.modalities_present() == ["tabular+ecg+notes", "tabular+ecg"]
+
+
+def test_xgboost_trains_on_rebalanced_rows_when_the_spec_asks():
+    inputs, y, groups = toy_inputs(800)
+    plain = XGBoostRisk(params={"n_estimators": 60, "max_depth": 2, "balance": 0}).fit(inputs, y, groups)
+    resampled = XGBoostRisk(params={"n_estimators": 60, "max_depth": 2, "resample": "smotenc",
+                                    "calibration_folds": 3}).fit(inputs, y, groups)
+    assert plain.resampled_rows_ == plain.training_rows_ == len(y)
+    assert resampled.resampled_rows_ == 2 * np.bincount(y).max()  # SMOTENC: the minority grown to the majority
+    p = resampled.predict_proba(inputs)
+    assert np.isfinite(p).all() and abs(p.mean() - y.mean()) < 0.1  # still calibrated to the real prevalence

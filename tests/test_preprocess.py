@@ -65,3 +65,25 @@ def test_training_rows_with_too_many_gaps_are_dropped_before_fitting():
     # row 4 misses 2 of the 3 kept features, row 9 one of them: both above 20 %
     assert rows.tolist() == [True] * 4 + [False] + [True] * 4 + [False]
     assert pre.means_["a"] == pytest.approx(np.mean([1, 2, 3, 4, 6, 7, 8, 9]))   # learned without them
+
+
+def test_iterative_imputation_recovers_a_value_its_neighbours_predict():
+    rng = np.random.default_rng(4)
+    n = 1500
+    creatinine = rng.lognormal(0, 0.4, n)
+    frame = pd.DataFrame({"creatinine": creatinine, "bun": 15 * creatinine + rng.normal(0, 1, n),
+                          "age": rng.normal(65, 10, n)})
+    hidden = rng.uniform(size=n) < 0.15
+    truth = frame.loc[hidden, "bun"].to_numpy()
+    frame.loc[hidden, "bun"] = np.nan
+    errors = {}
+    for method in ("mean", "iterative"):
+        pre = ClinicalPreprocessor(imputation=method, clip_sd=None, max_missing=0.5).fit(frame)
+        scaled = pre.transform(frame)[hidden, list(pre.get_feature_names_out()).index("bun")]
+        imputed = scaled * pre.scale_["bun"] + pre.center_["bun"]
+        errors[method] = np.abs(imputed - truth).mean()
+    assert errors["iterative"] < 0.3 * errors["mean"], errors
+    again = ClinicalPreprocessor(imputation="iterative", clip_sd=None, max_missing=0.5).fit(frame)
+    np.testing.assert_allclose(again.transform(frame), pre.transform(frame))  # seeded: reproducible
+    with pytest.raises(ValueError, match="imputation must be one of"):
+        ClinicalPreprocessor(imputation="knn").fit(frame)

@@ -28,7 +28,7 @@ SQL_VERB = re.compile(r"^\s*(SELECT|INSERT|DELETE|UPDATE|CREATE|DROP|ATTACH|COPY
 # and fixed fragments; never a value (values are bound parameters).
 IDENTIFIER_EXPRESSIONS = {
     "qualified", "table", "schema", "column", "key", "store", "where", "extra", "cast", "window",
-    "placeholders", "', '.join(columns)", "definition",
+    "placeholders", "', '.join(columns)", "definition", "database",
 }
 HOSTILE = [
     "'); DROP TABLE vigil_risk.risk_scores; --",

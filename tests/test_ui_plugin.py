@@ -463,9 +463,13 @@ def test_the_vigil_page_and_the_dag_grid_in_headless_chromium(airflow_server, tm
         assert latest["run_id"] in body and "Score distribution" in body and "Drift versus training" in body
         shots.append(_full_page(driver, folder / "01-vigil-page.png"))
 
-        # the training report behind the page's link
+        # the training report behind the page's link: its HTML with the plots, rendered
         driver.find_element(By.LINK_TEXT, "training report").click()
-        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "article.report table")))
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "img[alt='ROC and precision-recall curves']")))
+        shown = driver.execute_script(
+            "return Array.from(document.images).filter(i => i.complete && i.naturalWidth > 200).length")
+        assert shown >= 4, shown  # curves, calibration, a confusion matrix per candidate
+        assert "Modality ablation" in driver.find_element(By.TAG_NAME, "body").text
         shots.append(_full_page(driver, folder / "02-training-report.png", 800))
 
         # the same page inside the Airflow UI, from its navigation entry

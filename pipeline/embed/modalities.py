@@ -265,11 +265,11 @@ def stay_vectors(records: pd.DataFrame, vectors: dict[str, np.ndarray], predicti
 def stay_embedding(records: pd.DataFrame, vectors: dict[str, np.ndarray], prediction_times: pd.DataFrame,
                    dim: int, options: dict) -> tuple[np.ndarray, np.ndarray]:
     """A modality's input to the models, by its spec ``pooling``: ``mean`` / ``last`` give one
-    vector and a presence mask per row (:func:`stay_vectors`); ``attention`` gives the last
-    ``max_records`` (default 5) vectors and a per-record mask (:func:`stay_sequences`), which the
-    model pools with learned attention weights."""
+    vector and a presence mask per row (:func:`stay_vectors`); ``attention`` and ``bilstm`` give
+    the last ``max_records`` (default 5) vectors in time order and a per-record mask
+    (:func:`stay_sequences`), which the model pools with learned attention weights or a BiLSTM."""
     pooling = options.get("pooling", "mean")
-    if pooling == "attention":
+    if pooling in ("attention", "bilstm"):
         return stay_sequences(records, vectors, prediction_times, dim, int(options.get("max_records", 5)))
     return stay_vectors(records, vectors, prediction_times, dim, pooling)
 

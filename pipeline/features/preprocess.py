@@ -1,6 +1,7 @@
 """The fitted tabular preprocessing of the sepsis mortality research model, as one scikit-learn
 transformer: drop features missing in more than ``max_missing`` of training stays, impute
-(mean for numbers, mode for categories), clip at ``clip_sd`` standard deviations, scale
+(numbers: the training mean, or ``imputation: iterative`` — a MissForest-style imputer that
+models each feature from the others with random forests, in rounds; categories: the mode), clip at ``clip_sd`` standard deviations, scale
 (z-score or min-max), one-hot encode categories, and keep the ``select_top_k`` columns ranked
 by a weighted mix of mutual information and correlation with the label, skipping near-copies.
 
@@ -15,17 +16,22 @@ import logging
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.experimental import enable_iterative_imputer  # noqa: F401  (makes IterativeImputer importable)
 from sklearn.feature_selection import mutual_info_classif
+from sklearn.impute import IterativeImputer
 
 SCALINGS = ("zscore", "minmax")
+IMPUTATIONS = ("mean", "iterative")
 log = logging.getLogger(__name__)
 
 
 class ClinicalPreprocessor(TransformerMixin, BaseEstimator):
     def __init__(self, max_missing: float = 0.2, clip_sd: float | None = 3.0, scaling: str = "zscore",
                  select_top_k: int | None = None, mi_weight: float = 0.5, redundancy: float = 0.95,
-                 random_state: int = 7):
+                 imputation: str = "mean", random_state: int = 7):
         self.max_missing = max_missing
+        self.imputation = imputation
         self.clip_sd = clip_sd
         self.scaling = scaling
         self.select_top_k = select_top_k
@@ -40,13 +46,21 @@ class ClinicalPreprocessor(TransformerMixin, BaseEstimator):
     def fit(self, X: pd.DataFrame, y=None) -> ClinicalPreprocessor:
         if self.scaling not in SCALINGS:
             raise ValueError(f"scaling must be one of {SCALINGS}, not {self.scaling!r}")
+        if self.imputation not in IMPUTATIONS:
+            raise ValueError(f"imputation must be one of {IMPUTATIONS}, not {self.imputation!r}")
         numeric, categorical = self._split(X)
         missing_share = X[numeric].isna().mean()
         self.numeric_ = [c for c in numeric if missing_share[c] <= self.max_missing]
         self.dropped_for_missingness_ = [c for c in numeric if c not in self.numeric_]
         values = X[self.numeric_].astype("float64")
         self.means_ = values.mean().fillna(0.0)
-        filled = values.fillna(self.means_)
+        self.imputer_ = None
+        if self.imputation == "iterative" and self.numeric_:
+            array = values.to_numpy(copy=True)
+            self.imputer_ = iterative_imputer(self.random_state).fit(array)
+            filled = pd.DataFrame(self.imputer_.transform(array), columns=self.numeric_, index=X.index)
+        else:
+            filled = values.fillna(self.means_)
         if self.clip_sd is not None:
             sd = filled.std(ddof=0).fillna(0.0)
             self.lower_, self.upper_ = self.means_ - self.clip_sd * sd, self.means_ + self.clip_sd * sd
@@ -68,7 +82,10 @@ class ClinicalPreprocessor(TransformerMixin, BaseEstimator):
 
     def _full_transform(self, X: pd.DataFrame) -> np.ndarray:
         values = X[self.numeric_].to_numpy(dtype="float64", copy=True)
-        values = np.where(np.isnan(values), self.means_.to_numpy(), values)
+        if getattr(self, "imputer_", None) is not None:
+            values = self.imputer_.transform(values)
+        else:
+            values = np.where(np.isnan(values), self.means_.to_numpy(), values)
         if self.clip_sd is not None:
             values = np.clip(values, self.lower_.to_numpy(), self.upper_.to_numpy())
         parts = [(values - self.center_.to_numpy()) / self.scale_.to_numpy()]
@@ -109,6 +126,14 @@ class ClinicalPreprocessor(TransformerMixin, BaseEstimator):
         if not self.numeric_:
             return np.zeros(len(X))
         return X[self.numeric_].isna().mean(axis=1).to_numpy()
+
+
+def iterative_imputer(seed: int) -> IterativeImputer:
+    """MissForest-style: each feature with missing values regressed on the others by a random
+    forest, round by round, starting from the means."""
+    forest = RandomForestRegressor(n_estimators=20, max_depth=8, min_samples_leaf=3, n_jobs=1, random_state=seed)
+    return IterativeImputer(estimator=forest, max_iter=5, initial_strategy="mean", keep_empty_features=True,
+                            random_state=seed)
 
 
 def fit_preprocessor(config: dict, X: pd.DataFrame, y: np.ndarray) -> tuple[ClinicalPreprocessor, np.ndarray]:

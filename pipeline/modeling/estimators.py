@@ -17,8 +17,9 @@ from torch import nn
 from xgboost import DMatrix, XGBClassifier
 
 from pipeline.features.preprocess import fit_preprocessor
+from pipeline.modeling.imbalance import rebalance
 from pipeline.modeling.inputs import ModelInputs, presence
-from pipeline.modeling.pooling import AttentionPool
+from pipeline.modeling.pooling import AttentionPool, BiLSTMPool
 
 
 def feature_groups(names, raw: pd.DataFrame) -> dict[str, list[int]]:
@@ -82,11 +83,14 @@ class XGBoostRisk(BaseEstimator, ClassifierMixin):
                              eval_metric="logloss")
 
     def fit(self, inputs: ModelInputs, y: np.ndarray, groups: np.ndarray | None = None) -> XGBoostRisk:
-        """``params`` go to XGBoost, except ``balance`` (the share of full class re-weighting,
-        default 0.5; 0 = none) and ``calibration_folds`` (k >= 2: a Platt calibration fitted on
-        the out-of-fold margins of k patient-level folds of the training rows)."""
+        """``params`` go to XGBoost, except ``resample`` (``smotenc`` / ``cluster_centroids``:
+        rebalance the training rows, see :mod:`pipeline.modeling.imbalance`), ``balance`` (the
+        share of full class re-weighting; default 0.5 without resampling, else 0) and
+        ``calibration_folds`` (k >= 2: a Platt calibration fitted on the out-of-fold margins of k
+        patient-level folds of the training rows)."""
         params = dict(self.params or {})
-        balance = float(params.pop("balance", 0.5))
+        resample = params.pop("resample", "none")
+        balance = float(params.pop("balance", 0.5 if resample == "none" else 0.0))
         folds = int(params.pop("calibration_folds", 0))
         self.preprocessor_, rows = fit_preprocessor(self.preprocessing or {}, inputs.tabular, y)
         self.training_rows_ = int(rows.sum())
@@ -99,10 +103,13 @@ class XGBoostRisk(BaseEstimator, ClassifierMixin):
             margins = np.zeros(len(y))
             splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=self.seed)
             for train_rows, held_rows in splitter.split(matrix, y, groups):
-                fold_model = self._booster(params, y[train_rows], balance).fit(matrix[train_rows], y[train_rows])
+                fold_x, fold_y = rebalance(matrix[train_rows], y[train_rows], resample, seed=self.seed)
+                fold_model = self._booster(params, fold_y, balance).fit(fold_x, fold_y)
                 margins[held_rows] = fold_model.predict(matrix[held_rows], output_margin=True)
             self.calibrator_ = LogisticRegression().fit(margins[:, None], y)
-        self.model_ = self._booster(params, y, balance).fit(matrix, y)
+        fit_x, fit_y = rebalance(matrix, y, resample, seed=self.seed)
+        self.resampled_rows_ = int(len(fit_y))
+        self.model_ = self._booster(params, fit_y, balance).fit(fit_x, fit_y)
         return self
 
     def predict_proba(self, inputs: ModelInputs) -> np.ndarray:
@@ -121,15 +128,18 @@ class XGBoostRisk(BaseEstimator, ClassifierMixin):
 
 
 class _FusionNet(nn.Module):
-    """Per-modality projections (a set of records is first attention-pooled), concatenated with
-    the presence of each modality, into an MLP head."""
+    """Per-modality projections (a set of records is first attention- or BiLSTM-pooled),
+    concatenated with the presence of each modality, into an MLP head."""
 
-    def __init__(self, dims: dict[str, int], hidden: int, dropout: float, sets: tuple[str, ...] = ()):
+    def __init__(self, dims: dict[str, int], hidden: int, dropout: float, sets: dict[str, str] | None = None):
         super().__init__()
         self.order = list(dims)
-        self.pools = nn.ModuleDict({m: AttentionPool(dims[m], hidden) for m in sets})
+        self.pools = nn.ModuleDict({m: BiLSTMPool(dims[m], hidden) if kind == "bilstm" else AttentionPool(dims[m], hidden)
+                                    for m, kind in (sets or {}).items()})
+        width = {m: self.pools[m].out_dim if m in self.pools and isinstance(self.pools[m], BiLSTMPool) else d
+                 for m, d in dims.items()}
         self.branches = nn.ModuleDict({
-            m: nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Dropout(dropout)) for m, d in dims.items()
+            m: nn.Sequential(nn.Linear(width[m], hidden), nn.ReLU(), nn.Dropout(dropout)) for m in dims
         })
         self.head = nn.Sequential(nn.Linear(hidden * len(dims) + len(dims), hidden), nn.ReLU(),
                                   nn.Dropout(dropout), nn.Linear(hidden, 1))
@@ -161,8 +171,9 @@ class EarlyFusionClassifier(BaseEstimator, ClassifierMixin):
                  hidden: int = 32, dropout: float = 0.3,
                  weight_decay: float = 1e-3, learning_rate: float = 2e-3, epochs: int = 150, patience: int = 15,
                  batch_size: int = 128, focal_alpha: float = 0.5, focal_gamma: float = 1.5,
-                 modality_dropout: float = 0.15, seed: int = 7):
+                 modality_dropout: float = 0.15, sequence_pooling: dict[str, str] | None = None, seed: int = 7):
         self.modalities = modalities
+        self.sequence_pooling = sequence_pooling
         self.preprocessing = preprocessing
         self.hidden = hidden
         self.dropout = dropout
@@ -213,7 +224,7 @@ class EarlyFusionClassifier(BaseEstimator, ClassifierMixin):
         xs, masks = self._tensors(inputs)
         target = torch.tensor(y, dtype=torch.float32)
         dims = {m: x.shape[-1] for m, x in xs.items()}
-        sets = tuple(m for m in self.embedded_ if xs[m].dim() == 3)  # attention-pooled record sets
+        sets = {m: (self.sequence_pooling or {}).get(m, "attention") for m in self.embedded_ if xs[m].dim() == 3}
         self.net_ = _FusionNet(dims, self.hidden, self.dropout, sets)
         optimiser = torch.optim.AdamW(self.net_.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
         take = lambda d, rows: {k: v[rows] for k, v in d.items()}  # noqa: E731
@@ -296,11 +307,16 @@ class LogisticRisk(BaseEstimator, ClassifierMixin):
         return _factors(groups, summed, inputs.tabular, top_k)
 
 
-def make_candidate(kind: str, inputs: tuple[str, ...], params: dict, seed: int, preprocessing: dict | None = None):
+def make_candidate(kind: str, inputs: tuple[str, ...], params: dict, seed: int, preprocessing: dict | None = None,
+                   poolings: dict[str, str] | None = None):
+    """A candidate model; ``poolings`` (modality -> the spec's pooling) tells early fusion which
+    record sequences it pools with attention and which with a BiLSTM."""
     if kind == "xgboost":
         return XGBoostRisk(params=params, preprocessing=preprocessing, seed=seed)
     if kind == "logistic":
         return LogisticRisk(preprocessing=preprocessing, seed=seed, **params)
     if kind == "early_fusion":
-        return EarlyFusionClassifier(modalities=inputs, preprocessing=preprocessing, seed=seed, **params)
+        sequences = {m: p for m, p in (poolings or {}).items() if p in ("attention", "bilstm") and m in inputs}
+        return EarlyFusionClassifier(modalities=inputs, preprocessing=preprocessing, seed=seed,
+                                     sequence_pooling=sequences or None, **params)
     raise ValueError(f"unknown candidate kind {kind!r}")

@@ -162,7 +162,8 @@ def cross_validate(wh, settings, spec, folds: int = 5, as_of: datetime | None = 
         log.info("%s: fold %d/%d (%d train / %d held out)", spec.name, fold, folds, len(train_rows), len(test_rows))
         train_in, test_in = inputs.take(train_rows), inputs.take(test_rows)
         for candidate in candidates:
-            model = make_candidate(candidate.kind, candidate.inputs, candidate.params, spec.seed, spec.preprocessing)
+            model = make_candidate(candidate.kind, candidate.inputs, candidate.params, spec.seed, spec.preprocessing,
+                               spec.poolings())
             model.fit(train_in, y[train_rows], groups[train_rows])
             predictions[candidate.name][test_rows] = model.predict_proba(test_in)
         for name in references.columns:

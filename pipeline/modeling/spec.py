@@ -13,12 +13,13 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.features.preprocess import SCALINGS
+from pipeline.features.preprocess import IMPUTATIONS, SCALINGS
+from pipeline.modeling.imbalance import RESAMPLERS
 from pipeline.features.windows import AGGREGATIONS, DEFAULT_AGGREGATIONS, WindowSpec
 
 MODALITIES = ("tabular", "notes", "ecg", "images")
 CANDIDATE_KINDS = ("xgboost", "logistic", "early_fusion")
-POOLINGS = ("mean", "last", "attention")  # attention: a learned weighting of the last max_records records
+POOLINGS = ("mean", "last", "attention", "bilstm")  # attention / bilstm: learned over the last max_records
 TASKS = ("binary",)
 
 
@@ -78,6 +79,10 @@ class ModelSpec:
                 return band.name
         return self.risk_bands[-1].name
 
+    def poolings(self) -> dict[str, str]:
+        """Each embedded modality's pooling (``mean``, ``last``, ``attention``, ``bilstm``)."""
+        return {m: options.get("pooling", "mean") for m, options in self.modalities.items()}
+
     def used_modalities(self) -> tuple[str, ...]:
         used = {m for c in self.candidates for m in c.inputs}
         return tuple(m for m in MODALITIES if m in used)
@@ -126,8 +131,10 @@ def parse_spec(raw: dict, where: str = "<spec>") -> ModelSpec:
     preprocessing = dict(raw.get("preprocessing") or {})
     if preprocessing.get("scaling", "zscore") not in SCALINGS:
         raise SpecError(f"{where}: preprocessing.scaling must be one of {list(SCALINGS)}")
+    if preprocessing.get("imputation", "mean") not in IMPUTATIONS:
+        raise SpecError(f"{where}: preprocessing.imputation must be one of {list(IMPUTATIONS)}")
     unknown_options = set(preprocessing) - {"max_missing", "max_stay_missing", "clip_sd", "scaling", "select_top_k",
-                                            "mi_weight", "redundancy"}
+                                            "mi_weight", "redundancy", "imputation"}
     if unknown_options:
         raise SpecError(f"{where}: preprocessing: unknown option(s) {sorted(unknown_options)}")
     modalities = raw.get("modalities") or {}
@@ -154,6 +161,9 @@ def parse_spec(raw: dict, where: str = "<spec>") -> ModelSpec:
                 raise SpecError(f"{here}.inputs: '{m}' is used but not configured under modalities")
         if kind in ("xgboost", "logistic") and inputs != ("tabular",):
             raise SpecError(f"{here}: an {kind} candidate reads the tabular input only")
+        resample = (entry.get("params") or {}).get("resample", "none")
+        if kind == "xgboost" and resample not in RESAMPLERS:
+            raise SpecError(f"{here}.params.resample: {resample!r} is not one of {list(RESAMPLERS)}")
         candidates.append(Candidate(name=_require(entry, "name", here), kind=kind, inputs=inputs,
                                     params=dict(entry.get("params") or {}), baseline=bool(entry.get("baseline", False))))
     if all(c.baseline for c in candidates):

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupShuffleSplit
 
 from pipeline.config import Settings, resolve_device
@@ -28,6 +29,7 @@ from pipeline.modeling import encoder_training, registry
 from pipeline.modeling.estimators import make_candidate
 from pipeline.modeling.inputs import ModelInputs, build_inputs, presence
 from pipeline.modeling.metrics import binary_metrics
+from pipeline.modeling.report_html import write_report_html
 from pipeline.modeling.spec import ModelSpec
 from pipeline.monitoring import reference_quantiles
 from pipeline.sources.mimic import extract, read_labels
@@ -148,14 +150,17 @@ def train_spec(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: dateti
     train_in, test_in = inputs.take(train_rows), inputs.take(test_rows)
     trained_at = datetime.now(timezone.utc).replace(tzinfo=None)
     stamp = trained_at.strftime("%Y%m%dT%H%M%S")
-    results, rows = {}, []
+    results, rows, held_out_scores, ablation = {}, [], {}, {}
     for candidate in spec.candidates:
         log.info("%s: fitting %s (%s)", spec.name, candidate.name, candidate.kind)
-        model = make_candidate(candidate.kind, candidate.inputs, candidate.params, spec.seed, spec.preprocessing)
+        model = make_candidate(candidate.kind, candidate.inputs, candidate.params, spec.seed, spec.preprocessing,
+                               spec.poolings())
         model.fit(_only(train_in, candidate.inputs), y[train_rows], groups[train_rows])
         held_out = model.predict_proba(_only(test_in, candidate.inputs))
         metrics = binary_metrics(y[test_rows], held_out, spec.operating_threshold)
         results[candidate.name] = metrics
+        held_out_scores[candidate.name] = (y[test_rows], held_out)
+        ablation[candidate.name] = _withheld_modalities(model, _only(test_in, candidate.inputs), y[test_rows])
         version = f"{stamp}-{candidate.name}"
         artifact = settings.artifacts_dir / spec.name / stamp / candidate.name
         registry.Bundle(
@@ -181,10 +186,24 @@ def train_spec(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: dateti
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / f"{stamp}.json").write_text(json.dumps(report, indent=2, default=str))
     (report_dir / f"{stamp}.md").write_text(render_report(report))
+    days = (data.examples["prediction_time"].iloc[test_rows].max()
+            - data.examples["prediction_time"].iloc[test_rows].min()) / pd.Timedelta(days=1)
+    report["html_report"] = str(write_report_html(
+        report, held_out_scores, {k: v for k, v in ablation.items() if v}, spec.operating_threshold,
+        stays_per_day=len(test_rows) / max(days, 1.0), folder=report_dir, stem=stamp))
     for row in rows:
         row["report_uri"] = str(report_dir / f"{stamp}.md")
     registry.register(wh, rows, promoted_version)
     return report
+
+
+def _withheld_modalities(model, inputs: ModelInputs, y: np.ndarray) -> dict[str, float]:
+    """Held-out AUROC of a model reading embeddings with each one withheld (mask set to absent)."""
+    if not inputs.masks or len(set(y)) < 2:
+        return {}
+    return {m: round(float(roc_auc_score(y, model.predict_proba(ModelInputs(
+        inputs.tabular, inputs.embeddings, {**inputs.masks, m: np.zeros_like(inputs.masks[m])})))), 4)
+        for m in inputs.masks}
 
 
 def _only(inputs, modalities):

@@ -1,0 +1,183 @@
+"""The training report as one HTML page with PNG plots, stored with the model versions it describes.
+
+For each candidate, on the held-out patients: AUROC and AUPRC with bootstrap 95 % intervals,
+accuracy, sensitivity, specificity, precision, F1, F2, Brier score and calibration slope /
+intercept at the operating threshold; ROC and precision-recall curves, the calibration curve and
+the confusion matrix; an alert-burden table (alerts per 100 scored stays and per day, PPV and
+sensitivity at fixed alert rates); and the modality ablation: every single-input model trained
+in the run beside the fused one, and the fused model's held-out AUROC with each modality
+withheld. The PNG files are written beside the page and embedded in it, so the page shows its
+plots opened from disk, through the Vigil page in Airflow, or sent on.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.calibration import calibration_curve  # noqa: E402
+from sklearn.metrics import (  # noqa: E402
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    fbeta_score,
+    precision_recall_curve,
+    precision_score,
+    roc_curve,
+)
+
+from pipeline.modeling.evaluation import evaluation_metrics  # noqa: E402
+
+ALERT_RATES = (0.01, 0.02, 0.05, 0.10, 0.20, 0.30)
+
+
+def classification_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
+    """:func:`evaluation_metrics` plus the counts-based metrics at the operating threshold."""
+    y = np.asarray(y).astype(int)
+    alert = np.asarray(p) >= threshold
+    return {**evaluation_metrics(y, p, threshold),
+            "accuracy": round(float(accuracy_score(y, alert)), 4),
+            "precision": round(float(precision_score(y, alert, zero_division=0)), 4),
+            "f1": round(float(f1_score(y, alert, zero_division=0)), 4),
+            "f2": round(float(fbeta_score(y, alert, beta=2, zero_division=0)), 4)}
+
+
+def alert_burden(y: np.ndarray, p: np.ndarray, stays_per_day: float, rates=ALERT_RATES) -> pd.DataFrame:
+    """At each alert rate (the top share of scores alerted): the threshold it takes, alerts per
+    100 stays and per day at ``stays_per_day`` scored stays, PPV and sensitivity."""
+    y, p = np.asarray(y).astype(int), np.asarray(p, dtype=float)
+    rows = []
+    for rate in rates:
+        threshold = float(np.quantile(p, 1 - rate))
+        alert = p >= threshold
+        rows.append({"alert_rate": rate, "threshold": round(threshold, 4),
+                     "alerts_per_100": round(100 * alert.mean(), 1),
+                     "alerts_per_day": round(alert.mean() * stays_per_day, 1),
+                     "ppv": round(float(y[alert].mean()), 3) if alert.any() else None,
+                     "sensitivity": round(float(alert[y == 1].mean()), 3) if y.any() else None})
+    return pd.DataFrame(rows)
+
+
+def _png(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def curves_png(held_out: dict[str, tuple[np.ndarray, np.ndarray]]) -> bytes:
+    figure, (roc, pr) = plt.subplots(1, 2, figsize=(10, 4.2))
+    for name, (y, p) in held_out.items():
+        fpr, tpr, _ = roc_curve(y, p)
+        roc.plot(fpr, tpr, label=name)
+        precision, recall, _ = precision_recall_curve(y, p)
+        pr.plot(recall, precision, label=name)
+    roc.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
+    prevalence = float(np.mean(next(iter(held_out.values()))[0]))
+    pr.axhline(prevalence, ls="--", c="grey", lw=0.8)
+    roc.set(xlabel="1 - specificity", ylabel="sensitivity", title="ROC (held out)")
+    pr.set(xlabel="recall (sensitivity)", ylabel="precision (PPV)", title="Precision-recall (held out)", ylim=(0, 1.02))
+    roc.legend(loc="lower right", fontsize=8)
+    pr.legend(loc="upper right", fontsize=8)
+    return _png(figure)
+
+
+def calibration_png(held_out: dict[str, tuple[np.ndarray, np.ndarray]], bins: int = 10) -> bytes:
+    figure, axis = plt.subplots(figsize=(5, 4.2))
+    for name, (y, p) in held_out.items():
+        observed, predicted = calibration_curve(y, p, n_bins=bins, strategy="quantile")
+        axis.plot(predicted, observed, marker="o", label=name)
+    axis.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
+    axis.set(xlabel="predicted probability", ylabel="observed rate", title="Calibration (deciles of risk)",
+             xlim=(0, 1), ylim=(0, 1))
+    axis.legend(loc="upper left", fontsize=8)
+    return _png(figure)
+
+
+def confusion_png(y: np.ndarray, p: np.ndarray, threshold: float, name: str) -> bytes:
+    matrix = confusion_matrix(np.asarray(y).astype(int), np.asarray(p) >= threshold, labels=[0, 1])
+    figure, axis = plt.subplots(figsize=(3.6, 3.2))
+    axis.imshow(matrix, cmap="Blues")
+    for (row, column), count in np.ndenumerate(matrix):
+        axis.text(column, row, str(count), ha="center", va="center",
+                  color="white" if count > matrix.max() / 2 else "black")
+    axis.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["no alert", "alert"], yticklabels=["no event", "event"],
+             title=f"{name} at {threshold:g}")
+    return _png(figure)
+
+
+def _table(frame: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape('–' if v is None or v != v else str(v))}</td>" for v in row)
+                   + "</tr>" for row in frame.itertuples(index=False))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _image(folder: Path, name: str, png: bytes, alt: str) -> str:
+    (folder / name).write_bytes(png)
+    return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+
+
+def write_report_html(report: dict, held_out: dict[str, tuple[np.ndarray, np.ndarray]],
+                      ablation: dict[str, dict[str, float]], threshold: float, stays_per_day: float,
+                      folder: Path, stem: str) -> Path:
+    """``<folder>/<stem>.html`` and its PNGs in ``<folder>/<stem>/``. ``held_out``: per candidate,
+    the held-out labels and calibrated probabilities; ``ablation``: per fused candidate, its
+    held-out AUROC with each modality withheld."""
+    plots = folder / stem
+    plots.mkdir(parents=True, exist_ok=True)
+    metrics = {name: classification_metrics(y, p, threshold) for name, (y, p) in held_out.items()}
+    rows = []
+    for name, m in metrics.items():
+        rows.append({"candidate": name + (" (promoted)" if name == report["promoted"] else ""),
+                     "AUROC [95% CI]": f"{m['auroc']} [{m['auroc_ci95'][0]}, {m['auroc_ci95'][1]}]",
+                     "AUPRC [95% CI]": f"{m['auprc']} [{m['auprc_ci95'][0]}, {m['auprc_ci95'][1]}]",
+                     "accuracy": m["accuracy"], "sensitivity": m["sensitivity"], "specificity": m["specificity"],
+                     "precision": m["precision"], "F1": m["f1"], "F2": m["f2"], "Brier": m["brier"],
+                     "calibration slope": m["calibration_slope"], "calibration intercept": m["calibration_intercept"]})
+    ablation_rows = [{"model": name, "inputs": "as trained", "held-out AUROC": metrics[name]["auroc"]}
+                     for name in metrics]
+    for name, withheld in ablation.items():
+        ablation_rows += [{"model": name, "inputs": f"without {modality}", "held-out AUROC": auroc}
+                          for modality, auroc in withheld.items()]
+    promoted = report["promoted"]
+    y, p = held_out[promoted]
+    title = html.escape(f"{report['title']} — training report")
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{title}</h1>",
+        f"<p>Trained on data known by {html.escape(str(report['training_as_of']))}: {report['examples']} examples "
+        f"({report['positives']} positive); train {report['train']['n']} / held out {report['held_out']['n']} "
+        f"(patient-level split, {report['patients_on_both_sides']} patients on both sides). Operating threshold "
+        f"{threshold:g}; promoted: <b>{html.escape(promoted)}</b> (by {html.escape(report['promote_metric'])}).</p>",
+        "<h2>Held-out metrics</h2>", _table(pd.DataFrame(rows)),
+        "<h2>Discrimination</h2>", _image(plots, "curves.png", curves_png(held_out), "ROC and precision-recall curves"),
+        "<h2>Calibration</h2>", _image(plots, "calibration.png", calibration_png(held_out), "calibration curve"),
+        "<h2>Confusion matrices at the operating threshold</h2><div class='row'>",
+        *[_image(plots, f"confusion-{i}.png", confusion_png(y_c, p_c, threshold, name), f"confusion matrix {name}")
+          for i, (name, (y_c, p_c)) in enumerate(held_out.items())],
+        "</div><h2>Modality ablation</h2>",
+        "<p>Every model of the run on the same held-out patients, and the fused model with each modality "
+        "withheld (its presence mask set to absent, as when a stay has no such record).</p>",
+        _table(pd.DataFrame(ablation_rows)),
+        f"<h2>Alert burden ({html.escape(promoted)})</h2>",
+        f"<p>Alerting the top share of scores; per day at {stays_per_day:.0f} scored stays a day (the held-out "
+        f"cohort's volume).</p>", _table(alert_burden(y, p, stays_per_day)),
+        "</body></html>",
+    ]
+    path = folder / f"{stem}.html"
+    path.write_text("\n".join(parts))
+    return path
+
+
+_STYLE = ("body{font-family:system-ui,sans-serif;margin:24px;color:#1f2933}table{border-collapse:collapse;"
+          "margin:8px 0 16px}td,th{border-bottom:1px solid #d9e2ec;padding:4px 10px;text-align:left;font-size:13px}"
+          "th{background:#f0f4f8}img{max-width:100%;margin:4px 12px 12px 0}.row{display:flex;flex-wrap:wrap}")
