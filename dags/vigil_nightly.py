@@ -22,10 +22,15 @@ import pendulum
 from airflow.sdk import dag, get_current_context, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from pipeline.alerts import task_failure_callback
-from pipeline.config import nightly_schedule
 
-CRON = nightly_schedule()  # VIGIL_NIGHTLY_SCHEDULE
+def _alert_on_failure(context) -> None:
+    from pipeline.alerts import task_failure_callback
+    task_failure_callback(context)
+
+
+def _cron() -> str | None:
+    from pipeline.config import nightly_schedule  # VIGIL_NIGHTLY_SCHEDULE; imports nothing heavy
+    return nightly_schedule()
 
 
 def _night() -> str:
@@ -36,11 +41,11 @@ def _night() -> str:
 
 
 @dag(
-    schedule=CronDataIntervalTimetable(CRON, timezone="UTC") if CRON else None,
+    schedule=CronDataIntervalTimetable(_cron(), timezone="UTC") if _cron() else None,
     start_date=pendulum.datetime(2000, 1, 1, tz="UTC"),  # catchup is off: early only so historical nights can run
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "on_failure_callback": task_failure_callback},
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "on_failure_callback": _alert_on_failure},
     doc_md=__doc__,
     tags=["vigil", "scoring"],
 )
@@ -89,7 +94,7 @@ def vigil_nightly():
 
     @task
     def report() -> dict:
-        """Accounting, quarantine reasons, score distribution and drift, in the task log."""
+        """Accounting, quarantine reasons, score distribution; drift and performance; alerts."""
         from pipeline.nightly import report_stage
 
         return report_stage(_night())

@@ -14,14 +14,18 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import dag, get_current_context, task
 
-from pipeline.alerts import task_failure_callback
+
+def _alert_on_failure(context) -> None:
+    from pipeline.alerts import task_failure_callback
+    task_failure_callback(context)
+
 
 
 @dag(
     schedule=None,
     start_date=pendulum.datetime(2000, 1, 1, tz="UTC"),  # catchup is off: early only so historical nights can run
     catchup=False,
-    default_args={"retries": 0, "execution_timeout": timedelta(hours=6), "on_failure_callback": task_failure_callback},
+    default_args={"retries": 0, "execution_timeout": timedelta(hours=6), "on_failure_callback": _alert_on_failure},
     doc_md=__doc__,
     tags=["vigil", "training"],
 )
