@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline import monitoring
+from pipeline.alerts import night_alerts, send_alert
 from pipeline.config import Settings, load_settings, resolve_device
 from pipeline.embed.intervals import ecg_intervals
 from pipeline.embed.modalities import MODALITY_TABLE, embed_records, hash_records, stay_embedding
@@ -29,8 +31,6 @@ from pipeline.features.windows import EVENT_COLUMNS, KEY, static_features
 from pipeline.filestore import FileStore
 from pipeline.frames import MODALITY_OF, RECORD_TABLES, TIME
 from pipeline.modeling import registry
-from pipeline import monitoring
-from pipeline.alerts import night_alerts, send_alert
 from pipeline.modeling.inputs import build_inputs, presence, tabular_frame
 from pipeline.modeling.spec import load_specs, parse_spec
 from pipeline.publish import NightResults, accounting, publish

@@ -17,10 +17,10 @@ from pathlib import Path
 import neurokit2 as nk
 import numpy as np
 import pandas as pd
+import torch
 
-from pipeline.embed import cache
 from pipeline.embed.ecg import STANDARD_LEADS, read_leads
-from pipeline.embed.modalities import decoded_batches
+from pipeline.embed.modalities import embed_records
 from pipeline.filestore import FileStore
 from pipeline.warehouse import Warehouse
 
@@ -56,8 +56,8 @@ def measure_intervals(lead: np.ndarray, fs: float) -> np.ndarray:
 
 
 class IntervalMeasurer:
-    """Reads a record and measures it; shaped like a signal encoder's reader so the same
-    DataLoader decodes records for it in worker processes."""
+    """Reads a record and measures it. It has a signal encoder's ``read`` / ``encode`` shape, so
+    :func:`embed_records` caches, decodes (in DataLoader workers) and stores its measurements."""
 
     modality = "ecg"
     encoder_id = f"ecg-intervals:neurokit2={nk.__version__}:lead={LEAD}:prominence"
@@ -66,22 +66,16 @@ class IntervalMeasurer:
         signal, fs = read_leads(path)
         return measure_intervals(signal[:, STANDARD_LEADS.index(LEAD)], fs)
 
+    def encode(self, measured: torch.Tensor, device: str, batch_size: int = 64) -> np.ndarray:
+        return measured.numpy()  # the measurement is made in ``read``
+
 
 def ecg_intervals(wh: Warehouse, records: pd.DataFrame, filestore: FileStore, *, workers: int = 0) -> pd.DataFrame:
     """Per record (``record_id``, ``stay_id``, ``time``, ``content_hash`` and the cart's
     ``rr_interval`` / ``qrs_duration``): the ``INTERVALS`` and ``measured_by`` ("cart" where the
     cart reported heart rate and QRS, whose values are kept; else "signal"). Records measured on
     an earlier night come from the cache."""
-    measurer = IntervalMeasurer()
-    values = cache.lookup(wh, measurer.encoder_id, records["content_hash"].dropna().unique().tolist())
-    todo = records[~records["content_hash"].isin(values)]
-    new: dict[str, np.ndarray] = {}
-    if not todo.empty:
-        for measured, stacked, _ in decoded_batches(todo, measurer, filestore, workers=workers, batch_size=16,
-                                                     device="cpu", progress=False, desc="Measuring ECG intervals"):
-            new.update(zip(measured, stacked.numpy()))
-    cache.store(wh, measurer.encoder_id, "ecg", new)
-    values.update(new)
+    values, _, _ = embed_records(wh, "ecg", records, IntervalMeasurer(), filestore, workers=workers)
     empty = np.full(len(INTERVALS), np.nan, dtype=np.float32)
     table = pd.DataFrame(np.stack([values.get(h, empty) for h in records["content_hash"]]) if len(records)
                          else np.zeros((0, len(INTERVALS))), columns=list(INTERVALS), dtype="float64")

@@ -150,7 +150,7 @@ def _collate(items):
     return [i for i, _ in good], stacked, [(index, reason) for index, array, reason in items if array is None]
 
 
-def decoded_batches(records: pd.DataFrame, encoder: SignalEncoder, filestore: FileStore, *, workers: int,
+def _decoded_batches(records: pd.DataFrame, encoder: SignalEncoder, filestore: FileStore, *, workers: int,
                     batch_size: int, device: str, progress: bool, desc: str):
     """Each distinct file decoded once, in batches of ``(content_hashes, tensor, {content_hash:
     reason})``: up to ``batch_size`` decoded arrays stacked, and why the others cannot be used.
@@ -187,7 +187,7 @@ def decode_files(records: pd.DataFrame, encoder: SignalEncoder, filestore: FileS
     """Decode each distinct file once: ``{content_hash: array}`` and ``{content_hash: reason}``."""
     arrays: dict[str, np.ndarray] = {}
     failed: dict[str, str] = {}
-    for decoded, stacked, failures in decoded_batches(records, encoder, filestore, workers=workers, batch_size=32,
+    for decoded, stacked, failures in _decoded_batches(records, encoder, filestore, workers=workers, batch_size=32,
                                                        device="cpu", progress=progress,
                                                        desc=f"Decoding {encoder.modality}"):
         arrays.update(zip(decoded, stacked.numpy()))
@@ -203,7 +203,7 @@ def encode_files(records: pd.DataFrame, encoder: SignalEncoder, filestore: FileS
     ``{content_hash: vector}`` and ``{content_hash: reason}``."""
     vectors: dict[str, np.ndarray] = {}
     failed: dict[str, str] = {}
-    for decoded, stacked, failures in decoded_batches(records, encoder, filestore, workers=workers,
+    for decoded, stacked, failures in _decoded_batches(records, encoder, filestore, workers=workers,
                                                        batch_size=batch_size, device=device, progress=progress,
                                                        desc=f"Embedding {encoder.modality}"):
         failed.update(failures)

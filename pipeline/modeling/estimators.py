@@ -136,8 +136,7 @@ class _FusionNet(nn.Module):
         self.order = list(dims)
         self.pools = nn.ModuleDict({m: BiLSTMPool(dims[m], hidden) if kind == "bilstm" else AttentionPool(dims[m], hidden)
                                     for m, kind in (sets or {}).items()})
-        width = {m: self.pools[m].out_dim if m in self.pools and isinstance(self.pools[m], BiLSTMPool) else d
-                 for m, d in dims.items()}
+        width = {m: self.pools[m].out_dim if m in self.pools else d for m, d in dims.items()}
         self.branches = nn.ModuleDict({
             m: nn.Sequential(nn.Linear(width[m], hidden), nn.ReLU(), nn.Dropout(dropout)) for m in dims
         })

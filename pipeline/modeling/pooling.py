@@ -26,6 +26,7 @@ class AttentionPool(nn.Module):
         self.v = nn.Linear(dim, hidden)
         self.u = nn.Linear(dim, hidden)
         self.w = nn.Linear(hidden, 1)
+        self.out_dim = dim
 
     def weights(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``(rows, records)`` attention weights; each row sums to 1 over its present records."""
