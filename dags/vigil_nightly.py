@@ -1,17 +1,12 @@
 """
 ### Vigil — nightly cohort risk scoring
 
-Every night D scores every patient in the ICU at midnight UTC after D with each promoted risk
-model, and publishes the risk table in one transaction.
-
-`extract` (incremental since each table's watermark) → `validate` (great-expectations; bad rows
-quarantined with a reason) → `features` (window aggregates) and, alongside it, one embedding task
-per modality (`embed_notes`, `embed_ecg`, `embed_images`: **gpu** queue and pool, CPU fallback;
-a failing modality does not stop the others, whose work is cached) → `score` → `publish` (risk
-rows, audit, watermarks) → `report`.
-
-Stages exchange Parquet files under `$VIGIL_HOME/runs/<D>/`; XCom carries only counts.
-Re-running a night replaces its rows. Logic lives in `pipeline/nightly.py`.
+Night D scores every ICU patient at midnight UTC after D with each promoted model whose cohort
+enrols them, and publishes the risk table in one transaction: `extract` (incremental) → `validate`
+(great-expectations; quarantine with reasons) → `features` and one embedding task per modality
+(**gpu** queue and pool, CPU fallback; a failing modality does not stop the others) → `models` →
+`score` (mapped: one task per promoted model) → `publish` → `report`. Stages exchange Parquet files
+in `$VIGIL_HOME/runs/<D>/`; a re-run replaces the night's rows. Logic: `pipeline/nightly.py`.
 """
 
 from __future__ import annotations
@@ -35,7 +30,6 @@ def _cron() -> str | None:
 
 def _night() -> str:
     from pipeline.nightly import night_for_run
-
     context = get_current_context()
     return night_for_run(context.get("logical_date"), context["dag_run"].run_after).isoformat()
 
@@ -79,11 +73,17 @@ def vigil_nightly():
         return embed_stage(_night(), modality=modality)
 
     @task
-    def score() -> dict:
-        """Every active stay through every promoted model: probability, band, top factors."""
+    def models() -> list[str]:
+        """The night's promoted models: a score task is mapped over each."""
+        from pipeline.nightly import night_models
+        return night_models(_night())
+
+    @task
+    def score(model: str) -> dict:
+        """One model's cohort of active stays through its promoted version: probability, band, factors."""
         from pipeline.nightly import score_stage
 
-        return score_stage(_night())
+        return score_stage(_night(), model=model)
 
     @task
     def publish() -> dict:
@@ -100,7 +100,7 @@ def vigil_nightly():
         return report_stage(_night())
 
     validated = extract() >> validate()
-    scored = score()
+    scored = score.expand(model=validated >> models())
     validated >> features() >> scored
     for modality in ("notes", "ecg", "images"):
         validated >> embed.override(task_id=f"embed_{modality}")(modality) >> scored

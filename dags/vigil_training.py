@@ -1,10 +1,12 @@
 """
 ### Vigil — model training
 
-Fits every model spec in `models/` on the outcomes known by the run's logical date, compares
-the candidates on held-out patients, registers every version and promotes the best. The
-nightly DAG scores with the promoted versions from its next run. Trigger it by hand (or on a
-schedule of your choosing). Logic lives in `pipeline/modeling/train.py`.
+Fits every model spec in `models/` (one mapped task per spec) on the outcomes known by the
+run's logical date, compares the candidates on held-out patients, registers every version and
+marks the best *selected*. Promotion is explicit: trigger with `{"promote": true}` to promote
+each selected version, or run `vigil promote <model>` after reading the reports. The nightly
+DAG scores with the promoted versions from its next run. Logic lives in
+`pipeline/modeling/train.py`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import Param, dag, get_current_context, task
 
 
 def _alert_on_failure(context) -> None:
@@ -27,6 +29,7 @@ def _alert_on_failure(context) -> None:
     catchup=False,
     default_args={"retries": 0, "execution_timeout": timedelta(hours=6), "on_failure_callback": _alert_on_failure},
     doc_md=__doc__,
+    params={"promote": Param(False, type="boolean", description="promote each spec's selected version")},
     tags=["vigil", "training"],
 )
 def vigil_training():
@@ -44,9 +47,10 @@ def vigil_training():
         from pipeline.modeling.train import as_of_for_run, train_named_spec
 
         context = get_current_context()
-        report = train_named_spec(spec_name, as_of_for_run(context.get("logical_date"), context["dag_run"].run_after))
-        return {"model": report["model"], "promoted": report["promoted"],
-                "auroc": {name: m["auroc"] for name, m in report["candidates"].items()}}
+        report = train_named_spec(spec_name, as_of_for_run(context.get("logical_date"), context["dag_run"].run_after),
+                                  promote=bool(context["params"]["promote"]))
+        return {"model": report["model"], "selected": report["promoted"], "promoted": report["promoted_version"],
+                "metric": {name: m.get(report["promote_metric"]) for name, m in report["candidates"].items()}}
 
     train.expand(spec_name=model_specs())
 

@@ -67,6 +67,14 @@ def cmd_synth(args, settings: Settings) -> int:
     print(f"synthetic cohort: {generated.n_stays} ICU stays, {len(generated.ecg_jobs)} ECGs, "
           f"{len(generated.image_jobs)} images, {rows['mimiciv_icu.chartevents'] + rows['mimiciv_hosp.labevents']} "
           f"events, admissions {args.start} .. {args.start + timedelta(days=args.days)}")
+    if getattr(args, "research", 0):
+        from pipeline.synthetic.research import generate_research, write_research
+
+        cohorts = generate_research(args.research, datetime.combine(args.start, datetime.min.time()), args.days,
+                                    args.seed)
+        write_research(wh, cohorts, settings.filestore, progress=not args.quiet)
+        print(f"research cohorts: {', '.join(cohorts)} ({args.research} ICU stays each: PE with ECGs, "
+              f"liver with 5 ultrasound images, GIST with CT and pathology images)")
     return 0
 
 
@@ -131,8 +139,19 @@ def cmd_train(args, settings: Settings) -> int:
     specs = [load_spec(settings.models_dir / f"{args.spec}.yaml")] if args.spec else load_specs(settings.models_dir)
     as_of = datetime.combine(args.as_of, datetime.min.time()) if args.as_of else datetime.now()
     for spec in specs:
-        report = train_spec(wh, settings, spec, as_of, progress=not args.quiet)
+        report = train_spec(wh, settings, spec, as_of, progress=not args.quiet, promote=args.promote)
         print(render_report(report))
+        print(f"promoted {report['promoted_version']}" if report["promoted_version"] else
+              f"selected {report['promoted']}: promote it with `vigil promote {spec.name}` to score with it")
+    return 0
+
+
+def cmd_promote(args, settings: Settings) -> int:
+    from pipeline.modeling import registry
+
+    row = registry.promote(_warehouse(settings), args.model, args.version)
+    print(f"{args.model}: promoted {row['version']} ({row['candidate']}, trained {row['trained_at']}); "
+          f"the next nightly run scores with it")
     return 0
 
 
@@ -219,23 +238,23 @@ TOP_QUERY = """
 SELECT r.night, r.stay_id, r.subject_id, r.model_name, r.probability, r.risk_band, r.modalities, r.top_factors
 FROM vigil_risk.risk_scores r
 WHERE r.night = (SELECT MAX(night) FROM vigil_risk.risk_scores)
-ORDER BY r.probability DESC, r.stay_id
-LIMIT :limit
+ORDER BY r.model_name, r.probability DESC, r.stay_id
 """
 
 
 def cmd_top(args, settings: Settings) -> int:
     wh = _warehouse(settings)
-    rows = wh.read(TOP_QUERY, {"limit": args.limit})
+    rows = wh.read(TOP_QUERY)
     if rows.empty:
         print("the risk table is empty: run a night first (`vigil run --date YYYY-MM-DD`)")
         return 1
-    print(f"\nTop {len(rows)} risk, night {rows['night'].iloc[0]} (as of the end of that day, UTC):\n")
-    print(f"{'stay_id':>10} {'subject':>10} {'model':<14} {'risk':>6} {'band':<7} {'modalities':<28} top factors")
+    rows = rows.groupby("model_name", sort=True).head(args.limit)  # each model's probabilities mean its own outcome
+    print(f"\nTop {args.limit} risks per model, night {rows['night'].iloc[0]} (as of the end of that day, UTC):\n")
+    print(f"{'stay_id':>10} {'subject':>10} {'model':<24} {'risk':>6} {'band':<7} {'modalities':<28} top factors")
     for r in rows.itertuples():
         factors = ", ".join(f"{f['factor']}{'' if f['value'] is None else '=' + str(f['value'])}"
                             f" ({f['contribution']:+.2f})" for f in json.loads(r.top_factors))
-        print(f"{r.stay_id:>10} {r.subject_id:>10} {r.model_name:<14} {r.probability:>6.1%} {r.risk_band:<7} "
+        print(f"{r.stay_id:>10} {r.subject_id:>10} {r.model_name:<24} {r.probability:>6.1%} {r.risk_band:<7} "
               f"{r.modalities:<28} {factors}")
     return 0
 
@@ -304,9 +323,9 @@ def cmd_demo(args, settings: Settings) -> int:
     print("== 1/4 warehouse and synthetic multimodal cohort")
     cmd_init(args, settings)
     cmd_synth(argparse.Namespace(stays=args.stays, start=args.start, days=args.days, seed=args.seed,
-                                 quiet=args.quiet), settings)
+                                 research=args.research, quiet=args.quiet), settings)
     print(f"== 2/4 training on outcomes known by {nights[0]}")
-    cmd_train(argparse.Namespace(spec=None, as_of=nights[0], quiet=args.quiet), settings)
+    cmd_train(argparse.Namespace(spec=None, as_of=nights[0], quiet=args.quiet, promote=True), settings)
     for i, night in enumerate(nights, start=3):
         print(f"== {i}/4 nightly scoring for {night}" + (" (Airflow: dags test)" if args.airflow else ""))
         if args.airflow:
@@ -316,7 +335,7 @@ def cmd_demo(args, settings: Settings) -> int:
                   f"({_published_rows(settings, night)} risk rows; task log {log_file})")
         else:
             cmd_run(argparse.Namespace(date=night, stages=None), settings)
-    cmd_top(argparse.Namespace(limit=10), settings)
+    cmd_top(argparse.Namespace(limit=5), settings)
     vigil = Path(sys.executable).parent / "vigil"
     prefix = "" if settings.home == load_settings({}).home else f"VIGIL_HOME={settings.home} "
     print(f"""
@@ -361,6 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--start", type=_day, default=date(2026, 1, 1), help="first admission day")
     synth.add_argument("--days", type=int, default=60, help="admissions spread over this many days")
     synth.add_argument("--seed", type=int, default=7)
+    synth.add_argument("--research", type=int, default=0, metavar="N",
+                       help="also N stays in each research cohort (PE thrombolysis, liver steatosis, GIST resection)")
     synth.set_defaults(func=cmd_synth)
 
     demo_load = sub.add_parser("load-mimic-demo", help="load the MIMIC-IV demo CSVs (hosp/, icu/) into the source tables")
@@ -397,10 +418,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--as-of", type=_day, help="only data known by this day (default: all data)")
     check.set_defaults(func=cmd_check_data)
 
-    train = sub.add_parser("train", help="fit, evaluate, register and promote the model(s) in models/")
+    train = sub.add_parser("train", help="fit, evaluate and register the model(s) in models/; select the best")
     train.add_argument("--spec", help="one spec name (default: every models/*.yaml)")
     train.add_argument("--as-of", type=_day, help="use outcomes and data known by this day (default: now)")
+    train.add_argument("--promote", action="store_true", help="also promote each selected version (else: vigil promote)")
     train.set_defaults(func=cmd_train)
+
+    promote = sub.add_parser("promote", help="make a registered model version the one the nightly run scores with")
+    promote.add_argument("model", help="the spec name, e.g. icu_mortality")
+    promote.add_argument("--version", help="a registered version (default: the selected one of the latest training)")
+    promote.set_defaults(func=cmd_promote)
 
     run = sub.add_parser("run", help="run one night without a scheduler")
     run.add_argument("--date", type=_day, required=True, help="the night D; scored as of D+1 00:00 UTC")
@@ -416,6 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--start", type=_day, default=date(2026, 1, 1))
     demo.add_argument("--days", type=int, default=60)
     demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--research", type=int, default=500, metavar="N",
+                      help="stays in each research cohort (the three research models' data; 0: none)")
     demo.add_argument("--no-airflow", dest="airflow", action="store_false",
                       help="run the nights with `vigil run` instead of `airflow dags test`")
     demo.set_defaults(func=cmd_demo)

@@ -40,6 +40,11 @@ CONTRACTS: dict[str, dict[str, str]] = {
     "labels": {"stay_id": "int64", "subject_id": "int64", "label_known_time": TIME, "label": "int64"},
     # training only, for "does the event happen within h hours": when it happened (NaT: never)
     "event_labels": {"stay_id": "int64", "subject_id": "int64", "label_known_time": TIME, "event_time": TIME},
+    # training only, survival: the event's time, or the censoring time with event = 0
+    "survival_labels": {"stay_id": "int64", "subject_id": "int64", "label_known_time": TIME, "event_time": TIME,
+                        "event": "int64"},
+    # which stays a model scores, from when (a spec's cohort query)
+    "enrolment": {"stay_id": "int64", "enrolled_time": TIME},
 }
 
 RECORD_TABLES = ("notes", "ecgs", "images")

@@ -76,4 +76,7 @@ def scored_performance(wh: Warehouse, spec, model_name: str, night: date, as_of:
                      "WHERE model_name = :model AND night >= :first AND night <= :night",
                      {"model": model_name, "first": night - timedelta(days=lookback_days), "night": night})
     scores["night"] = pd.to_datetime(scores["night"].astype(str).str[:10]).dt.date
-    return performance(scores, read_labels(wh, spec.label_query, as_of))
+    labels = read_labels(wh, spec.label_query, as_of)
+    if spec.task == "multiclass":  # the risk row's probability is that of any class but the first
+        labels["label"] = (labels["label"] != 0).astype(int)
+    return performance(scores, labels)

@@ -36,7 +36,7 @@ from pipeline.modeling.spec import load_specs, parse_spec
 from pipeline.publish import NightResults, accounting, publish
 from pipeline.report import night_report
 from pipeline.score import score_stays
-from pipeline.sources.mimic import extract
+from pipeline.sources.mimic import extract, read_enrolment
 from pipeline.validate.checks import RECORD_ID, enforce_thresholds, validate
 from pipeline.warehouse import Warehouse, connect, to_time
 
@@ -344,23 +344,23 @@ def embed_stage(night, settings: Settings | None = None, modality: str | None = 
         table = MODALITY_TABLE[current]
         tonight, unreadable = hash_records(ctx.read("validate", table), current, store)
         failures = [unreadable]
+        past = history[history["modality"] == MODALITY_OF[table]]
+        past = past[~past["record_id"].isin(tonight["record_id"])]  # re-sent tonight: tonight's version wins
+        everything = pd.concat([tonight, past], ignore_index=True)
         for name, bundle in bundles.items():
-            if current not in bundle.inputs:
-                continue
             spec = parse_spec(bundle.spec_raw, name)
-            encoder = _encoder_for(bundle, current, ctx.settings, device)
-            past = history[history["modality"] == MODALITY_OF[table]]
-            past = past[~past["record_id"].isin(tonight["record_id"])]  # re-sent tonight: tonight's version wins
-            records = pd.concat([tonight, past], ignore_index=True)
-            vectors, failed, new = embed_records(wh, current, records, encoder, store, device=device,
-                                                 workers=ctx.settings.decode_workers)
-            failures.append(failed)
-            dim = encoder.dim if current == "notes" else encoder.network.config["embedding_dim"]
-            matrix, mask = stay_embedding(records, vectors, active, dim, spec.modalities[current])
-            np.savez(ctx.path("embed", f"{name}.{current}.npz"), stay_id=active["stay_id"].to_numpy(),
-                     vectors=matrix, mask=mask)
-            summary[f"{name}.{current}"] = {"records": len(records), "newly_embedded": new,
-                                            "stays_with_data": int(presence(mask).sum())}
+            for m in (m for m in bundle.inputs if m != "tabular" and spec.source(m) == current):
+                encoder = _encoder_for(bundle, m, ctx.settings, device)
+                records = spec.modality_records(m, everything)
+                vectors, failed, new = embed_records(wh, current, records, encoder, store, device=device,
+                                                     workers=ctx.settings.decode_workers)
+                failures.append(failed)
+                dim = encoder.dim if current == "notes" else encoder.network.config["embedding_dim"]
+                matrix, mask = stay_embedding(records, vectors, active, dim, spec.modalities[m])
+                np.savez(ctx.path("embed", f"{name}.{m}.npz"), stay_id=active["stay_id"].to_numpy(),
+                         vectors=matrix, mask=mask)
+                summary[f"{name}.{m}"] = {"records": len(records), "newly_embedded": new,
+                                          "stays_with_data": int(presence(mask).sum())}
         failed = pd.concat(failures, ignore_index=True).drop_duplicates(["source_table", "record_id"])
         ctx.write("embed", f"failures_{table}", failed)
         readable = tonight[~tonight["record_id"].isin(failed["record_id"])]
@@ -374,7 +374,7 @@ def embed_stage(night, settings: Settings | None = None, modality: str | None = 
 
 
 def _encoder_for(bundle: registry.Bundle, modality: str, settings: Settings, device: str):
-    if modality != "notes":
+    if modality in bundle.signal_encoders:
         return bundle.signal_encoders[modality]
     trained = bundle.text_encoder
     encoder = TextEncoder.from_description(trained, batch_size=settings.embed_batch_size, device=device)
@@ -384,13 +384,24 @@ def _encoder_for(bundle: registry.Bundle, modality: str, settings: Settings, dev
     return encoder
 
 
-def score_stage(night, settings: Settings | None = None) -> dict:
+def night_models(night, settings: Settings | None = None) -> list[str]:
+    """The models the night scores (those promoted when it was extracted)."""
     ctx, _ = _context(night, settings)
+    return sorted(ctx.manifest()["models"])
+
+
+def score_stage(night, settings: Settings | None = None, model: str | None = None) -> dict:
+    """Score tonight's active stays enrolled in each model's cohort with its promoted version
+    (one model: the DAG maps a task over the promoted models); ``score/risk.<model>`` each."""
+    ctx, wh = _context(night, settings)
     manifest = ctx.manifest()
+    if model is not None and model not in manifest["models"]:
+        raise ValueError(f"model {model!r} has no promoted version in night {ctx.night}'s manifest "
+                         f"({', '.join(manifest['models'])})")
     active = _active(ctx)
-    parts, summary = [], {}
-    for name, info in manifest["models"].items():
-        bundle = registry.load_bundle(info["artifact_uri"])
+    summary = {}
+    for name in [model] if model else list(manifest["models"]):
+        bundle = registry.load_bundle(manifest["models"][name]["artifact_uri"])
         spec = parse_spec(bundle.spec_raw, name)
         features = ctx.read("features", name)
         embedded = {}
@@ -403,17 +414,28 @@ def score_stage(night, settings: Settings | None = None) -> dict:
                 raise RuntimeError(f"{modality} embeddings of night {ctx.night} are stale: re-run the embed stage")
             embedded[modality] = (stored["vectors"], stored["mask"])
         inputs = build_inputs(spec, features, embedded)
-        rows = score_stays(bundle, spec, inputs, active, ctx.night)
-        parts.append(rows)
-        summary[name] = {"version": bundle.version, "scored": len(rows)}
-    ctx.write("score", "risk", pd.concat(parts, ignore_index=True))
+        enrolled = read_enrolment(wh, spec.cohort_query, ctx.prediction_time)
+        keep = np.ones(len(active), bool) if enrolled is None else active["stay_id"].isin(
+            enrolled.loc[enrolled["enrolled_time"] <= ctx.prediction_time, "stay_id"]).to_numpy()
+        rows = score_stays(bundle, spec, inputs.take(np.flatnonzero(keep)), active[keep], ctx.night)
+        ctx.write("score", f"risk.{name}", rows)
+        ctx.write("score", f"enrolled.{name}", active.loc[keep, ["stay_id"]])
+        summary[name] = {"version": bundle.version, "scored": len(rows), "not_in_cohort": int((~keep).sum())}
     return summary
+
+
+def _risk_rows(ctx: Night, manifest: dict) -> pd.DataFrame:
+    """Every promoted model's scored rows of the night (each model's score task wrote one file)."""
+    missing = [m for m in manifest["models"] if not ctx.path("score", f"risk.{m}.parquet").exists()]
+    if missing:
+        raise FileNotFoundError(f"night {ctx.night} has no scores of {', '.join(missing)}: run their score tasks")
+    return pd.concat([ctx.read("score", f"risk.{m}") for m in manifest["models"]], ignore_index=True)
 
 
 def publish_stage(night, settings: Settings | None = None) -> dict:
     ctx, wh = _context(night, settings)
     manifest = ctx.manifest()
-    risk = ctx.read("score", "risk")
+    risk = _risk_rows(ctx, manifest)
     unreadable = pd.concat([ctx.read("embed", f"failures_{t}") for t in RECORD_TABLES], ignore_index=True)
     quarantine = pd.concat([ctx.read("validate", "quarantine"), unreadable], ignore_index=True)
     excluded = ctx.read("extract", "excluded")
@@ -445,6 +467,7 @@ def publish_stage(night, settings: Settings | None = None) -> dict:
         events=events, records=records, quarantine=quarantine.drop_duplicates(), exclusions=exclusions,
         dq=ctx.read("validate", "dq"), counts=counts,
         stays_active=len(_active(ctx)), stays_unscored=len(unscored),
+        enrolled={m: len(ctx.read("score", f"enrolled.{m}")) for m in manifest["models"]},
         models={n: i["version"] for n, i in manifest["models"].items()},
     )
     return publish(wh, results)
@@ -497,7 +520,7 @@ def report_stage(night, settings: Settings | None = None) -> dict:
         psis = monitoring.feature_drift(bundle.training.get("feature_reference", {}), features)
         drift.append(pd.DataFrame({"model_name": name, "model_version": bundle.version,
                                    "feature": list(psis), "psi": list(psis.values())}))
-        if spec.label_kind != "event_within":  # stay outcomes; event-window labels are not re-joined yet
+        if spec.label_kind != "event_within" and spec.task != "survival":  # event windows, survival: not yet
             performance.append(monitoring.scored_performance(wh, spec, name, ctx.night, ctx.prediction_time,
                                                              ctx.settings.monitoring_lookback_days))
     report = {"night": ctx.night.isoformat(), "run_id": manifest["run_id"],

@@ -69,6 +69,7 @@ class NightResults:
     stays_active: int
     models: dict[str, str]
     stays_unscored: int = 0
+    enrolled: dict[str, int] | None = None   # per model with a cohort query: the active stays it enrols
 
 
 def publish(wh: Warehouse, results: NightResults) -> dict:
@@ -78,8 +79,10 @@ def publish(wh: Warehouse, results: NightResults) -> dict:
     stays_scored = int(results.risk["stay_id"].nunique()) if not results.risk.empty else 0
     for model, version in results.models.items():
         scored = int((results.risk["model_name"] == model).sum())
-        if scored != results.stays_active:
-            raise AccountingError(f"{model}: {scored} stays scored but {results.stays_active} are active")
+        expected = (results.enrolled or {}).get(model, results.stays_active)
+        if scored != expected:
+            raise AccountingError(f"{model}: {scored} stays scored but {expected} are active"
+                                  + (" and enrolled in its cohort" if model in (results.enrolled or {}) else ""))
     events = results.events[STORE_EVENT_COLUMNS].assign(ingest_night=night)
     records = results.records[STORE_RECORD_COLUMNS].assign(ingest_night=night)
     run = pd.DataFrame([{

@@ -13,7 +13,7 @@ from pipeline.modeling.registry import Bundle
 from pipeline.modeling.spec import ModelSpec
 
 RISK_COLUMNS = ["night", "stay_id", "model_name", "subject_id", "model_version", "prediction_time", "probability",
-                "risk_band", "operating_threshold", "modalities", "top_factors"]
+                "risk_band", "operating_threshold", "modalities", "top_factors", "outputs", "modality_contributions"]
 
 
 def score_stays(bundle: Bundle, spec: ModelSpec, inputs: ModelInputs, keys: pd.DataFrame, night: date) -> pd.DataFrame:
@@ -22,8 +22,12 @@ def score_stays(bundle: Bundle, spec: ModelSpec, inputs: ModelInputs, keys: pd.D
         raise ValueError(f"{len(inputs)} input rows for {len(keys)} stays")
     if len(keys) == 0:
         return pd.DataFrame(columns=RISK_COLUMNS)
-    probability = np.round(bundle.model.predict_proba(inputs).astype(float), 6)
-    factors = bundle.model.explain(inputs, spec.top_k_factors)
+    model = bundle.model
+    probability = np.round(model.predict_proba(inputs).astype(float), 6)
+    factors = model.explain(inputs, spec.top_k_factors)
+    used = model.modalities_used(inputs) if hasattr(model, "modalities_used") else inputs.modalities_present()
+    terms = model.modality_contributions(inputs) if hasattr(model, "modality_contributions") else [None] * len(keys)
+    outputs = _outputs(spec, model, inputs) if spec.task != "binary" else [None] * len(keys)
     rows = pd.DataFrame({
         "night": night,
         "stay_id": keys["stay_id"].astype("int64").values,
@@ -34,7 +38,19 @@ def score_stays(bundle: Bundle, spec: ModelSpec, inputs: ModelInputs, keys: pd.D
         "probability": probability,
         "risk_band": [spec.band(p) for p in probability],
         "operating_threshold": float(spec.operating_threshold),
-        "modalities": inputs.modalities_present(),
+        "modalities": used,
         "top_factors": [json.dumps(f, sort_keys=True) for f in factors],
+        "outputs": [None if o is None else json.dumps(o, sort_keys=True) for o in outputs],
+        "modality_contributions": [None if t is None else json.dumps(t, sort_keys=True) for t in terms],
     })
     return rows.sort_values("stay_id", kind="stable").reset_index(drop=True)
+
+
+def _outputs(spec: ModelSpec, model, inputs: ModelInputs) -> list[dict]:
+    """Per row, what the probability column cannot hold: each class's probability, or the log
+    hazard behind the probability of the event within the horizon."""
+    raw = model.predict_outputs(inputs)
+    if spec.task == "multiclass":
+        return [{"class": spec.classes[int(np.argmax(row))],
+                 "probabilities": {c: round(float(v), 6) for c, v in zip(spec.classes, row)}} for row in raw]
+    return [{"log_hazard": round(float(v), 6), "horizon_days": spec.horizon_days} for v in raw]

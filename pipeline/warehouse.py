@@ -133,7 +133,14 @@ class Warehouse:
 
     # Columns added to existing tables after their first release: (table, column, definition).
     ADDED_COLUMNS = (("vigil_audit.runs", "stays_unscored", "INTEGER NOT NULL DEFAULT 0"),
-                     ("vigil_risk.risk_scores", "operating_threshold", "DOUBLE PRECISION"))
+                     ("vigil_risk.risk_scores", "operating_threshold", "DOUBLE PRECISION"),
+                     ("vigil_risk.risk_scores", "outputs", "TEXT"),
+                     ("vigil_risk.risk_scores", "modality_contributions", "TEXT"),
+                     ("vigil_models.model_versions", "data_snapshot", "TEXT"),
+                     ("vigil_models.model_versions", "code_version", "VARCHAR(64)"),
+                     ("vigil_models.model_versions", "selected", "BOOLEAN"),
+                     ("vigil_models.model_versions", "promoted_at", "TIMESTAMP"),
+                     ("vigil_features.outcome_events", "value", "DOUBLE PRECISION"))
 
     def _add_missing_columns(self) -> None:
         """Bring a warehouse created by an earlier version up to date (``CREATE TABLE IF NOT

@@ -118,7 +118,7 @@ def shared_data() -> Path:
 def build_trained_home(home: Path, warehouse_url: str | None) -> dict:
     """Synthesise the small cohort into ``home``, train on the first night's date, run both nights."""
     from pipeline.config import load_settings
-    from pipeline.modeling.spec import load_specs
+    from pipeline.modeling.spec import load_spec
     from pipeline.modeling.train import train_spec
     from pipeline.nightly import run_night
     from pipeline.synthetic import cohort as synthetic
@@ -130,8 +130,8 @@ def build_trained_home(home: Path, warehouse_url: str | None) -> dict:
     wh.create_schema()
     cohort = synthetic.generate(E2E_STAYS, datetime.combine(E2E_START, datetime.min.time()), E2E_DAYS, seed=11)
     synthetic.write(wh, cohort, settings.filestore, progress=False)
-    report = train_spec(wh, settings, load_specs(settings.models_dir)[0],
-                        datetime.combine(E2E_NIGHTS[0], datetime.min.time()), progress=False)
+    report = train_spec(wh, settings, load_spec(settings.models_dir / "icu_mortality.yaml"),
+                        datetime.combine(E2E_NIGHTS[0], datetime.min.time()), progress=False, promote=True)
     runs = {night: run_night(night, settings) for night in E2E_NIGHTS}
     return {"env": env, "settings": settings, "warehouse": wh, "report": report, "runs": runs}
 

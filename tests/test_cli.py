@@ -18,7 +18,7 @@ def vigil(tmp_path, *args, env_extra=None):
 def test_help_lists_every_command(tmp_path):
     result = vigil(tmp_path, "--help")
     assert result.returncode == 0
-    for command in ("init", "synth", "load-mimic-demo", "check-data", "train", "run", "top", "demo", "airflow"):
+    for command in ("init", "synth", "load-mimic-demo", "check-data", "train", "promote", "run", "top", "demo", "airflow"):
         assert command in result.stdout
 
 

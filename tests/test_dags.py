@@ -1,6 +1,7 @@
 """DAG integrity (parsing needs no database or secrets) and real `airflow dags test` runs of
 the nightly DAG on the embedded SQLite warehouse and on PostgreSQL."""
 
+import json
 import os
 import subprocess
 import sys
@@ -27,11 +28,13 @@ def test_dags_parse_without_errors(dagbag):
 def test_nightly_dag_is_the_flow_diagram(dagbag):
     dag = dagbag.dags["vigil_nightly"]  # get_dag would query the metadata DB
     embeds = ["embed_notes", "embed_ecg", "embed_images"]
-    assert sorted(dag.task_ids) == sorted(["extract", "validate", "features", *embeds, "score", "publish", "report"])
+    assert sorted(dag.task_ids) == sorted(["extract", "validate", "features", *embeds, "models", "score", "publish",
+                                           "report"])
     assert dag.get_task("validate").upstream_task_ids == {"extract"}
-    for task_id in ["features", *embeds]:  # side by side, each on its own
+    for task_id in ["features", *embeds, "models"]:  # side by side, each on its own
         assert dag.get_task(task_id).upstream_task_ids == {"validate"}
-    assert dag.get_task("score").upstream_task_ids == {"features", *embeds}
+    assert dag.get_task("score").upstream_task_ids == {"features", *embeds, "models"}
+    assert type(dag.get_task("score")).__name__.endswith("MappedOperator")  # one score task per promoted model
     assert dag.get_task("publish").upstream_task_ids == {"score"}
     assert dag.get_task("report").upstream_task_ids == {"publish"}
     for task_id in embeds:
@@ -73,7 +76,7 @@ def test_night_for_a_run():
     assert str(scheduled) == "2026-01-29"
 
 
-def _dags_test(settings, dag_id: str, day) -> subprocess.CompletedProcess:
+def _dags_test(settings, dag_id: str, day, conf: dict | None = None) -> subprocess.CompletedProcess:
     """``airflow dags test`` in a subprocess, with its own metadata DB in the Vigil home."""
     env = airflow_env(settings)
     env["AIRFLOW_HOME"] = str(settings.home / "airflow")
@@ -83,8 +86,9 @@ def _dags_test(settings, dag_id: str, day) -> subprocess.CompletedProcess:
     subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
     subprocess.run([airflow, "pools", "set", "gpu", "1", "embedding"], env=env, check=True, capture_output=True,
                    timeout=300)
-    return subprocess.run([airflow, "dags", "test", dag_id, day.isoformat()], env=env,
-                          capture_output=True, text=True, timeout=600)
+    extra = ["--conf", json.dumps(conf)] if conf else []
+    return subprocess.run([airflow, "dags", "test", dag_id, day.isoformat(), *extra], env=env,
+                          capture_output=True, text=True, timeout=900)
 
 
 @pytest.mark.slow
@@ -106,10 +110,13 @@ def test_airflow_dags_test_of_the_nightly_dag_is_green(trained):
 
 @pytest.mark.slow
 def test_airflow_dags_test_of_the_training_dag_registers_and_promotes(tmp_path):
+    """All four specs, one mapped task each, on the synthetic ICU and research cohorts; promoted
+    because the run was triggered with ``{"promote": true}``."""
     from datetime import date, datetime
 
     from pipeline.config import load_settings
     from pipeline.synthetic import cohort as synthetic
+    from pipeline.synthetic.research import generate_research, write_research
     from pipeline.warehouse import connect
     from tests.conftest import make_env
 
@@ -117,10 +124,14 @@ def test_airflow_dags_test_of_the_training_dag_registers_and_promotes(tmp_path):
     wh = connect(settings)
     wh.create_schema()
     synthetic.write(wh, synthetic.generate(220, datetime(2026, 1, 1), 20, seed=5), settings.filestore, progress=False)
-    result = _dags_test(settings, "vigil_training", date(2026, 1, 21))
+    write_research(wh, generate_research(220, datetime(2026, 1, 1), 20, seed=5), settings.filestore, progress=False)
+    result = _dags_test(settings, "vigil_training", date(2026, 1, 21), conf={"promote": True})
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-    versions = wh.read("SELECT candidate, promoted, training_as_of FROM vigil_models.model_versions",
-                       times=("training_as_of",))
-    assert sorted(versions["candidate"]) == ["early_fusion", "xgboost_tabular"]
-    assert versions["promoted"].astype(bool).sum() == 1
+    versions = wh.read("SELECT model_name, candidate, promoted, selected, training_as_of "
+                       "FROM vigil_models.model_versions", times=("training_as_of",))
+    assert sorted(versions["candidate"]) == ["clinical_ct_pathology_cox", "early_fusion", "ehr_ecg_late_fusion",
+                                             "ultrasound_notes_numerics_late_fusion", "xgboost_tabular"]
+    promoted = versions[versions["promoted"].astype(bool)]
+    assert sorted(promoted["model_name"]) == sorted(versions["model_name"].unique())   # one per model
+    assert promoted["selected"].astype(bool).all()
     assert (versions["training_as_of"] == datetime(2026, 1, 21)).all()

@@ -41,10 +41,12 @@ def test_training_promotes_a_model_with_a_patient_level_split(trained):
     assert report["patients_on_both_sides"] == 0
     assert report["held_out"]["n"] > 30 and report["train"]["n"] > 4 * report["held_out"]["n"] * 0.9
     versions = trained["warehouse"].read("SELECT candidate, promoted, metrics_json FROM vigil_models.model_versions")
-    assert len(versions) == 2 and versions["promoted"].astype(bool).sum() == 1
-    assert set(report["candidates"]) == {"xgboost_tabular", "early_fusion"}
+    assert len(versions) == 3 and versions["promoted"].astype(bool).sum() == 1
+    assert set(report["candidates"]) == {"xgboost_tabular", "early_fusion", "late_fusion_stack"}
+    assert report["promoted"] != "late_fusion_stack"  # a baseline is never promoted
     page = Path(report["html_report"]).read_text()  # the report with its plots, beside the Markdown
-    assert page.count("data:image/png;base64,") == 4 and "without images" in page and "Alert burden" in page
+    assert page.count("data:image/png;base64,") == 5 and "without images" in page and "Alert burden" in page
+    assert "only ecg" in page and "all modalities (complete cases)" in page
 
 
 def test_each_night_scores_every_active_stay_exactly_once(trained):
@@ -108,7 +110,7 @@ def test_training_path_and_nightly_path_give_identical_features(trained):
     """Same stays, same as-of time: the features the nightly run scored (incrementally, from the
     store) equal those the training path computes from the source tables in one pass."""
     from pipeline.features.windows import KEY, build_features
-    from pipeline.modeling.spec import load_specs
+    from pipeline.modeling.spec import load_spec
     from pipeline.sources.mimic import extract
     from pipeline.validate.checks import validate
 
@@ -117,7 +119,7 @@ def test_training_path_and_nightly_path_give_identical_features(trained):
     summary = trained["runs"][night]["features"]["icu_mortality"]
     assert summary["recomputed"] + summary["carried_forward"] == trained["runs"][night]["features"]["active_stays"]
     nightly = pd.read_parquet(settings.run_dir(night.isoformat()) / "features" / "icu_mortality.parquet")
-    spec = load_specs(settings.models_dir)[0]
+    spec = load_spec(settings.models_dir / "icu_mortality.yaml")
     as_of = datetime.combine(night + timedelta(days=1), datetime.min.time())
     outcome = validate(extract(wh, until=as_of).frames, as_of)
     offline = build_features(outcome.valid("events"), outcome.valid("cohort"), nightly[KEY], spec.window_spec)
@@ -164,7 +166,7 @@ def test_each_night_measures_ecg_intervals_where_the_cart_did_not(trained):
 
 
 def test_each_night_writes_drift_and_performance_as_outcomes_arrive(trained):
-    from pipeline.modeling.spec import load_specs
+    from pipeline.modeling.spec import load_spec
     from pipeline.monitoring import scored_performance
 
     wh, settings = trained["warehouse"], trained["settings"]
@@ -177,7 +179,7 @@ def test_each_night_writes_drift_and_performance_as_outcomes_arrive(trained):
     assert "performance" in report and "feature_psi_top" in next(iter(report["models"].values()))
     # no stay scored on these nights has left hospital by the last one; two weeks on, outcomes
     # have arrived and are joined back to the nights the scores were made on
-    spec = load_specs(settings.models_dir)[0]
+    spec = load_spec(settings.models_dir / "icu_mortality.yaml")
     later = scored_performance(wh, spec, spec.name, E2E_NIGHTS[-1], datetime(2026, 2, 14), 60)
     assert [str(n) for n in later["scored_night"]] == [n.isoformat() for n in E2E_NIGHTS]
     scored = wh.read("SELECT night, COUNT(*) AS n FROM vigil_risk.risk_scores GROUP BY night")

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from pipeline.features.windows import build_features
-from pipeline.modeling.spec import load_specs
+from pipeline.modeling.spec import load_spec
 from pipeline.sources import mimic_demo
 from pipeline.sources.mimic import extract
 from pipeline.validate.checks import validate
@@ -50,7 +50,7 @@ def test_mimic_demo_loads_and_goes_through_extract_validate_and_features(any_war
 
     cohort = outcome.valid("cohort")
     assert len(cohort) == 140
-    spec = load_specs(PROJECT_ROOT / "models")[0]
+    spec = load_spec(PROJECT_ROOT / "models" / "icu_mortality.yaml")
     times = cohort[["stay_id", "admit_time"]].assign(prediction_time=lambda f: f["admit_time"] + pd.Timedelta(hours=24))
     features = build_features(outcome.valid("events"), cohort, times[["stay_id", "prediction_time"]], spec.window_spec)
     assert len(features) == 140

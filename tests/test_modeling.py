@@ -12,7 +12,7 @@ import yaml
 from pipeline.config import PROJECT_ROOT
 from pipeline.modeling.estimators import EarlyFusionClassifier, XGBoostRisk, focal_loss
 from pipeline.modeling.inputs import ModelInputs
-from pipeline.modeling.spec import SpecError, load_spec, load_specs, parse_spec
+from pipeline.modeling.spec import SpecError, load_spec, parse_spec
 
 SPEC_PATH = PROJECT_ROOT / "models" / "icu_mortality.yaml"
 
@@ -22,9 +22,9 @@ def raw_spec():
 
 
 def test_the_shipped_spec_loads():
-    spec = load_specs(PROJECT_ROOT / "models")[0]
+    spec = load_spec(PROJECT_ROOT / "models" / "icu_mortality.yaml")
     assert spec.name == "icu_mortality" and spec.task == "binary"
-    assert {c.kind for c in spec.candidates} == {"xgboost", "early_fusion"}
+    assert {c.kind for c in spec.candidates} == {"xgboost", "early_fusion", "late_fusion"}
     assert spec.used_modalities() == ("tabular", "notes", "ecg", "images")
     assert [spec.band(p) for p in (0.05, 0.1, 0.5)] == ["low", "medium", "high"]
 
@@ -36,7 +36,8 @@ def test_the_shipped_spec_loads():
     (lambda r: r.update(risk_bands=[{"name": "a", "below": 0.5}, {"name": "b", "below": 0.2}, {"name": "c"}]),
      "risk_bands must rise"),
     (lambda r: r.pop("label"), "missing required field 'label'"),
-    (lambda r: r.update(task="survival"), "task 'survival' is not supported yet"),
+    (lambda r: r.update(task="survival"), "label.horizon_days: a survival task needs a positive horizon"),
+    (lambda r: r.update(task="ordinal"), "task 'ordinal' is not supported yet"),
     (lambda r: r.update(operating_threshold=2), "operating_threshold must be between 0 and 1"),
     (lambda r: r["modalities"]["images"].update(pooling="max"), "modalities.images.pooling: 'max' is not one of"),
     (lambda r: r["candidates"][0]["params"].update(resample="adasyn"), r"candidates\[0\].params.resample: 'adasyn'"),

@@ -133,6 +133,7 @@ def iterative_imputer(seed: int) -> IterativeImputer:
     forest, round by round, starting from the means."""
     forest = RandomForestRegressor(n_estimators=20, max_depth=8, min_samples_leaf=3, n_jobs=1, random_state=seed)
     return IterativeImputer(estimator=forest, max_iter=5, initial_strategy="mean", keep_empty_features=True,
+                            skip_complete=True,  # features complete in training are mean-filled if ever missing
                             random_state=seed)
 
 

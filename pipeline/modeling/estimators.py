@@ -18,6 +18,7 @@ from xgboost import DMatrix, XGBClassifier
 
 from pipeline.features.preprocess import fit_preprocessor
 from pipeline.modeling.imbalance import rebalance
+from pipeline.modeling.late_fusion import LateFusion
 from pipeline.modeling.inputs import ModelInputs, presence
 from pipeline.modeling.pooling import AttentionPool, BiLSTMPool
 
@@ -306,8 +307,109 @@ class LogisticRisk(BaseEstimator, ClassifierMixin):
         return _factors(groups, summed, inputs.tabular, top_k)
 
 
+def pooled_vectors(inputs: ModelInputs, modality: str) -> tuple[np.ndarray, np.ndarray]:
+    """One vector per row: a record set ``(rows, records, dim)`` is averaged over its present
+    records; with the row's presence."""
+    vectors, mask = inputs.embeddings[modality], np.asarray(inputs.masks[modality], dtype=bool)
+    if vectors.ndim == 3:
+        weights = mask[..., None].astype(float)
+        vectors = (vectors * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0)
+    return np.where(presence(mask)[:, None], vectors, np.nan), presence(mask)
+
+
+class LateFusionRisk(BaseEstimator):
+    """Late fusion on :class:`ModelInputs` for every task (see :mod:`pipeline.modeling.late_fusion`):
+    an XGBoost base model per modality — the tabular one on the preprocessed (imputed, selected)
+    features, optionally rebalanced; each embedded one on its pooled vector — stacked out of fold.
+
+    ``y``: class index (binary / multiclass) or, for survival, ``(rows, 2)`` of (days, event).
+    ``predict_proba`` is the risk row's probability: P(positive), P(any class but the first), or
+    P(event within ``horizon_days``); :meth:`predict_outputs` adds the per-class probabilities or
+    the log hazard, :meth:`modality_contributions` each modality's stacker term."""
+
+    def __init__(self, task: str = "binary", modalities: tuple[str, ...] = ("tabular",),
+                 preprocessing: dict | None = None, folds: int = 5, base: dict | None = None,
+                 resample: str = "none", horizon_days: float | None = None, seed: int = 7):
+        self.task = task
+        self.modalities = modalities
+        self.preprocessing = preprocessing
+        self.folds = folds
+        self.base = base
+        self.resample = resample
+        self.horizon_days = horizon_days
+        self.seed = seed
+
+    def _features(self, inputs: ModelInputs) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        features, present = {}, {}
+        if "tabular" in self.modalities:
+            features["tabular"] = self.preprocessor_.transform(inputs.tabular)
+            present["tabular"] = np.ones(len(inputs), dtype=bool)
+        for m in self.modalities:
+            if m != "tabular":
+                features[m], present[m] = pooled_vectors(inputs, m)
+        return features, present
+
+    def _labels(self, y):
+        y = np.asarray(y)
+        return (y[:, 0], y[:, 1]) if self.task == "survival" else y.astype(int)
+
+    def fit(self, inputs: ModelInputs, y: np.ndarray, groups: np.ndarray | None = None) -> LateFusionRisk:
+        y = np.asarray(y)
+        selection_target = y[:, 1].astype(int) if self.task == "survival" else y.astype(int)
+        self.preprocessor_, kept = fit_preprocessor(self.preprocessing or {}, inputs.tabular, selection_target)
+        self.feature_names_ = self.preprocessor_.get_feature_names_out()
+        features, present = self._features(inputs)
+        if "tabular" in present:
+            present["tabular"] = kept  # rows the preprocessing dropped train the other modalities only
+        self.fusion_ = LateFusion(self.task, {m: dict(v) for m, v in (self.base or {}).items()}, folds=self.folds,
+                                  seed=self.seed, resample={"tabular": self.resample})
+        self.fusion_.fit(features, present, self._labels(y), groups)
+        self.classes_ = self.fusion_.classes_
+        return self
+
+    def predict_outputs(self, inputs: ModelInputs, only: tuple[str, ...] | None = None) -> np.ndarray:
+        """Binary: P(positive); multiclass: ``(rows, classes)``; survival: log hazard."""
+        return self.fusion_.predict(*self._features(inputs), only=only)
+
+    def predict_proba(self, inputs: ModelInputs, only: tuple[str, ...] | None = None) -> np.ndarray:
+        features, present = self._features(inputs)
+        if self.task == "survival":
+            return self.fusion_.predict(features, present, only=only, horizon=self.horizon_days)
+        out = self.fusion_.predict(features, present, only=only)
+        return 1.0 - out[:, 0] if self.task == "multiclass" else out
+
+    def modalities_used(self, inputs: ModelInputs) -> list[str]:
+        return ["+".join(s) for s in self.fusion_.modalities_used(self._features(inputs)[1])]
+
+    def modality_contributions(self, inputs: ModelInputs) -> list[dict]:
+        return self.fusion_.contributions(*self._features(inputs))
+
+    def explain(self, inputs: ModelInputs, top_k: int = 3) -> list[list[dict]]:
+        """The tabular base model's own TreeSHAP values (log-odds or log hazard; multiclass:
+        against the first class's log-odds, so that a positive factor raises the risk row's
+        probability of any other class), grouped per factor, then each embedded modality's
+        stacker term (multiclass: likewise against the first class) as a factor of its own."""
+        contributions = self.modality_contributions(inputs)
+        groups: dict[str, list[int]] = {}
+        columns = []
+        if "tabular" in self.modalities:
+            matrix = DMatrix(self.preprocessor_.transform(inputs.tabular), feature_names=list(self.feature_names_))
+            shap = self.fusion_.base_["tabular"].get_booster().predict(matrix, pred_contribs=True)
+            if shap.ndim == 3:  # multiclass (rows, classes, features + 1): against the first class, as the risk is
+                shap = -shap[:, 0]
+            shap = shap[:, :-1]
+            groups = feature_groups(self.feature_names_, inputs.tabular)
+            columns = [shap[:, c].sum(axis=1) for c in groups.values()]
+        for m in self.modalities:
+            if m != "tabular":
+                groups[m] = []
+                terms = [row.get(m, 0.0) for row in contributions]
+                columns.append(np.array([-t[0] if isinstance(t, list) else t for t in terms], dtype=float))
+        return _factors(groups, np.column_stack(columns), inputs.tabular, top_k)
+
+
 def make_candidate(kind: str, inputs: tuple[str, ...], params: dict, seed: int, preprocessing: dict | None = None,
-                   poolings: dict[str, str] | None = None):
+                   poolings: dict[str, str] | None = None, task: str = "binary", horizon_days: float | None = None):
     """A candidate model; ``poolings`` (modality -> the spec's pooling) tells early fusion which
     record sequences it pools with attention and which with a BiLSTM."""
     if kind == "xgboost":
@@ -318,4 +420,7 @@ def make_candidate(kind: str, inputs: tuple[str, ...], params: dict, seed: int, 
         sequences = {m: p for m, p in (poolings or {}).items() if p in ("attention", "bilstm") and m in inputs}
         return EarlyFusionClassifier(modalities=inputs, preprocessing=preprocessing, seed=seed,
                                      sequence_pooling=sequences or None, **params)
+    if kind == "late_fusion":
+        return LateFusionRisk(task=task, modalities=inputs, preprocessing=preprocessing, seed=seed,
+                              horizon_days=horizon_days, **params)
     raise ValueError(f"unknown candidate kind {kind!r}")

@@ -322,7 +322,7 @@ def evaluate_source(settings, spec, source: str, records: Path, outcomes: Path |
             raise ValueError(f"{records} is the reference training set: evaluate on records the model has not seen")
         log.warning("%s has no promoted version in %s: training one on %s first", spec.name, settings.home, train_records)
         load_source(wh, source, train_records, train_outcomes, progress)
-        train_spec(wh, settings, spec, datetime.now(), progress=progress)
+        train_spec(wh, settings, spec, datetime.now(), progress=progress, promote=True)
         promoted = registry.promoted(wh, spec.name)
     siblings = wh.read("SELECT candidate, artifact_uri FROM vigil_models.model_versions "
                        "WHERE model_name = :name AND trained_at = :trained_at",

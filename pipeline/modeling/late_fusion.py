@@ -25,6 +25,8 @@ from sksurv.metrics import concordance_index_censored
 from sksurv.util import Surv
 from xgboost import XGBClassifier, XGBRegressor
 
+from pipeline.modeling.imbalance import rebalance
+
 TASKS = ("binary", "multiclass", "survival")
 
 
@@ -46,15 +48,25 @@ def xgboost_base(task: str, params: dict | None = None, seed: int = 7, classes: 
     raise ValueError(f"unknown task {task!r}; choose from {list(TASKS)}")
 
 
+def event_probability(cox: CoxPHSurvivalAnalysis, x: np.ndarray, horizon: float) -> np.ndarray:
+    """``1 - S(horizon | x)`` from a fitted Cox model's Breslow baseline (a step function: the
+    survival at the last event time at or before the horizon)."""
+    survival = cox.predict_survival_function(x, return_array=True)
+    step = np.searchsorted(cox.unique_times_, horizon, side="right") - 1
+    return 1.0 - (survival[:, step] if step >= 0 else np.ones(len(x)))
+
+
 class LateFusion:
     """``fit(features, present, y, groups)`` with ``features``: modality -> ``(rows, d)`` array,
     ``present``: modality -> boolean rows; ``y``: labels (binary / class index) or, for survival,
     ``(time, event)``."""
 
-    def __init__(self, task: str, base_params: dict[str, dict] | None = None, folds: int = 5, seed: int = 7):
+    def __init__(self, task: str, base_params: dict[str, dict] | None = None, folds: int = 5, seed: int = 7,
+                 resample: dict[str, str] | None = None):
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; choose from {list(TASKS)}")
         self.task, self.base_params, self.folds, self.seed = task, base_params or {}, folds, seed
+        self.resample = resample or {}   # modality -> SMOTENC / cluster centroids for its base model's rows
 
     # -- base model scores ---------------------------------------------------------------------
 
@@ -74,12 +86,18 @@ class LateFusion:
     def _new_base(self, modality: str):
         return xgboost_base(self.task, self.base_params.get(modality), self.seed, self.classes_)
 
+    def _fit_base(self, modality: str, x: np.ndarray, target: np.ndarray):
+        method = self.resample.get(modality, "none")
+        if method != "none" and self.task != "survival":
+            x, target = rebalance(x, target, method, seed=self.seed)
+        return self._new_base(modality).fit(x, target)
+
     def _out_of_fold(self, modality, x, rows, y, groups) -> np.ndarray:
         strata = np.asarray(y[1] if self.task == "survival" else y).astype(int)
         scores = np.full((len(strata), self.width_), np.nan)
         splitter = StratifiedGroupKFold(n_splits=self.folds, shuffle=True, random_state=self.seed)
         for train, held in splitter.split(x[rows], strata[rows], np.asarray(groups)[rows]):
-            model = self._new_base(modality).fit(x[rows][train], self._target(y, np.flatnonzero(rows)[train]))
+            model = self._fit_base(modality, x[rows][train], self._target(y, np.flatnonzero(rows)[train]))
             scores[np.flatnonzero(rows)[held]] = self._score(model, x[rows][held])
         return scores
 
@@ -95,7 +113,7 @@ class LateFusion:
         for m in self.modalities_:
             rows = np.asarray(present[m], bool)
             oof[m] = self._out_of_fold(m, features[m], rows, y, groups)
-            self.base_[m] = self._new_base(m).fit(features[m][rows], self._target(y, np.flatnonzero(rows)))
+            self.base_[m] = self._fit_base(m, features[m][rows], self._target(y, np.flatnonzero(rows)))
         self.stackers_ = {}
         for size in range(1, len(self.modalities_) + 1):
             for subset in combinations(self.modalities_, size):
@@ -122,16 +140,21 @@ class LateFusion:
         n = len(next(iter(present.values())))
         return [self._subset({m: bool(present[m][i]) for m in self.modalities_}) for i in range(n)]
 
-    def predict(self, features: dict[str, np.ndarray], present: dict[str, np.ndarray]) -> np.ndarray:
-        """Binary: P(event); multiclass: ``(rows, classes)`` probabilities; survival: log hazard."""
-        used = self.modalities_used(present)
+    def predict(self, features: dict[str, np.ndarray], present: dict[str, np.ndarray],
+                only: tuple[str, ...] | None = None, horizon: float | None = None) -> np.ndarray:
+        """Binary: P(event); multiclass: ``(rows, classes)`` probabilities; survival: log hazard,
+        or with ``horizon`` P(event by then). ``only``: score every row from that subset's
+        stacker (the single-modality rows of an ablation)."""
+        used = self.modalities_used(present) if only is None else [tuple(only)] * len(next(iter(present.values())))
         n = len(used)
         out = np.zeros((n, self.classes_)) if self.task == "multiclass" else np.zeros(n)
         for subset in set(used):
             rows = np.array([u == subset for u in used])
             stacked = np.hstack([self._score(self.base_[m], features[m][rows]) for m in subset])
             stacker = self.stackers_[subset]
-            if self.task == "survival":
+            if self.task == "survival" and horizon is not None:
+                out[rows] = event_probability(stacker, stacked, horizon)
+            elif self.task == "survival":
                 out[rows] = stacker.predict(stacked)
             elif self.task == "binary":
                 out[rows] = stacker.predict_proba(stacked)[:, 1]

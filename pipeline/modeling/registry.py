@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import joblib
@@ -33,6 +34,24 @@ class Bundle:
         return path
 
 
+def code_version() -> str:
+    """The git commit of the checkout that trains (``+dirty`` with uncommitted changes), else
+    the installed package's version."""
+    import subprocess
+    from importlib.metadata import version
+
+    from pipeline.config import PROJECT_ROOT
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return f"vigil {version('vigil')}"
+
+
 def load_bundle(artifact_uri: str) -> Bundle:
     path = Path(artifact_uri) / "bundle.joblib"
     if not path.exists():
@@ -40,15 +59,48 @@ def load_bundle(artifact_uri: str) -> Bundle:
     return joblib.load(path)
 
 
-def register(wh: Warehouse, rows: list[dict], promote_version: str) -> None:
-    """Add the candidates' versions and move the model's promoted flag, in one transaction."""
+def register(wh: Warehouse, rows: list[dict], selected_version: str, promote: bool = False) -> None:
+    """Add one training run's versions (its best marked ``selected``); with ``promote``, move
+    the model's promoted flag to the selected version in the same transaction."""
     frame = pd.DataFrame(rows)
-    frame["promoted"] = frame["version"] == promote_version
+    frame["selected"] = frame["version"] == selected_version
+    frame["promoted"] = frame["selected"] & promote
+    frame["promoted_at"] = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[us]")
+    if promote:
+        frame.loc[frame["promoted"], "promoted_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
     model_name = frame["model_name"].iloc[0]
+    with wh.begin() as conn:
+        if promote:
+            wh.execute(conn, "UPDATE vigil_models.model_versions SET promoted = :no WHERE model_name = :name",
+                       {"no": False, "name": model_name})
+        wh.bulk_insert(conn, "vigil_models.model_versions", frame)
+
+
+def promote(wh: Warehouse, model_name: str, version: str | None = None) -> dict:
+    """Make ``version`` (default: the selected version of the model's latest training run) the
+    one the nightly run scores with; returns its registry row."""
+    if version is None:
+        rows = wh.read("SELECT version FROM vigil_models.model_versions WHERE model_name = :name AND selected = :yes "
+                       "ORDER BY trained_at DESC", {"name": model_name, "yes": True})
+    else:
+        rows = wh.read("SELECT version FROM vigil_models.model_versions WHERE model_name = :name AND version = :v",
+                       {"name": model_name, "v": version})
+    if rows.empty:
+        known = wh.read("SELECT version FROM vigil_models.model_versions WHERE model_name = :name "
+                        "ORDER BY trained_at DESC", {"name": model_name})["version"].tolist()
+        raise ValueError(f"no version {version or '(selected)'} of model {model_name!r} in the registry; "
+                         f"registered: {known[:10] or 'none: train it first (vigil train --spec ' + model_name + ')'}")
+    chosen = rows["version"].iloc[0]
+    load_bundle(wh.read("SELECT artifact_uri FROM vigil_models.model_versions WHERE model_name = :name "
+                        "AND version = :v", {"name": model_name, "v": chosen})["artifact_uri"].iloc[0])
     with wh.begin() as conn:
         wh.execute(conn, "UPDATE vigil_models.model_versions SET promoted = :no WHERE model_name = :name",
                    {"no": False, "name": model_name})
-        wh.bulk_insert(conn, "vigil_models.model_versions", frame)
+        wh.execute(conn, "UPDATE vigil_models.model_versions SET promoted = :yes, promoted_at = :at "
+                   "WHERE model_name = :name AND version = :v",
+                   {"yes": True, "at": datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0),
+                    "name": model_name, "v": chosen})
+    return promoted(wh, model_name)
 
 
 def promoted(wh: Warehouse, model_name: str) -> dict | None:

@@ -134,6 +134,10 @@ def write_report_html(report: dict, held_out: dict[str, tuple[np.ndarray, np.nda
     held-out AUROC with each modality withheld."""
     plots = folder / stem
     plots.mkdir(parents=True, exist_ok=True)
+    unplotted = [name for name, (y, _) in held_out.items() if len(set(np.asarray(y).tolist())) < 2]
+    held_out = {name: scores for name, scores in held_out.items() if name not in unplotted}
+    if report["promoted"] not in held_out:  # e.g. no survival status known yet at the horizon
+        return _task_only_page(report, ablation, unplotted, plots, folder / f"{stem}.html")
     metrics = {name: classification_metrics(y, p, threshold) for name, (y, p) in held_out.items()}
     rows = []
     for name, m in metrics.items():
@@ -143,11 +147,7 @@ def write_report_html(report: dict, held_out: dict[str, tuple[np.ndarray, np.nda
                      "accuracy": m["accuracy"], "sensitivity": m["sensitivity"], "specificity": m["specificity"],
                      "precision": m["precision"], "F1": m["f1"], "F2": m["f2"], "Brier": m["brier"],
                      "calibration slope": m["calibration_slope"], "calibration intercept": m["calibration_intercept"]})
-    ablation_rows = [{"model": name, "inputs": "as trained", "held-out AUROC": metrics[name]["auroc"]}
-                     for name in metrics]
-    for name, withheld in ablation.items():
-        ablation_rows += [{"model": name, "inputs": f"without {modality}", "held-out AUROC": auroc}
-                          for modality, auroc in withheld.items()]
+    ablation_rows = _ablation_rows(report, ablation)
     promoted = report["promoted"]
     y, p = held_out[promoted]
     title = html.escape(f"{report['title']} — training report")
@@ -158,15 +158,18 @@ def write_report_html(report: dict, held_out: dict[str, tuple[np.ndarray, np.nda
         f"({report['positives']} positive); train {report['train']['n']} / held out {report['held_out']['n']} "
         f"(patient-level split, {report['patients_on_both_sides']} patients on both sides). Operating threshold "
         f"{threshold:g}; promoted: <b>{html.escape(promoted)}</b> (by {html.escape(report['promote_metric'])}).</p>",
-        "<h2>Held-out metrics</h2>", _table(pd.DataFrame(rows)),
+        *_task_sections(report),
+        f"<h2>Held-out metrics{' of the ' + html.escape(_BINARY_VIEW[report.get('task', 'binary')]) if report.get('task', 'binary') != 'binary' else ''}</h2>",
+        _table(pd.DataFrame(rows)),
         "<h2>Discrimination</h2>", _image(plots, "curves.png", curves_png(held_out), "ROC and precision-recall curves"),
         "<h2>Calibration</h2>", _image(plots, "calibration.png", calibration_png(held_out), "calibration curve"),
         "<h2>Confusion matrices at the operating threshold</h2><div class='row'>",
         *[_image(plots, f"confusion-{i}.png", confusion_png(y_c, p_c, threshold, name), f"confusion matrix {name}")
           for i, (name, (y_c, p_c)) in enumerate(held_out.items())],
         "</div><h2>Modality ablation</h2>",
-        "<p>Every model of the run on the same held-out patients, and the fused model with each modality "
-        "withheld (its presence mask set to absent, as when a stay has no such record).</p>",
+        "<p>Every model of the run on the same held-out patients; an early-fusion model with each modality "
+        "withheld (its presence mask set to absent, as when a stay has no such record); a late-fusion model on the "
+        "held-out patients with every modality, fused and from each single modality's model alone.</p>",
         _table(pd.DataFrame(ablation_rows)),
         f"<h2>Alert burden ({html.escape(promoted)})</h2>",
         f"<p>Alerting the top share of scores; per day at {stays_per_day:.0f} scored stays a day (the held-out "
@@ -176,6 +179,56 @@ def write_report_html(report: dict, held_out: dict[str, tuple[np.ndarray, np.nda
     path = folder / f"{stem}.html"
     path.write_text("\n".join(parts))
     return path
+
+
+def _ablation_rows(report: dict, ablation: dict[str, dict[str, float]]) -> list[dict]:
+    metric = report["promote_metric"]
+    rows = [{"model": name, "inputs": "as trained", f"held-out {metric}": m.get(metric)}
+            for name, m in report["candidates"].items()]
+    for name, variants in ablation.items():
+        rows += [{"model": name, "inputs": label, f"held-out {metric}": value} for label, value in variants.items()]
+    return rows
+
+
+def _task_only_page(report: dict, ablation: dict, unplotted: list[str], plots: Path, path: Path) -> Path:
+    """The page when the binary view holds one class (no plot can be drawn): the task's own
+    metrics and the ablation, and why the curves are absent."""
+    title = html.escape(f"{report['title']} — training report")
+    path.write_text("\n".join([
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{title}</h1>", *_task_sections(report),
+        f"<p>No ROC, calibration or alert-burden plots: the held-out {html.escape(_BINARY_VIEW.get(report.get('task'), 'outcome'))} "
+        f"has a single class for {html.escape(', '.join(unplotted))} (too little follow-up by the training date).</p>",
+        "<h2>Modality ablation</h2>", _table(pd.DataFrame(_ablation_rows(report, ablation))), "</body></html>"]))
+    return path
+
+
+_BINARY_VIEW = {"multiclass": "probability of any class but the first",
+                "survival": "probability of the event within the horizon (patients whose status then is known)"}
+
+
+def _task_sections(report: dict) -> list[str]:
+    """Multiclass: per-class figures and the confusion matrix of the promoted candidate;
+    survival: Harrell's C of every candidate."""
+    task, promoted = report.get("task", "binary"), report["promoted"]
+    if task == "multiclass":
+        m = report["candidates"][promoted]
+        per_class = pd.DataFrame([{"class": c, **{k: v for k, v in figures.items()}}
+                                  for c, figures in m["per_class"].items()])
+        confusion = pd.DataFrame(m["confusion"], index=[f"true {c}" for c in report["classes"]],
+                                 columns=[f"predicted {c}" for c in report["classes"]]).reset_index(names="")
+        summary = pd.DataFrame([{"candidate": name, "accuracy": c["accuracy"], "macro F1": c["macro_f1"],
+                                 "macro AUROC": c["auroc"], "Brier": c["brier"]}
+                                for name, c in report["candidates"].items()])
+        return ["<h2>Multiclass metrics</h2>", _table(summary),
+                f"<h3>Per class ({html.escape(promoted)}, one-vs-rest; AUROC with bootstrap 95% CI)</h3>",
+                _table(per_class), "<h3>Confusion matrix (argmax)</h3>", _table(confusion)]
+    if task == "survival":
+        summary = pd.DataFrame([{"candidate": name, "Harrell's C": c["c_index"], "C 95% CI": c["c_index_ci95"],
+                                 "events": c["events"], "n": c["n"], f"AUROC at {c['horizon_days']:g} days": c["auroc"],
+                                 "Brier at horizon": c["brier"]} for name, c in report["candidates"].items()])
+        return ["<h2>Survival metrics</h2>", _table(summary)]
+    return []
 
 
 _STYLE = ("body{font-family:system-ui,sans-serif;margin:24px;color:#1f2933}table{border-collapse:collapse;"

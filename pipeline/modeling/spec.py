@@ -18,9 +18,12 @@ from pipeline.modeling.imbalance import RESAMPLERS
 from pipeline.features.windows import AGGREGATIONS, DEFAULT_AGGREGATIONS, WindowSpec
 
 MODALITIES = ("tabular", "notes", "ecg", "images")
-CANDIDATE_KINDS = ("xgboost", "logistic", "early_fusion")
+CANDIDATE_KINDS = ("xgboost", "logistic", "early_fusion", "late_fusion")
 POOLINGS = ("mean", "last", "attention", "bilstm")  # attention / bilstm: learned over the last max_records
-TASKS = ("binary",)
+TASKS = ("binary", "multiclass", "survival")
+KINDS_FOR_TASK = {"binary": CANDIDATE_KINDS, "multiclass": ("late_fusion",), "survival": ("late_fusion",)}
+PROMOTE_METRICS = {"binary": ("auroc", "auprc"), "multiclass": ("auroc", "accuracy", "macro_f1"),
+                   "survival": ("c_index",)}
 
 
 class SpecError(ValueError):
@@ -34,6 +37,7 @@ class Candidate:
     inputs: tuple[str, ...]
     params: dict
     baseline: bool = False   # trained and reported for comparison, never promoted
+    grid: dict = field(default_factory=dict)   # parameter -> values, searched by patient-level k-fold CV
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,9 @@ class ModelSpec:
     title: str
     task: str
     label_query: str
+    classes: tuple[str, ...]                # binary: (negative, positive); multiclass: class names by label index
+    horizon_days: float | None              # survival: the risk row's probability is P(event within it)
+    cohort_query: str | None                # stays enrolled in the model's cohort (None: every stay)
     min_age: float
     prediction_offset_hours: float | None   # one example per stay at admission + offset ...
     prediction_schedule: str                # ... ("offset"), or one at every midnight of the stay ("nightly")
@@ -61,6 +68,7 @@ class ModelSpec:
     modalities: dict[str, dict]
     candidates: tuple[Candidate, ...]
     test_fraction: float
+    cv_folds: int                           # patient-level folds of a candidate's grid search
     seed: int
     promote_metric: str
     risk_bands: tuple[RiskBand, ...]
@@ -83,9 +91,19 @@ class ModelSpec:
         """Each embedded modality's pooling (``mean``, ``last``, ``attention``, ``bilstm``)."""
         return {m: options.get("pooling", "mean") for m, options in self.modalities.items()}
 
+    def source(self, modality: str) -> str:
+        """The record table a modality reads (``images`` for a CT or pathology modality)."""
+        return "tabular" if modality == "tabular" else self.modalities[modality].get("source", modality)
+
+    def modality_records(self, modality: str, records):
+        """A record table's rows that belong to a modality (its ``categories``: note types or
+        DICOM modalities; every row without)."""
+        categories = self.modalities[modality].get("categories")
+        return records if not categories else records[records["category"].isin(categories)]
+
     def used_modalities(self) -> tuple[str, ...]:
         used = {m for c in self.candidates for m in c.inputs}
-        return tuple(m for m in MODALITIES if m in used)
+        return tuple(m for m in ("tabular", *self.modalities) if m in used)
 
 
 def _require(mapping: dict, key: str, where: str):
@@ -108,6 +126,15 @@ def parse_spec(raw: dict, where: str = "<spec>") -> ModelSpec:
     horizon = label.get("horizon_hours")
     if label_kind == "event_within" and not (isinstance(horizon, (int, float)) and horizon > 0):
         raise SpecError(f"{where}: label.horizon_hours: an event_within label needs a positive number of hours")
+    classes = label.get("classes", ["negative", "positive"]) if task != "survival" else ["censored", "event"]
+    if task == "multiclass" and not (isinstance(classes, list) and len(classes) >= 3
+                                     and len(set(map(str, classes))) == len(classes)):
+        raise SpecError(f"{where}: label.classes: a multiclass task names its 3 or more classes, in label order")
+    horizon_days = label.get("horizon_days")
+    if task == "survival" and not (isinstance(horizon_days, (int, float)) and horizon_days > 0):
+        raise SpecError(f"{where}: label.horizon_days: a survival task needs a positive horizon (days)")
+    if task != "binary" and label_kind != "outcome":
+        raise SpecError(f"{where}: label.kind: '{label_kind}' labels are binary; a {task} task reads the query's outcome")
     schedule = cohort.get("prediction_times", "offset") if isinstance(cohort, dict) else None
     if schedule not in ("offset", "nightly"):
         raise SpecError(f"{where}: cohort.prediction_times must be 'offset' or 'nightly', not {schedule!r}")
@@ -138,10 +165,14 @@ def parse_spec(raw: dict, where: str = "<spec>") -> ModelSpec:
     if unknown_options:
         raise SpecError(f"{where}: preprocessing: unknown option(s) {sorted(unknown_options)}")
     modalities = raw.get("modalities") or {}
-    unknown = [m for m in modalities if m not in MODALITIES]
-    if unknown:
-        raise SpecError(f"{where}: modalities: unknown {unknown}; choose from {list(MODALITIES[1:])}")
     for name, options in modalities.items():
+        source = (options or {}).get("source", name)
+        if name == "tabular" or source not in MODALITIES[1:]:
+            raise SpecError(f"{where}: modalities.{name}: unknown modality; name one of {list(MODALITIES[1:])}, "
+                            f"or give it a 'source' among them (e.g. ct: {{source: images, categories: [CT]}})")
+        categories = (options or {}).get("categories")
+        if categories is not None and not (isinstance(categories, list) and categories):
+            raise SpecError(f"{where}: modalities.{name}.categories: a non-empty list (note types, DICOM modalities)")
         pooling = (options or {}).get("pooling", "mean")
         if pooling not in POOLINGS:
             raise SpecError(f"{where}: modalities.{name}.pooling: {pooling!r} is not one of {list(POOLINGS)}")
@@ -153,19 +184,27 @@ def parse_spec(raw: dict, where: str = "<spec>") -> ModelSpec:
         kind = _require(entry, "kind", here)
         if kind not in CANDIDATE_KINDS:
             raise SpecError(f"{here}.kind: '{kind}' is not one of {list(CANDIDATE_KINDS)}")
+        if kind not in KINDS_FOR_TASK[task]:
+            raise SpecError(f"{here}.kind: a {kind} candidate cannot fit a {task} task; use {list(KINDS_FOR_TASK[task])}")
         inputs = tuple(_require(entry, "inputs", here))
         for m in inputs:
-            if m not in MODALITIES:
-                raise SpecError(f"{here}.inputs: unknown modality '{m}'; choose from {list(MODALITIES)}")
             if m != "tabular" and m not in modalities:
-                raise SpecError(f"{here}.inputs: '{m}' is used but not configured under modalities")
+                raise SpecError(f"{here}.inputs: unknown modality '{m}'; use tabular or one configured under "
+                                f"modalities ({list(modalities)})")
         if kind in ("xgboost", "logistic") and inputs != ("tabular",):
             raise SpecError(f"{here}: an {kind} candidate reads the tabular input only")
         resample = (entry.get("params") or {}).get("resample", "none")
         if kind == "xgboost" and resample not in RESAMPLERS:
             raise SpecError(f"{here}.params.resample: {resample!r} is not one of {list(RESAMPLERS)}")
+        grid = entry.get("grid")
+        if grid is not None and not (isinstance(grid, dict) and grid
+                                     and all(isinstance(v, list) and v for v in grid.values())):
+            raise SpecError(f"{here}.grid: a mapping of parameter name -> non-empty list of values")
+        if kind == "late_fusion":
+            _check_late_fusion(entry.get("params") or {}, inputs, here)
         candidates.append(Candidate(name=_require(entry, "name", here), kind=kind, inputs=inputs,
-                                    params=dict(entry.get("params") or {}), baseline=bool(entry.get("baseline", False))))
+                                    params=dict(entry.get("params") or {}), baseline=bool(entry.get("baseline", False)),
+                                    grid={k: list(v) for k, v in (grid or {}).items()}))
     if all(c.baseline for c in candidates):
         raise SpecError(f"{where}: candidates: at least one candidate must not be a baseline (only those are promoted)")
     if len({c.name for c in candidates}) != len(candidates):
@@ -179,6 +218,12 @@ def parse_spec(raw: dict, where: str = "<spec>") -> ModelSpec:
     if None in bounds or bands[-1].below is not None or bounds != sorted(bounds):
         raise SpecError(f"{where}: risk_bands must rise, and only the last band may omit 'below'")
     training = raw.get("training") or {}
+    promote_metric = training.get("promote_metric", PROMOTE_METRICS[task][0])
+    if promote_metric not in PROMOTE_METRICS[task]:
+        raise SpecError(f"{where}: training.promote_metric: {promote_metric!r} is not one of "
+                        f"{list(PROMOTE_METRICS[task])} for a {task} task")
+    if int(training.get("cv_folds", 5)) < 2:
+        raise SpecError(f"{where}: training.cv_folds: a grid search needs at least 2 folds")
     threshold = float(_require(raw, "operating_threshold", where))
     if not 0 < threshold < 1:
         raise SpecError(f"{where}: operating_threshold must be between 0 and 1")
@@ -187,6 +232,9 @@ def parse_spec(raw: dict, where: str = "<spec>") -> ModelSpec:
         title=raw.get("title", raw["name"]),
         task=task,
         label_query=_require(label, "query", f"{where}: label"),
+        classes=tuple(str(c) for c in classes),
+        horizon_days=None if horizon_days is None else float(horizon_days),
+        cohort_query=cohort.get("query"),
         min_age=float(cohort.get("min_age", 0)),
         prediction_offset_hours=None if offset is None else float(offset),
         prediction_schedule=schedule,
@@ -202,13 +250,27 @@ def parse_spec(raw: dict, where: str = "<spec>") -> ModelSpec:
         modalities={k: dict(v or {}) for k, v in modalities.items()},
         candidates=tuple(candidates),
         test_fraction=float(training.get("test_fraction", 0.2)),
+        cv_folds=int(training.get("cv_folds", 5)),
         seed=int(training.get("seed", 7)),
-        promote_metric=training.get("promote_metric", "auroc"),
+        promote_metric=promote_metric,
         risk_bands=tuple(bands),
         operating_threshold=threshold,
         top_k_factors=int((raw.get("explanations") or {}).get("top_k", 3)),
         raw=raw,
     )
+
+
+def _check_late_fusion(params: dict, inputs: tuple[str, ...], where: str) -> None:
+    unknown = set(params) - {"folds", "base", "resample"}
+    if unknown:
+        raise SpecError(f"{where}.params: unknown late-fusion option(s) {sorted(unknown)}; use folds, base, resample")
+    if int(params.get("folds", 5)) < 2:
+        raise SpecError(f"{where}.params.folds: out-of-fold stacking needs at least 2 folds")
+    for modality in params.get("base") or {}:
+        if modality not in inputs:
+            raise SpecError(f"{where}.params.base.{modality}: not one of the candidate's inputs {list(inputs)}")
+    if params.get("resample", "none") not in RESAMPLERS:
+        raise SpecError(f"{where}.params.resample: {params['resample']!r} is not one of {list(RESAMPLERS)}")
 
 
 def load_spec(path: Path) -> ModelSpec:

@@ -28,11 +28,12 @@ from pipeline.filestore import FileStore
 from pipeline.modeling import encoder_training, registry
 from pipeline.modeling.estimators import make_candidate
 from pipeline.modeling.inputs import ModelInputs, build_inputs, presence
-from pipeline.modeling.metrics import binary_metrics
+from pipeline.modeling.metrics import primary_metric, task_metrics
+from pipeline.modeling.tuning import grid_search
 from pipeline.modeling.report_html import write_report_html
 from pipeline.modeling.spec import ModelSpec
 from pipeline.monitoring import reference_quantiles
-from pipeline.sources.mimic import extract, read_labels
+from pipeline.sources.mimic import extract, read_enrolment, read_labels
 from pipeline.validate.checks import enforce_thresholds, validate
 from pipeline.warehouse import Warehouse
 
@@ -45,6 +46,7 @@ class TrainingSet:
     features: pd.DataFrame
     records: dict[str, pd.DataFrame]
     quarantine: pd.DataFrame
+    snapshot: dict               # rows read per source table and the latest arrival: what the version saw
 
 
 def training_set(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: datetime) -> TrainingSet:
@@ -57,10 +59,31 @@ def training_set(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: date
     if examples["label"].nunique() < 2:
         raise ValueError(f"{spec.name}: the training examples known by {as_of} hold only one label class "
                          f"({len(examples)} examples); load more data or move the training date later")
+    if spec.task == "multiclass" and not examples["label"].between(0, len(spec.classes) - 1).all():
+        bad = sorted(set(examples["label"]) - set(range(len(spec.classes))))
+        raise ValueError(f"{spec.name}: label query {spec.label_query} returned label(s) {bad}, outside the "
+                         f"{len(spec.classes)} classes of label.classes")
     features = build_features(validation.valid("events"), cohort, examples[KEY], spec.window_spec)
-    records = {m: validation.valid(MODALITY_TABLE[m]) for m in spec.used_modalities() if m != "tabular"}
-    return TrainingSet(examples=examples[["stay_id", "subject_id", "prediction_time", "label"]],
-                       features=features, records=records, quarantine=validation.quarantine())
+    records = {}
+    for m in spec.used_modalities():
+        if m != "tabular":  # the records of the examples' stays only (other cohorts' records are not this model's)
+            table = spec.modality_records(m, validation.valid(MODALITY_TABLE[spec.source(m)]))
+            records[m] = table[table["stay_id"].isin(examples["stay_id"])]
+    columns = ["stay_id", "subject_id", "prediction_time", "label"] + (["days"] if spec.task == "survival" else [])
+    latest = [frame["arrival_time"].max() for frame in extraction.frames.values()
+              if "arrival_time" in frame and len(frame)]
+    snapshot = {"as_of": str(as_of), "rows": {t: int(len(f)) for t, f in extraction.frames.items()},
+                "latest_arrival": str(max(latest)) if latest else None,
+                "examples": int(len(examples)), "patients": int(examples["subject_id"].nunique())}
+    return TrainingSet(examples=examples[columns], features=features, records=records,
+                       quarantine=validation.quarantine(), snapshot=snapshot)
+
+
+def targets(spec: ModelSpec, examples: pd.DataFrame) -> np.ndarray:
+    """What the candidates fit: the class index, or for survival ``(rows, 2)`` of (days, event)."""
+    if spec.task == "survival":
+        return np.column_stack([examples["days"].to_numpy(float), examples["label"].to_numpy(float)])
+    return examples["label"].to_numpy().astype(int)
 
 
 def labelled_examples(cohort: pd.DataFrame, wh: Warehouse, spec: ModelSpec, as_of: datetime) -> pd.DataFrame:
@@ -71,9 +94,13 @@ def labelled_examples(cohort: pd.DataFrame, wh: Warehouse, spec: ModelSpec, as_o
     of the stay (as the nightly run scores), up to the event; an ``event_within`` label is 1 when
     the event follows within the horizon.
     """
-    contract = "event_labels" if spec.label_kind == "event_within" else "labels"
+    contract = ("survival_labels" if spec.task == "survival"
+                else "event_labels" if spec.label_kind == "event_within" else "labels")
     labels = read_labels(wh, spec.label_query, as_of, contract).drop(columns=["subject_id"])
     examples = cohort.merge(labels, on="stay_id")
+    enrolled = read_enrolment(wh, spec.cohort_query, as_of)
+    if enrolled is not None:
+        examples = examples.merge(enrolled, on="stay_id")
     examples = examples[(examples["age"] >= spec.min_age) & examples["discharge_time"].notna()]
     if spec.prediction_schedule == "offset":
         examples = examples.assign(prediction_time=examples["admit_time"] + pd.Timedelta(hours=spec.prediction_offset_hours))
@@ -85,6 +112,12 @@ def labelled_examples(cohort: pd.DataFrame, wh: Warehouse, spec: ModelSpec, as_o
                                        + pd.to_timedelta(examples.groupby(level=0).cumcount(), unit="D"))
     examples = examples[(examples["discharge_time"] > examples["prediction_time"])      # still in the ICU then
                         & (examples["label_known_time"] > examples["prediction_time"])]  # outcome not yet known
+    if enrolled is not None:
+        examples = examples[examples["enrolled_time"] <= examples["prediction_time"]]
+    if spec.task == "survival":  # time from the prediction to the event or censoring, in days
+        examples = examples.assign(label=examples["event"],
+                                   days=(examples["event_time"] - examples["prediction_time"]) / pd.Timedelta(days=1))
+        examples = examples[examples["days"] > 0]
     if spec.label_kind == "event_within":
         examples = examples[~(examples["event_time"] <= examples["prediction_time"])]   # not after the event
         horizon = examples["prediction_time"] + pd.Timedelta(hours=spec.horizon_hours)
@@ -95,40 +128,44 @@ def labelled_examples(cohort: pd.DataFrame, wh: Warehouse, spec: ModelSpec, as_o
 def _record_labels(records: pd.DataFrame, examples: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
     """Records of the given examples' stays available at their prediction time, with labels."""
     chosen = examples.iloc[rows][["stay_id", "subject_id", "prediction_time", "label"]]
+    chosen = chosen.assign(label=(chosen["label"] != 0).astype(int))  # encoders learn "any adverse outcome"
     joined = records.astype({"stay_id": "int64"}).merge(chosen, on="stay_id", suffixes=("", "_stay"))
     return joined[joined["time"] <= joined["prediction_time"]]
 
 
-def train_spec(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: datetime, *, progress: bool = True) -> dict:
+def train_spec(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: datetime, *, progress: bool = True,
+               promote: bool = False) -> dict:
+    """Fit, evaluate and register every candidate; mark the best ``selected`` and, with
+    ``promote``, make it the version the nightly run scores (else ``vigil promote`` does)."""
     device = resolve_device(settings.device)
     store = FileStore(settings.filestore)
     data = training_set(wh, settings, spec, as_of)
-    y = data.examples["label"].to_numpy()
+    y = targets(spec, data.examples)
     groups = data.examples["subject_id"].to_numpy()
     train_rows, test_rows = next(GroupShuffleSplit(1, test_size=spec.test_fraction, random_state=spec.seed)
                                  .split(y, y, groups))
-    log.info("%s: %d examples (%d train / %d held out), %d positive", spec.name, len(y), len(train_rows),
-             len(test_rows), int(y.sum()))
+    log.info("%s: %d examples (%d train / %d held out), label counts %s", spec.name, len(y), len(train_rows),
+             len(test_rows), data.examples["label"].value_counts().sort_index().to_dict())
 
     stay_embeddings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     text_info, signal_encoders, pretraining, failures = None, {}, {}, []
     for modality, records in data.records.items():
         log.info("%s: embedding %d %s records", spec.name, len(records), modality)
-        options = spec.modalities[modality]
-        hashed, failed = hash_records(records, modality, store)
+        options, source = spec.modalities[modality], spec.source(modality)
+        hashed, failed = hash_records(records, source, store)
         failures.append(failed)
-        if modality == "notes":
+        if source == "notes":
             encoder = TextEncoder(settings.text_encoder, max_tokens=settings.text_max_tokens,
                                   batch_size=settings.embed_batch_size, device=device,
                                   pooling=options.get("text_pooling", "mean"),
                                   overlap=settings.text_window_overlap, max_windows=settings.text_max_windows)
-            vectors, failed, _ = embed_records(wh, modality, hashed, encoder, store, device=device, progress=progress)
+            vectors, failed, _ = embed_records(wh, source, hashed, encoder, store, device=device, progress=progress)
             text_info, dim = encoder.describe(), encoder.dim
         else:
-            encoder = new_signal_encoder(modality, {**options, "seed": spec.seed})
+            encoder = new_signal_encoder(source, {**options, "seed": spec.seed})
             arrays, bad = decode_files(hashed, encoder, store, progress=progress)
             unreadable = hashed[hashed["content_hash"].isin(bad)]
-            failed = failure_rows(MODALITY_TABLE[modality], unreadable,
+            failed = failure_rows(MODALITY_TABLE[source], unreadable,
                                   [bad[h] for h in unreadable["content_hash"]], "decode_file")
             usable = _record_labels(hashed[hashed["content_hash"].isin(arrays)], data.examples, train_rows)
             if options.get("weights"):  # pretrained weights configured: used as they are
@@ -140,7 +177,7 @@ def train_spec(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: dateti
                     epochs=int(options.get("epochs", 20)), seed=spec.seed, device=device)
             keys = list(arrays)
             vectors = dict(zip(keys, encoder.encode(np.stack([arrays[k] for k in keys]), device)))
-            cache.store(wh, encoder.encoder_id, modality, vectors)
+            cache.store(wh, encoder.encoder_id, source, vectors)
             signal_encoders[modality] = encoder
             dim = encoder.network.config["embedding_dim"]
         failures.append(failed)
@@ -150,17 +187,22 @@ def train_spec(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: dateti
     train_in, test_in = inputs.take(train_rows), inputs.take(test_rows)
     trained_at = datetime.now(timezone.utc).replace(tzinfo=None)
     stamp = trained_at.strftime("%Y%m%dT%H%M%S")
-    results, rows, held_out_scores, ablation = {}, [], {}, {}
+    results, rows, held_out_scores, ablation, searched = {}, [], {}, {}, {}
+    code = registry.code_version()
     for candidate in spec.candidates:
         log.info("%s: fitting %s (%s)", spec.name, candidate.name, candidate.kind)
-        model = make_candidate(candidate.kind, candidate.inputs, candidate.params, spec.seed, spec.preprocessing,
-                               spec.poolings())
+        params, searched[candidate.name] = grid_search(spec, candidate, _only(train_in, candidate.inputs),
+                                                       y[train_rows], groups[train_rows], spec.cv_folds)
+        model = make_candidate(candidate.kind, candidate.inputs, params, spec.seed, spec.preprocessing,
+                               spec.poolings(), task=spec.task, horizon_days=spec.horizon_days)
         model.fit(_only(train_in, candidate.inputs), y[train_rows], groups[train_rows])
-        held_out = model.predict_proba(_only(test_in, candidate.inputs))
-        metrics = binary_metrics(y[test_rows], held_out, spec.operating_threshold)
+        held_in = _only(test_in, candidate.inputs)
+        held_out = model.predict_proba(held_in)
+        metrics, held_out_scores[candidate.name] = task_metrics(spec, model, held_in, y[test_rows])
         results[candidate.name] = metrics
-        held_out_scores[candidate.name] = (y[test_rows], held_out)
-        ablation[candidate.name] = _withheld_modalities(model, _only(test_in, candidate.inputs), y[test_rows])
+        ablation[candidate.name] = (_single_modalities(spec, model, held_in, y[test_rows])
+                                    if candidate.kind == "late_fusion"
+                                    else _withheld_modalities(model, held_in, y[test_rows]))
         version = f"{stamp}-{candidate.name}"
         artifact = settings.artifacts_dir / spec.name / stamp / candidate.name
         registry.Bundle(
@@ -176,12 +218,15 @@ def train_spec(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: dateti
         rows.append({"model_name": spec.name, "version": version, "candidate": candidate.name, "task": spec.task,
                      "spec_sha256": spec.sha256, "training_as_of": as_of, "trained_at": trained_at,
                      "n_train": len(train_rows), "n_test": len(test_rows),
-                     "metrics_json": json.dumps(metrics, sort_keys=True), "artifact_uri": str(artifact)})
+                     "metrics_json": json.dumps(metrics, sort_keys=True), "artifact_uri": str(artifact),
+                     "data_snapshot": json.dumps(data.snapshot, sort_keys=True), "code_version": code})
     promotable = [c.name for c in spec.candidates if not c.baseline]
     best = max(promotable, key=lambda name: results[name].get(spec.promote_metric) or -1)
     promoted_version = f"{stamp}-{best}"
     report = _report(spec, as_of, data, train_rows, test_rows, results, best, pretraining, stay_embeddings,
                      pd.concat(failures, ignore_index=True) if failures else pd.DataFrame(columns=["reason"]))
+    report["grid_search"] = {name: table for name, table in searched.items() if table}
+    report["ablation"] = {name: variants for name, variants in ablation.items() if variants}
     report_dir = settings.home / "reports" / spec.name
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / f"{stamp}.json").write_text(json.dumps(report, indent=2, default=str))
@@ -193,17 +238,53 @@ def train_spec(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: dateti
         stays_per_day=len(test_rows) / max(days, 1.0), folder=report_dir, stem=stamp))
     for row in rows:
         row["report_uri"] = str(report_dir / f"{stamp}.md")
-    registry.register(wh, rows, promoted_version)
+    registry.register(wh, rows, promoted_version, promote=promote)
+    report["promoted_version"] = promoted_version if promote else None
     return report
 
 
+def _single_modalities(spec: ModelSpec, model, inputs: ModelInputs, y: np.ndarray) -> dict[str, float]:
+    """A late-fusion candidate's held-out primary metric on the rows that have every modality,
+    fused and from each single modality's stacker alone (the ablation of the papers)."""
+    present = model._features(inputs)[1]
+    complete = np.flatnonzero(np.all(list(present.values()), axis=0))
+    if len(complete) < 10:
+        return {}
+    subset = inputs.take(complete)
+    out = {"all modalities (complete cases)": primary_metric(spec, task_metrics(spec, model, subset, y[complete])[0])}
+    for modality in model.modalities:
+        if (modality,) in model.fusion_.stackers_:
+            single = _OnlyModality(model, (modality,))
+            out[f"only {modality}"] = primary_metric(spec, task_metrics(spec, single, subset, y[complete])[0])
+    return out
+
+
+class _OnlyModality:
+    """A late-fusion model read through one modality subset's stacker."""
+
+    def __init__(self, model, only: tuple[str, ...]):
+        self.model, self.only = model, only
+
+    def predict_proba(self, inputs):
+        return self.model.predict_proba(inputs, only=self.only)
+
+    def predict_outputs(self, inputs):
+        return self.model.predict_outputs(inputs, only=self.only)
+
+
 def _withheld_modalities(model, inputs: ModelInputs, y: np.ndarray) -> dict[str, float]:
-    """Held-out AUROC of a model reading embeddings with each one withheld (mask set to absent)."""
+    """Held-out AUROC of a model reading embeddings with each one withheld (mask set to absent),
+    and on the patients who have every modality."""
     if not inputs.masks or len(set(y)) < 2:
         return {}
-    return {m: round(float(roc_auc_score(y, model.predict_proba(ModelInputs(
+    out = {f"without {m}": round(float(roc_auc_score(y, model.predict_proba(ModelInputs(
         inputs.tabular, inputs.embeddings, {**inputs.masks, m: np.zeros_like(inputs.masks[m])})))), 4)
         for m in inputs.masks}
+    complete = np.flatnonzero(np.all([presence(mask) for mask in inputs.masks.values()], axis=0))
+    if len(complete) >= 10 and len(set(y[complete])) > 1:  # the rows a late-fusion ablation is read on
+        out["all modalities (complete cases)"] = round(float(roc_auc_score(
+            y[complete], model.predict_proba(inputs.take(complete)))), 4)
+    return out
 
 
 def _only(inputs, modalities):
@@ -214,9 +295,13 @@ def _only(inputs, modalities):
 
 
 def _report(spec, as_of, data, train_rows, test_rows, results, best, pretraining, stay_embeddings, failures) -> dict:
-    y = data.examples["label"].to_numpy()
+    y = (data.examples["label"] != 0).to_numpy().astype(int)   # outcome / any class but the first / event
     return {
-        "model": spec.name, "title": spec.title, "training_as_of": str(as_of),
+        "model": spec.name, "title": spec.title, "training_as_of": str(as_of), "task": spec.task,
+        "classes": list(spec.classes), "horizon_days": spec.horizon_days,
+        "label_counts": {spec.classes[k] if spec.task != "survival" else str(k): int(v)
+                         for k, v in data.examples["label"].value_counts().sort_index().items()},
+        "data_snapshot": data.snapshot,
         "examples": int(len(y)), "positives": int(y.sum()),
         "train": {"n": int(len(train_rows)), "positives": int(y[train_rows].sum()),
                   "patients": int(data.examples["subject_id"].iloc[train_rows].nunique())},
@@ -242,11 +327,35 @@ def render_report(report: dict) -> str:
              f"- quarantined rows: {report['quarantined_rows']}; unreadable files: {report['unreadable_files'] or 0}",
              "", "| candidate | AUROC | AUPRC | Brier | sensitivity | specificity | PPV | alert rate |",
              "|---|---|---|---|---|---|---|---|"]
+    if report.get("task", "binary") != "binary":
+        return _render_task_report(report, lines[:6])
     for name, m in report["candidates"].items():
         mark = " (promoted)" if name == report["promoted"] else ""
         lines.append(f"| {name}{mark} | {m['auroc']} | {m['auprc']} | {m['brier']} | {m['sensitivity']} | "
                      f"{m['specificity']} | {m['ppv']} | {m['alert_rate']} |")
     lines += ["", f"Held-out metrics at the operating threshold {next(iter(report['candidates'].values()))['threshold']}."]
+    return "\n".join(lines) + "\n"
+
+
+def _render_task_report(report: dict, lines: list[str]) -> str:
+    lines[2] = (f"- {report['examples']} examples, label counts {report['label_counts']}; train {report['train']['n']} / "
+                f"held out {report['held_out']['n']} (patient-level split, {report['patients_on_both_sides']} on both sides)")
+    if report["task"] == "multiclass":
+        lines += ["| candidate | accuracy | macro F1 | macro AUROC | Brier | "
+                  + " | ".join(f"AUROC {c}" for c in report["classes"]) + " |",
+                  "|---" * (5 + len(report["classes"])) + "|"]
+        for name, m in report["candidates"].items():
+            mark = " (promoted)" if name == report["promoted"] else ""
+            lines.append(f"| {name}{mark} | {m['accuracy']} | {m['macro_f1']} | {m['auroc']} | {m['brier']} | "
+                         + " | ".join(f"{m['per_class'][c]['auroc']} {m['per_class'][c]['auroc_ci95']}"
+                                      for c in report["classes"]) + " |")
+    else:
+        lines += ["| candidate | C-index (95 % CI) | events | AUROC at horizon | Brier at horizon |",
+                  "|---|---|---|---|---|"]
+        for name, m in report["candidates"].items():
+            mark = " (promoted)" if name == report["promoted"] else ""
+            lines.append(f"| {name}{mark} | {m['c_index']} {m['c_index_ci95']} | {m['events']} | {m['auroc']} | "
+                         f"{m['brier']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -259,11 +368,11 @@ def as_of_for_run(logical_date: datetime | None, run_after: datetime) -> datetim
     return moment
 
 
-def train_named_spec(name: str, as_of: datetime, settings: Settings | None = None) -> dict:
+def train_named_spec(name: str, as_of: datetime, settings: Settings | None = None, promote: bool = False) -> dict:
     from pipeline.config import load_settings
     from pipeline.modeling.spec import load_spec
     from pipeline.warehouse import connect
 
     settings = settings or load_settings()
     return train_spec(connect(settings), settings, load_spec(settings.models_dir / f"{name}.yaml"), as_of,
-                      progress=False)
+                      progress=False, promote=promote)

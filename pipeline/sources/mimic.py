@@ -210,6 +210,15 @@ def _split_outside(table: str, raw: pd.DataFrame, until: datetime) -> tuple[pd.D
                                                       _outside_reason(raw.loc[outside], until))
 
 
+def read_enrolment(wh: Warehouse, query: str | None, as_of: datetime) -> pd.DataFrame | None:
+    """The stays a model's cohort query (``sql/extract``) enrols by ``as_of``, with their
+    enrolment time; None (every stay) without a query."""
+    if query is None:
+        return None
+    raw = wh.read(wh.sql(f"extract/{query}"), {"as_of": as_of}, times=("enrolled_time",))
+    return conform(raw, "enrolment")
+
+
 def read_labels(wh: Warehouse, query: str, as_of: datetime, contract: str = "labels") -> pd.DataFrame:
     """Outcome labels known by ``as_of`` (the query lives in ``sql/extract``)."""
     times = tuple(c for c, dtype in CONTRACTS[contract].items() if dtype == TIME)

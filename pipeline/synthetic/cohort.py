@@ -59,6 +59,7 @@ class SyntheticCohort:
     tables: dict[str, pd.DataFrame]
     ecg_jobs: list[dict] = field(default_factory=list)
     image_jobs: list[dict] = field(default_factory=list)
+    latent: dict[str, np.ndarray] = field(default_factory=dict)   # per-stay latent risks, by modality
 
     @property
     def n_stays(self) -> int:
@@ -70,21 +71,25 @@ def _ts(values) -> pd.Series:
 
 
 def generate(n_stays: int = 2000, start: datetime = datetime(2026, 1, 1), days: int = 60,
-             seed: int = 7, bad_row_rate: float = 0.003) -> SyntheticCohort:
-    """Build the cohort's tables (and the ECG / image files to write) deterministically."""
+             seed: int = 7, bad_row_rate: float = 0.003, *, id_offset: int = 0, died=None,
+             image_rate: float = 0.75) -> SyntheticCohort:
+    """Build the cohort's tables (and the ECG / image files to write) deterministically.
+
+    ``id_offset`` shifts every id (a second cohort beside the first); ``died``, given the latent
+    risks and ages, decides in-hospital death instead of the default mix of all four."""
     rng = np.random.default_rng(seed)
     n = n_stays
-    subject = SUBJECT_BASE + np.arange(n)
+    subject = SUBJECT_BASE + id_offset + np.arange(n)
     readmitted = np.flatnonzero(rng.uniform(size=n) < 0.08)  # some patients have two ICU stays
     subject[readmitted] = subject[rng.integers(0, n, len(readmitted))]
-    stay_id = STAY_BASE + np.arange(n)
-    hadm_id = HADM_BASE + np.arange(n)
+    stay_id = STAY_BASE + id_offset + np.arange(n)
+    hadm_id = HADM_BASE + id_offset + np.arange(n)
     risk = {m: rng.normal(size=n) for m in ("tabular", "ecg", "image", "text")}
     age = np.clip(rng.normal(64, 15, n), 18, 95).round()
     sex = np.where(rng.uniform(size=n) < 0.45, "F", "M")
     logit = (-2.6 + 1.2 * risk["tabular"] + 1.0 * risk["ecg"] + 1.0 * risk["image"] + 1.0 * risk["text"]
              + 0.35 * (age - 64) / 15)
-    died = rng.uniform(size=n) < 1 / (1 + np.exp(-logit))
+    died = rng.uniform(size=n) < 1 / (1 + np.exp(-logit)) if died is None else np.asarray(died(risk, age), bool)
 
     intime = pd.Timestamp(start) + pd.to_timedelta(rng.uniform(0, days, n), unit="D")
     los_days = np.clip(rng.lognormal(1.0, 0.6, n), 0.3, 20)
@@ -124,7 +129,7 @@ def generate(n_stays: int = 2000, start: datetime = datetime(2026, 1, 1), days: 
     })
 
     chart = _vitals(rng, subject, hadm_id, stay_id, intime, los_days, risk["tabular"])
-    labs = _labs(rng, subject, hadm_id, intime, los_days, risk["tabular"])
+    labs = _labs(rng, subject, hadm_id, intime, los_days, risk["tabular"], LABEVENT_BASE + 100 * id_offset)
     chart, labs = _inject_bad_rows(rng, chart, labs, bad_row_rate)
     tables["mimiciv_icu.chartevents"] = chart
     tables["mimiciv_hosp.labevents"] = labs
@@ -144,9 +149,10 @@ def generate(n_stays: int = 2000, start: datetime = datetime(2026, 1, 1), days: 
     tables["mimiciv_note.radiology"] = radiology
     tables["mimiciv_note.discharge"] = discharge
 
-    cohort = SyntheticCohort(tables=tables)
-    _ecgs(rng, cohort, subject, intime, los_days, risk["ecg"], risk["tabular"])
-    _images(rng, cohort, subject, intime, los_days, risk["image"])
+    cohort = SyntheticCohort(tables=tables, latent=risk | {"age": age, "intime": intime.values,
+                                                           "outtime": outtime.values, "died": died})
+    _ecgs(rng, cohort, subject, intime, los_days, risk["ecg"], risk["tabular"], id_offset)
+    _images(rng, cohort, subject, intime, los_days, risk["image"], id_offset, image_rate)
     return cohort
 
 
@@ -193,7 +199,7 @@ def _vitals(rng, subject, hadm_id, stay_id, intime, los_days, risk) -> pd.DataFr
     return chart
 
 
-def _labs(rng, subject, hadm_id, intime, los_days, risk) -> pd.DataFrame:
+def _labs(rng, subject, hadm_id, intime, los_days, risk, first_id: int = LABEVENT_BASE) -> pd.DataFrame:
     index, times = _slots(rng, intime, los_days, 8.0, 90)
     frames = []
     for name, (itemid, unit, base, slope, stay_sd, sd, lognormal) in LABS.items():
@@ -210,7 +216,7 @@ def _labs(rng, subject, hadm_id, intime, los_days, risk) -> pd.DataFrame:
     labs["specimen_id"] = labs.groupby(["subject_id", "charttime"]).ngroup() + 70_000_000
     labs["priority"] = "STAT"
     labs = labs.sort_values(["charttime", "itemid"], kind="stable").reset_index(drop=True)
-    labs.insert(0, "labevent_id", LABEVENT_BASE + np.arange(len(labs)))
+    labs.insert(0, "labevent_id", first_id + np.arange(len(labs)))
     return labs
 
 
@@ -261,10 +267,10 @@ def _notes(rng, subject, hadm_id, intime, los_days, dischtime, died, risk):
     return radiology, discharge
 
 
-def _ecgs(rng, cohort: SyntheticCohort, subject, intime, los_days, risk, tabular_risk):
+def _ecgs(rng, cohort: SyntheticCohort, subject, intime, los_days, risk, tabular_risk, id_offset: int = 0):
     has_ecg = rng.uniform(size=len(subject)) < 0.8
     rows, measurements = [], []
-    study = ECG_STUDY_BASE
+    study = ECG_STUDY_BASE + id_offset
     for i in np.flatnonzero(has_ecg):
         for k in range(1 + int(rng.uniform() < 0.15)):
             study += 1
@@ -292,10 +298,10 @@ def _ecgs(rng, cohort: SyntheticCohort, subject, intime, los_days, risk, tabular
     cohort.tables["mimiciv_ecg.machine_measurements"] = pd.DataFrame(measurements)
 
 
-def _images(rng, cohort: SyntheticCohort, subject, intime, los_days, risk):
-    has_image = rng.uniform(size=len(subject)) < 0.75
+def _images(rng, cohort: SyntheticCohort, subject, intime, los_days, risk, id_offset: int = 0, rate: float = 0.75):
+    has_image = rng.uniform(size=len(subject)) < rate
     rows, meta = [], []
-    study = CXR_STUDY_BASE
+    study = CXR_STUDY_BASE + id_offset
     for i in np.flatnonzero(has_image):
         for k in range(1 + int(rng.uniform() < 0.3)):
             study += 1
@@ -336,8 +342,10 @@ def write_files(cohort: SyntheticCohort, filestore: Path, progress: bool = True)
     for job in tqdm(cohort.image_jobs, desc="Images (DICOM)", disable=not progress, unit="img"):
         rng = np.random.default_rng(job["seed"])
         target = filestore / job["path"]
-        imaging.write_dicom(target, imaging.synth_chest(rng, job["opacity"]), patient_id=str(job["subject_id"]),
-                            study_uid_seed=job["dicom_id"], when=job["when"], monochrome1=job["monochrome1"])
+        modality = job.get("modality", "CR")
+        pixels = imaging.synth_chest(rng, job["opacity"]) if modality == "CR" else imaging.synth_texture(rng, job["opacity"])
+        imaging.write_dicom(target, pixels, patient_id=str(job["subject_id"]), study_uid_seed=job["dicom_id"],
+                            when=job["when"], monochrome1=job["monochrome1"], modality=modality)
         if job["damage"] == "corrupt":
             target.write_bytes(b"\x00" * 64 + b"not a dicom file")
 

@@ -33,6 +33,21 @@ def synth_chest(rng: np.random.Generator, opacity: float) -> np.ndarray:
     return np.clip(image, 0, 4095).astype(np.uint16)
 
 
+def synth_texture(rng: np.random.Generator, level: float) -> np.ndarray:
+    """A 128x128 12-bit speckled organ or tissue patch (liver ultrasound, CT, pathology stain):
+    brightness and the number of dense foci rise with ``level`` (echogenicity, lesion burden,
+    mitotic figures)."""
+    y, x = np.mgrid[0:SIZE, 0:SIZE] / SIZE
+    organ = ((x - 0.5) / 0.4) ** 2 + ((y - 0.5) / 0.35) ** 2 < 1
+    image = np.where(organ, 900.0 + 350.0 * np.tanh(level), 150.0)
+    for _ in range(int(rng.poisson(2 + 3 * max(level, 0.0)))):
+        cx, cy = rng.uniform(0.25, 0.75, 2)
+        radius = rng.uniform(0.02, 0.05)
+        image += 700.0 * np.exp(-(((x - cx) ** 2 + (y - cy) ** 2) / (2 * radius ** 2))) * organ
+    image *= rng.gamma(8.0, 1 / 8.0, size=image.shape)  # multiplicative speckle
+    return np.clip(image, 0, 4095).astype(np.uint16)
+
+
 def write_dicom(path: Path, pixels: np.ndarray, *, patient_id: str, study_uid_seed: str, when: datetime,
                 monochrome1: bool = False, modality: str = "CR") -> None:
     """Write ``pixels`` (uint16, 12 bits used) as a CR image with standard display tags."""

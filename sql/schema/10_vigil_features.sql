@@ -38,12 +38,14 @@ CREATE TABLE IF NOT EXISTS vigil_features.reference_scores (
     PRIMARY KEY (stay_id, score)
 );
 
--- Clinical events that define labels but are no source table's row (PhysioNet 2019's sepsis
--- onset, derived from SepsisLabel): read by label queries, never by features.
+-- Clinical events that define labels or cohorts but are no source table's row (PhysioNet
+-- 2019's sepsis onset, derived from SepsisLabel; a registry's enrolments, biopsy grades and
+-- follow-up): read by label and cohort queries, never by features.
 CREATE TABLE IF NOT EXISTS vigil_features.outcome_events (
     stay_id       BIGINT NOT NULL,
-    outcome       VARCHAR(32) NOT NULL,     -- e.g. 'sepsis_onset'
-    event_time    TIMESTAMP NOT NULL,
+    outcome       VARCHAR(32) NOT NULL,     -- e.g. 'sepsis_onset', 'cohort_pe_thrombolysis', 'steatosis_grade'
+    event_time    TIMESTAMP NOT NULL,       -- when it happened (and was known)
+    value         DOUBLE PRECISION,         -- e.g. the grade; empty for a plain event
     PRIMARY KEY (stay_id, outcome)
 );
 

@@ -1,5 +1,6 @@
 -- vigil_models: the model registry. One row per trained candidate; the nightly run scores
--- with the version whose `promoted` flag is set (one per model_name).
+-- with the version whose `promoted` flag is set (one per model_name). Training marks its best
+-- candidate `selected`; promotion is a separate, explicit step (`vigil promote`).
 
 CREATE TABLE IF NOT EXISTS vigil_models.model_versions (
     model_name       VARCHAR(64) NOT NULL,   -- the spec's name (models/<name>.yaml)
@@ -15,5 +16,9 @@ CREATE TABLE IF NOT EXISTS vigil_models.model_versions (
     artifact_uri     VARCHAR(255) NOT NULL,  -- directory with the fitted object
     report_uri       VARCHAR(255),
     promoted         BOOLEAN NOT NULL,
+    selected         BOOLEAN,                -- the best candidate of its training run (by the spec's metric)
+    promoted_at      TIMESTAMP,              -- when it was last promoted
+    data_snapshot    TEXT,                   -- JSON: examples, patients, rows per source table, watermark
+    code_version     VARCHAR(64),            -- git commit (or package version) that trained it
     PRIMARY KEY (model_name, version)
 );

@@ -9,10 +9,13 @@ CREATE TABLE IF NOT EXISTS vigil_risk.risk_scores (
     subject_id       BIGINT NOT NULL,
     model_version    VARCHAR(64) NOT NULL,
     prediction_time  TIMESTAMP NOT NULL,
-    probability      DOUBLE PRECISION NOT NULL,
+    probability      DOUBLE PRECISION NOT NULL,  -- binary: P(outcome); multiclass: P(any class but the first);
+                                              -- survival: P(event within the spec's horizon)
     risk_band        VARCHAR(16) NOT NULL,    -- from the spec's risk bands
     operating_threshold DOUBLE PRECISION,     -- the spec's alert threshold: an alert when probability >= it
     modalities       VARCHAR(64) NOT NULL,    -- modalities present, e.g. 'tabular+notes+ecg'
     top_factors      TEXT NOT NULL,           -- JSON list of {factor, contribution, value}
+    outputs          TEXT,                    -- JSON: multiclass {class: probability}; survival {log_hazard, horizon_days}
+    modality_contributions TEXT,              -- JSON {modality: term}: late fusion's stacker terms
     PRIMARY KEY (night, stay_id, model_name)
 );

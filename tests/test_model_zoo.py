@@ -1,0 +1,188 @@
+"""The model zoo's parts without a warehouse: the research specs, spec errors that name their
+field, late fusion on model inputs for every task, task metrics, grid search and explicit
+promotion in the registry."""
+
+import dataclasses
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline.config import PROJECT_ROOT
+from pipeline.modeling import registry
+from pipeline.modeling.estimators import LateFusionRisk, make_candidate
+from pipeline.modeling.inputs import ModelInputs
+from pipeline.modeling.metrics import multiclass_metrics, survival_metrics, task_metrics
+from pipeline.modeling.spec import SpecError, load_specs, parse_spec
+from pipeline.modeling.tuning import grid_search
+
+MODELS = PROJECT_ROOT / "models"
+
+
+def test_the_four_specs_load_with_their_tasks_and_modalities():
+    specs = {s.name: s for s in load_specs(MODELS)}
+    assert set(specs) == {"icu_mortality", "pe_thrombolysis_outcome", "liver_steatosis_grade", "gist_recurrence"}
+    pe, liver, gist = specs["pe_thrombolysis_outcome"], specs["liver_steatosis_grade"], specs["gist_recurrence"]
+    assert (pe.task, pe.classes, pe.used_modalities()) == ("multiclass", ("normal", "death", "bleeding"), ("tabular", "ecg"))
+    assert liver.classes == ("S0", "S1", "S2", "S3") and liver.source("ultrasound") == "images"
+    assert liver.modalities["ultrasound"]["max_records"] == 5
+    assert (gist.task, gist.horizon_days, gist.promote_metric) == ("survival", 30.0, "c_index")
+    assert {gist.source(m) for m in ("ct", "pathology")} == {"images"}
+    records = pd.DataFrame({"category": ["CT", "SM", "CR"]})
+    assert gist.modality_records("pathology", records)["category"].tolist() == ["SM"]
+    assert all(s.cohort_query for s in (pe, liver, gist)) and specs["icu_mortality"].cohort_query is None
+    assert pe.candidates[0].grid == {"max_depth": [2, 3], "learning_rate": [0.05, 0.1]}
+
+
+def raw(name):
+    return yaml.safe_load((MODELS / f"{name}.yaml").read_text())
+
+
+@pytest.mark.parametrize("name, change, message", [
+    ("pe_thrombolysis_outcome", lambda r: r["candidates"][0].update(inputs=["tabular", "mri"]),
+     r"candidates\[0\].inputs: unknown modality 'mri'"),
+    ("pe_thrombolysis_outcome", lambda r: r["modalities"].update(waveform={"pooling": "mean"}),
+     "modalities.waveform: unknown modality"),
+    ("pe_thrombolysis_outcome", lambda r: r["candidates"][0].update(grid={"max_depth": 3}),
+     r"candidates\[0\].grid: a mapping of parameter name -> non-empty list"),
+    ("pe_thrombolysis_outcome", lambda r: r["candidates"][0].update(grid=[2, 3]), r"candidates\[0\].grid"),
+    ("pe_thrombolysis_outcome", lambda r: r["label"].pop("classes"), "label.classes: a multiclass task names"),
+    ("pe_thrombolysis_outcome", lambda r: r["label"].pop("query"), "label: missing required field 'query'"),
+    ("pe_thrombolysis_outcome", lambda r: r.pop("label"), "missing required field 'label'"),
+    ("pe_thrombolysis_outcome", lambda r: r["candidates"][0].update(kind="xgboost"),
+     r"candidates\[0\].kind: a xgboost candidate cannot fit a multiclass task"),
+    ("pe_thrombolysis_outcome", lambda r: r["candidates"][0]["params"].update(folds=1), r"params.folds"),
+    ("pe_thrombolysis_outcome", lambda r: r["candidates"][0]["params"]["base"].update(images={}),
+     r"params.base.images: not one of the candidate's inputs"),
+    ("pe_thrombolysis_outcome", lambda r: r["candidates"][0]["params"].update(stacker="svm"),
+     r"params: unknown late-fusion option\(s\) \['stacker'\]"),
+    ("pe_thrombolysis_outcome", lambda r: r["training"].update(promote_metric="c_index"),
+     "training.promote_metric: 'c_index' is not one of"),
+    ("gist_recurrence", lambda r: r["label"].pop("horizon_days"), "label.horizon_days"),
+    ("gist_recurrence", lambda r: r["modalities"]["ct"].update(source="xray"), "modalities.ct: unknown modality"),
+    ("gist_recurrence", lambda r: r["modalities"]["ct"].update(categories="CT"), "modalities.ct.categories"),
+    ("gist_recurrence", lambda r: r["training"].update(cv_folds=1), "training.cv_folds"),
+])
+def test_spec_errors_name_the_field(name, change, message):
+    spec = raw(name)
+    change(spec)
+    with pytest.raises(SpecError, match=message):
+        parse_spec(spec, f"models/{name}.yaml")
+
+
+def zoo_inputs(n: int, seed: int, task: str):
+    """Tabular columns and an image-set modality (missing for 30 % of rows), each carrying part of the outcome."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(size=n), rng.normal(size=n)
+    tabular = pd.DataFrame({"age": 60 + 10 * a + rng.normal(0, 3, n), "lab_x__last_24h": rng.normal(size=n),
+                            "sex": rng.choice(["F", "M"], n)})
+    images = np.stack([b[:, None] + rng.normal(0, 0.5, (n, 8)) for _ in range(3)], axis=1)  # (rows, 3 images, 8)
+    mask = np.tile(rng.uniform(size=(n, 1)) > 0.3, (1, 3))
+    inputs = ModelInputs(tabular=tabular, embeddings={"ct": images}, masks={"ct": mask})
+    total = 1.3 * a + 1.3 * b
+    if task == "multiclass":
+        logits = np.column_stack([np.zeros(n), total, 1.5 * a - 1.0 * b])
+        p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+        y = (rng.uniform(size=(n, 1)) > np.cumsum(p, axis=1)).sum(axis=1)
+    else:
+        time = rng.exponential(100 / np.exp(total))
+        censor = rng.uniform(20, 300, n)
+        y = np.column_stack([np.minimum(time, censor), (time <= censor).astype(float)])
+    return inputs, y, np.arange(n)
+
+
+class Spec:  # the parts of a ModelSpec the metrics read
+    def __init__(self, task):
+        self.task, self.operating_threshold, self.seed = task, 0.5, 7
+        self.classes = ("normal", "death", "bleeding")
+        self.horizon_days, self.promote_metric = 60.0, "auroc" if task == "multiclass" else "c_index"
+        self.name, self.preprocessing = "toy", {}
+
+    def poolings(self):
+        return {}
+
+
+@pytest.mark.parametrize("task", ["multiclass", "survival"])
+def test_late_fusion_on_model_inputs_scores_explains_and_falls_back(task):
+    train, y, groups = zoo_inputs(900, 0, task)
+    test, y_test, _ = zoo_inputs(400, 1, task)
+    model = LateFusionRisk(task=task, modalities=("tabular", "ct"), folds=4, horizon_days=60.0).fit(train, y, groups)
+    p = model.predict_proba(test)
+    assert p.shape == (400,) and ((p >= 0) & (p <= 1)).all()
+    used = model.modalities_used(test)
+    assert set(used) == {"tabular+ct", "tabular"}  # rows without images are scored from the tabular model
+    assert [u == "tabular" for u in used] == (~test.masks["ct"].any(axis=1)).tolist()
+    outputs = model.predict_outputs(test)
+    if task == "multiclass":
+        np.testing.assert_allclose(outputs.sum(axis=1), 1, atol=1e-6)
+        np.testing.assert_allclose(p, 1 - outputs[:, 0])
+    else:  # from one stacker, a higher log hazard never means a lower probability of the event by the horizon
+        for subset in set(used):
+            rows = np.flatnonzero([u == subset for u in used])
+            order = rows[np.argsort(outputs[rows])]
+            assert (np.diff(p[order]) >= -1e-9).all()
+    factors = model.explain(test, top_k=2)
+    assert all(len(f) == 2 for f in factors)
+    assert {f["factor"] for row in factors for f in row} <= {"age", "lab_x", "sex", "ct"}
+    terms = model.modality_contributions(test)
+    assert all(set(t) == set(u.split("+")) for t, u in zip(terms, used))
+    spec = Spec(task)
+    metrics, (binary_y, binary_p) = task_metrics(spec, model, test, y_test)
+    assert len(binary_y) == len(binary_p)
+    if task == "multiclass":
+        assert metrics["auroc"] > 0.7 and set(metrics["per_class"]) == set(spec.classes)
+        assert np.array(metrics["confusion"]).sum() == 400
+    else:
+        assert metrics["c_index"] > 0.7 and metrics["c_index_ci95"][0] < metrics["c_index"] < metrics["c_index_ci95"][1]
+
+
+def test_multiclass_and_survival_metrics_on_known_answers():
+    y = np.array([0, 0, 1, 1, 2, 2])
+    perfect = np.eye(3)[y]
+    m = multiclass_metrics(y, perfect, ("a", "b", "c"))
+    assert (m["accuracy"], m["macro_f1"], m["auroc"], m["brier"]) == (1.0, 1.0, 1.0, 0.0)
+    assert m["confusion"] == [[2, 0, 0], [0, 2, 0], [0, 0, 2]]
+    assert m["per_class"]["b"]["f2"] == 1.0 and m["per_class"]["b"]["specificity"] == 1.0
+    days = np.array([10.0, 20.0, 30.0, 40.0, 200.0])
+    event = np.array([1, 1, 1, 0, 0])
+    s = survival_metrics(days, event, risk=-days, probability=np.array([0.9, 0.8, 0.7, 0.2, 0.1]), horizon_days=35)
+    assert s["c_index"] == 1.0 and s["events_by_horizon"] == 3
+    assert s["known_at_horizon"] == 5 and s["auroc"] == 1.0   # the patient censored at 40 d was event-free at 35 d
+
+
+def test_grid_search_tries_every_point_on_patient_folds_and_keeps_the_best():
+    train, y, groups = zoo_inputs(500, 2, "survival")
+    candidate = parse_spec(raw("gist_recurrence"), "x").candidates[0]
+    candidate = dataclasses.replace(candidate, inputs=("tabular", "ct"), grid={"max_depth": [1, 4], "n_estimators": [5, 80]},
+                             params={"folds": 3})
+    params, table = grid_search(Spec("survival"), candidate, train, y, groups, folds=3)
+    assert [row["params"] for row in table] == [{"max_depth": 1, "n_estimators": 5}, {"max_depth": 1, "n_estimators": 80},
+                                                {"max_depth": 4, "n_estimators": 5}, {"max_depth": 4, "n_estimators": 80}]
+    assert all(len(row["folds"]) == 3 for row in table)
+    best = max(table, key=lambda row: row["c_index"])
+    assert params["base"]["tabular"] == best["params"] == params["base"]["ct"]
+    assert best["c_index"] > min(row["c_index"] for row in table)
+
+
+def test_training_selects_and_promotion_is_explicit(warehouse, tmp_path):
+    model = make_candidate("late_fusion", ("tabular",), {"folds": 2}, 7, task="multiclass")
+    inputs, y, groups = zoo_inputs(200, 3, "multiclass")
+    model.fit(inputs, y, groups)
+    rows = []
+    for i, name in enumerate(("a", "b")):
+        folder = tmp_path / name
+        registry.Bundle("toy", f"v{i}-{name}", name, ("tabular",), {}, model, None, {}, {}).save(folder)
+        rows.append({"model_name": "toy", "version": f"v{i}-{name}", "candidate": name, "task": "multiclass",
+                     "spec_sha256": "x", "training_as_of": datetime(2026, 1, 1), "trained_at": datetime(2026, 1, 2),
+                     "n_train": 1, "n_test": 1, "metrics_json": "{}", "artifact_uri": str(folder),
+                     "report_uri": None, "data_snapshot": '{"rows": {}}', "code_version": "abc"})
+    registry.register(warehouse, rows, "v1-b")
+    assert registry.promoted(warehouse, "toy") is None        # training alone promotes nothing
+    assert registry.promote(warehouse, "toy")["version"] == "v1-b"   # the selected one by default
+    assert registry.promote(warehouse, "toy", "v0-a")["version"] == "v0-a"
+    promoted = warehouse.read("SELECT version FROM vigil_models.model_versions WHERE promoted = :y", {"y": True})
+    assert promoted["version"].tolist() == ["v0-a"]
+    with pytest.raises(ValueError, match="no version v9 of model 'toy'"):
+        registry.promote(warehouse, "toy", "v9")

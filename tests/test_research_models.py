@@ -1,0 +1,119 @@
+"""The three research models end to end on their synthetic cohorts: trained through the same
+training code as the nightly model (grid search, encoders, late fusion, reports), registered
+with their data snapshot and code version, promoted explicitly, then scored by a night —
+each only for the stays its cohort enrols, each row naming its version, its modalities, its
+class probabilities or hazard, and its explanations."""
+
+import json
+from datetime import date, datetime
+
+import pytest
+
+from pipeline.config import load_settings
+from pipeline.modeling import registry
+from pipeline.modeling.spec import load_spec
+from pipeline.modeling.train import train_spec
+from pipeline.nightly import run_night
+from pipeline.synthetic.cohort import STAY_BASE
+from pipeline.synthetic.research import COHORTS, generate_research, write_research
+from pipeline.warehouse import connect
+from tests.conftest import make_env
+
+RESEARCH = {"pe_thrombolysis_outcome": "pe_thrombolysis", "liver_steatosis_grade": "liver_steatosis",
+            "gist_recurrence": "gist_resection"}
+TRAIN_AS_OF, NIGHT = datetime(2026, 2, 28), date(2026, 2, 28)
+
+
+@pytest.fixture(scope="module")
+def research_home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("research")
+    settings = load_settings(make_env(home))
+    wh = connect(settings)
+    wh.create_schema()
+    write_research(wh, generate_research(500, datetime(2026, 1, 1), 60, seed=7), settings.filestore, progress=False)
+    reports = {name: train_spec(wh, settings, load_spec(settings.models_dir / f"{name}.yaml"), TRAIN_AS_OF,
+                                progress=False) for name in RESEARCH}
+    return settings, wh, reports
+
+
+def test_each_fused_model_beats_every_single_modality_on_held_out_patients(research_home):
+    _, _, reports = research_home
+    for name, report in reports.items():
+        (variants,) = report["ablation"].values()
+        fused = variants.pop("all modalities (complete cases)")
+        assert len(variants) >= 2, name
+        for single, value in variants.items():
+            assert fused > value, (name, single, fused, value)
+        assert report["patients_on_both_sides"] == 0
+
+
+def test_reports_hold_the_task_metrics_and_plots(research_home):
+    _, _, reports = research_home
+    pe, liver, gist = (reports[n] for n in RESEARCH)
+    for report in (pe, liver):
+        metrics = next(iter(report["candidates"].values()))
+        assert set(metrics["per_class"]) == set(report["classes"]) and metrics["auroc"] > 0.7
+        assert all(c["auroc_ci95"][0] <= c["auroc"] <= c["auroc_ci95"][1] for c in metrics["per_class"].values())
+    gist_metrics = next(iter(gist["candidates"].values()))
+    assert gist_metrics["c_index"] > 0.65 and gist_metrics["events"] > 5
+    assert [row["params"] for row in pe["grid_search"]["ehr_ecg_late_fusion"]][:2] == [
+        {"max_depth": 2, "learning_rate": 0.05}, {"max_depth": 2, "learning_rate": 0.1}]
+    for report in reports.values():
+        page = open(report["html_report"]).read()
+        assert page.count("<img") >= 3 and "Modality ablation" in page
+    assert "Per class" in open(pe["html_report"]).read() and "Harrell" in open(gist["html_report"]).read()
+
+
+def test_versions_are_registered_with_their_snapshot_and_promoted_only_when_asked(research_home):
+    settings, wh, _ = research_home
+    versions = wh.read("SELECT model_name, version, promoted, selected, data_snapshot, code_version "
+                       "FROM vigil_models.model_versions")
+    assert set(versions["model_name"]) == set(RESEARCH) and not versions["promoted"].astype(bool).any()
+    snapshot = json.loads(versions["data_snapshot"].iloc[0])
+    assert snapshot["rows"]["cohort"] > 0 and snapshot["latest_arrival"] <= str(TRAIN_AS_OF)
+    assert versions["code_version"].str.len().min() > 0
+    with pytest.raises(RuntimeError, match="no model has a promoted version"):
+        run_night(NIGHT, settings)
+    for name in RESEARCH:
+        registry.promote(wh, name)
+
+
+def test_a_night_scores_each_cohort_with_its_promoted_model(research_home):
+    settings, wh, _ = research_home
+    run_night(NIGHT, settings)
+    risk = wh.read("SELECT * FROM vigil_risk.risk_scores WHERE night = :n", {"n": NIGHT})
+    promoted = {name: registry.promoted(wh, name)["version"] for name in RESEARCH}
+    for name, cohort in RESEARCH.items():
+        rows = risk[risk["model_name"] == name]
+        first = STAY_BASE + COHORTS[cohort]
+        assert len(rows) > 5, name
+        assert rows["stay_id"].between(first, first + 99_999).all(), name   # its own cohort only
+        assert set(rows["model_version"]) == {promoted[name]}
+        assert all(json.loads(f) for f in rows["top_factors"])
+        contributions = rows["modality_contributions"].map(json.loads)
+        assert all(set(c) == set(m.split("+")) for c, m in zip(contributions, rows["modalities"]))
+        outputs = rows["outputs"].map(json.loads)
+        spec = load_spec(settings.models_dir / f"{name}.yaml")
+        if spec.task == "multiclass":
+            assert all(set(o["probabilities"]) == set(spec.classes) for o in outputs)
+            assert all(abs(1 - o["probabilities"][spec.classes[0]] - p) < 1e-5
+                       for o, p in zip(outputs, rows["probability"]))
+        else:
+            assert all(o["horizon_days"] == spec.horizon_days and "log_hazard" in o for o in outputs)
+    gist = risk[risk["model_name"] == "gist_recurrence"]
+    assert (gist["modalities"] == "tabular+ct+pathology").mean() > 0.8
+
+
+@pytest.mark.slow
+def test_the_nightly_dag_maps_a_score_task_over_the_promoted_models(research_home):
+    from tests.test_dags import _dags_test
+
+    settings, wh, _ = research_home
+    night = date(2026, 3, 1)
+    result = _dags_test(settings, "vigil_nightly", night)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert output.count("task_id=score") >= len(RESEARCH) and "map_index=2" in output
+    risk = wh.read("SELECT model_name, COUNT(*) AS n FROM vigil_risk.risk_scores WHERE night = :n GROUP BY model_name",
+                   {"n": night})
+    assert set(risk["model_name"]) == set(RESEARCH) and (risk["n"] > 5).all()
