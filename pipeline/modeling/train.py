@@ -1,6 +1,7 @@
 """Training a model spec: build labelled examples with the nightly stage functions, split by
-patient, pre-train the ECG / image encoders on the training split, fit every candidate, compare
-them on the held-out patients, register all versions and promote the best.
+patient, pre-train the ECG / image encoders on the training split, grid-search and fit every
+candidate, compare them on the held-out patients, register all versions with the data snapshot
+and code version, mark the best selected and, when asked, promote it.
 
 Nothing from the held-out patients reaches a fitted statistic: the tabular preprocessing,
 embedding scalers, encoders and calibration are all fitted inside the training split.
