@@ -31,7 +31,7 @@ from pipeline.features.windows import EVENT_COLUMNS, KEY, static_features
 from pipeline.filestore import FileStore
 from pipeline.frames import MODALITY_OF, RECORD_TABLES, TIME
 from pipeline.modeling import registry
-from pipeline.modeling.inputs import build_inputs, presence, tabular_frame
+from pipeline.modeling.inputs import build_inputs, event_sequences, presence, tabular_frame
 from pipeline.modeling.spec import load_specs, parse_spec
 from pipeline.publish import NightResults, accounting, publish
 from pipeline.report import night_report
@@ -280,7 +280,19 @@ def features_stage(night, settings: Settings | None = None) -> dict:
         features = static_features(cohort, active[KEY]).merge(windowed, on=KEY, how="left")
         ctx.write("features", name, features)
         summary[name] = counts
+        _write_event_sequences(wh, ctx, name, parse_spec(info["spec"], name), active, tonight)
     return summary
+
+
+def _write_event_sequences(wh: Warehouse, ctx: Night, name: str, spec, active: pd.DataFrame,
+                           tonight: pd.DataFrame) -> None:
+    """A model's events modalities (windows of its lab/vital codes), where the embed stage's
+    files are: ``embed/<model>.<modality>.npz``, for the score stage."""
+    for m in (m for m in spec.modalities if spec.source(m) == "events"):
+        hours = int(spec.sequence.get("window_hours", 6)) * int(spec.sequence["windows"])
+        events = _stay_events(wh, ctx, active["stay_id"], ctx.prediction_time - timedelta(hours=hours), tonight)
+        values, mask = event_sequences(spec, events, active)
+        np.savez(ctx.path("embed", f"{name}.{m}.npz"), stay_id=active["stay_id"].to_numpy(), vectors=values, mask=mask)
 
 
 def _previous_features(wh: Warehouse, night: date, model: str, version: str, spec) -> pd.DataFrame | None:

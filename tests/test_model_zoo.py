@@ -138,6 +138,22 @@ def test_late_fusion_on_model_inputs_scores_explains_and_falls_back(task):
         assert metrics["c_index"] > 0.7 and metrics["c_index_ci95"][0] < metrics["c_index"] < metrics["c_index_ci95"][1]
 
 
+@pytest.mark.parametrize("kind", ["random_forest", "mlp"])
+def test_concatenation_models_fuse_pooled_embeddings_with_the_numerics(kind):
+    train, y, groups = zoo_inputs(900, 0, "multiclass")
+    test, y_test, _ = zoo_inputs(400, 1, "multiclass")
+    model = make_candidate(kind, ("tabular", "ct"), {"resample": "smotenc"}, 7, task="multiclass").fit(train, y, groups)
+    outputs = model.predict_outputs(test)
+    np.testing.assert_allclose(outputs.sum(axis=1), 1, atol=1e-6)
+    np.testing.assert_allclose(model.predict_proba(test), 1 - outputs[:, 0])
+    metrics, _ = task_metrics(Spec("multiclass"), model, test, y_test)
+    blind = ModelInputs(test.tabular, test.embeddings, {"ct": np.zeros_like(test.masks["ct"])})
+    assert metrics["auroc"] > task_metrics(Spec("multiclass"), model, blind, y_test)[0]["auroc"] + 0.03
+    factors = model.explain(test, top_k=4)
+    assert {f["factor"] for row in factors for f in row} <= {"age", "lab_x", "sex", "ct"}
+    assert any(f["factor"] == "ct" for row in factors for f in row)
+
+
 def test_multiclass_and_survival_metrics_on_known_answers():
     y = np.array([0, 0, 1, 1, 2, 2])
     perfect = np.eye(3)[y]

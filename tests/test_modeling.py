@@ -25,7 +25,8 @@ def test_the_shipped_spec_loads():
     spec = load_spec(PROJECT_ROOT / "models" / "icu_mortality.yaml")
     assert spec.name == "icu_mortality" and spec.task == "binary"
     assert {c.kind for c in spec.candidates} == {"xgboost", "early_fusion", "late_fusion"}
-    assert spec.used_modalities() == ("tabular", "notes", "ecg", "images")
+    assert spec.used_modalities() == ("tabular", "vitals", "notes", "ecg", "images")
+    assert spec.source("vitals") == "events" and spec.poolings()["vitals"] == "bilstm"
     assert [spec.band(p) for p in (0.05, 0.1, 0.5)] == ["low", "medium", "high"]
 
 
@@ -40,6 +41,8 @@ def test_the_shipped_spec_loads():
     (lambda r: r.update(task="ordinal"), "task 'ordinal' is not supported yet"),
     (lambda r: r.update(operating_threshold=2), "operating_threshold must be between 0 and 1"),
     (lambda r: r["modalities"]["images"].update(pooling="max"), "modalities.images.pooling: 'max' is not one of"),
+    (lambda r: r["modalities"]["vitals"].update(pooling="mean"), "modalities.vitals: an events modality reads"),
+    (lambda r: r["features"].pop("sequence"), "modalities.vitals: an events modality reads features.sequence"),
     (lambda r: r["candidates"][0]["params"].update(resample="adasyn"), r"candidates\[0\].params.resample: 'adasyn'"),
     (lambda r: r["preprocessing"].update(imputation="knn"), "preprocessing.imputation must be one of"),
 ])

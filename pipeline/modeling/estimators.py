@@ -6,6 +6,8 @@ training saves and nightly scoring loads.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import torch
@@ -195,6 +197,7 @@ class EarlyFusionClassifier(BaseEstimator, ClassifierMixin):
         for m in self.embedded_:
             mask = inputs.masks[m].astype(bool)
             scaled = (inputs.embeddings[m] - self.embedding_mean_[m]) / self.embedding_scale_[m]
+            scaled = np.nan_to_num(scaled)  # an unmeasured code in a window of an events sequence: the mean
             xs[m] = torch.tensor(np.where(mask[..., None], scaled, 0.0), dtype=torch.float32)
             masks[m] = torch.tensor(mask, dtype=torch.float32)
         return xs, masks
@@ -219,8 +222,11 @@ class EarlyFusionClassifier(BaseEstimator, ClassifierMixin):
         self.embedding_mean_, self.embedding_scale_ = {}, {}
         for m in self.embedded_:
             present = inputs.embeddings[m][fit_rows][inputs.masks[m][fit_rows].astype(bool)]
-            self.embedding_mean_[m] = present.mean(axis=0) if len(present) else 0.0
-            self.embedding_scale_[m] = (present.std(axis=0) + 1e-6) if len(present) else 1.0
+            with warnings.catch_warnings():  # a code never measured in any window: mean 0, scale 1
+                warnings.simplefilter("ignore", RuntimeWarning)
+                self.embedding_mean_[m] = np.nan_to_num(np.nanmean(present, axis=0)) if len(present) else 0.0
+                self.embedding_scale_[m] = (np.nan_to_num(np.nanstd(present, axis=0), nan=1.0) + 1e-6
+                                            if len(present) else 1.0)
         xs, masks = self._tensors(inputs)
         target = torch.tensor(y, dtype=torch.float32)
         dims = {m: x.shape[-1] for m, x in xs.items()}
@@ -315,6 +321,93 @@ def pooled_vectors(inputs: ModelInputs, modality: str) -> tuple[np.ndarray, np.n
         weights = mask[..., None].astype(float)
         vectors = (vectors * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0)
     return np.where(presence(mask)[:, None], vectors, np.nan), presence(mask)
+
+
+class ConcatenationRisk(BaseEstimator, ClassifierMixin):
+    """Feature-level fusion through a scikit-learn classifier, for binary and multiclass tasks:
+    the preprocessed tabular features, then each embedded modality's pooled vector (standardised
+    on the training rows; 0 where absent) and its presence flag, into a random forest
+    (``random_forest``, class-balanced) or an MLP with L2 penalty and early stopping (``mlp``).
+    ``resample`` rebalances the training rows first. Explanations are occlusions in log-odds
+    against the first class: each factor group, then each modality, set to the training mean."""
+
+    def __init__(self, kind: str = "random_forest", task: str = "binary", modalities: tuple[str, ...] = ("tabular",),
+                 preprocessing: dict | None = None, params: dict | None = None, resample: str = "none", seed: int = 7):
+        self.kind = kind
+        self.task = task
+        self.modalities = modalities
+        self.preprocessing = preprocessing
+        self.params = params
+        self.resample = resample
+        self.seed = seed
+
+    def _matrix(self, inputs: ModelInputs) -> np.ndarray:
+        parts = [self.preprocessor_.transform(inputs.tabular)]
+        for m in self.embedded_:
+            vectors, present = pooled_vectors(inputs, m)
+            scaled = (vectors - self.embedding_mean_[m]) / self.embedding_scale_[m]
+            parts += [np.where(present[:, None], np.nan_to_num(scaled), 0.0), present[:, None].astype(float)]
+        return np.hstack(parts)
+
+    def fit(self, inputs: ModelInputs, y: np.ndarray, groups: np.ndarray | None = None) -> ConcatenationRisk:
+        from sklearn.ensemble import RandomForestClassifier
+        from sklearn.neural_network import MLPClassifier
+
+        y = np.asarray(y).astype(int)
+        self.preprocessor_, rows = fit_preprocessor(self.preprocessing or {}, inputs.tabular, y)
+        self.feature_names_ = self.preprocessor_.get_feature_names_out()
+        self.embedded_ = [m for m in self.modalities if m != "tabular"]
+        self.embedding_mean_, self.embedding_scale_, self.widths_ = {}, {}, {}
+        for m in self.embedded_:
+            vectors, present = pooled_vectors(inputs.take(np.flatnonzero(rows)), m)
+            self.widths_[m] = vectors.shape[1] + 1   # the pooled vector and its presence flag
+            self.embedding_mean_[m] = vectors[present].mean(axis=0) if present.any() else 0.0
+            self.embedding_scale_[m] = vectors[present].std(axis=0) + 1e-6 if present.any() else 1.0
+        fit_x, fit_y = rebalance(self._matrix(inputs.take(np.flatnonzero(rows))), y[rows], self.resample,
+                                 seed=self.seed)
+        options = dict(self.params or {})
+        if self.kind == "random_forest":
+            options = {"n_estimators": 300, "min_samples_leaf": 3, "class_weight": "balanced", "n_jobs": 2, **options}
+            self.model_ = RandomForestClassifier(random_state=self.seed, **options)
+        else:
+            options = {"hidden_layer_sizes": (64,), "alpha": 1e-3, "early_stopping": True, "max_iter": 500, **options}
+            options["hidden_layer_sizes"] = tuple(np.atleast_1d(options["hidden_layer_sizes"]).tolist())
+            self.model_ = MLPClassifier(random_state=self.seed, **options)
+        self.model_.fit(fit_x, fit_y)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict_outputs(self, inputs: ModelInputs) -> np.ndarray:
+        """Binary: P(positive); multiclass: ``(rows, classes)``."""
+        p = self.model_.predict_proba(self._matrix(inputs))
+        return p[:, 1] if self.task == "binary" else p
+
+    def predict_proba(self, inputs: ModelInputs) -> np.ndarray:
+        out = self.predict_outputs(inputs)
+        return out if self.task == "binary" else 1.0 - out[:, 0]
+
+    def _risk_logit(self, matrix: np.ndarray) -> np.ndarray:
+        p = np.clip(self.model_.predict_proba(matrix)[:, 0], 1e-6, 1 - 1e-6)
+        return np.log((1 - p) / p)
+
+    def explain(self, inputs: ModelInputs, top_k: int = 3) -> list[list[dict]]:
+        matrix = self._matrix(inputs)
+        base = self._risk_logit(matrix)
+        width = len(self.feature_names_)
+        groups = feature_groups(self.feature_names_, inputs.tabular)
+        columns = []
+        for indices in groups.values():
+            occluded = matrix.copy()
+            occluded[:, indices] = 0.0   # the training mean after z-scoring
+            columns.append(base - self._risk_logit(occluded))
+        start = width
+        for m in self.embedded_:
+            occluded = matrix.copy()
+            occluded[:, start:start + self.widths_[m]] = 0.0   # as if absent
+            columns.append(base - self._risk_logit(occluded))
+            groups[m] = []
+            start += self.widths_[m]
+        return _factors(groups, np.column_stack(columns), inputs.tabular, top_k)
 
 
 class LateFusionRisk(BaseEstimator):
@@ -420,6 +513,10 @@ def make_candidate(kind: str, inputs: tuple[str, ...], params: dict, seed: int, 
         sequences = {m: p for m, p in (poolings or {}).items() if p in ("attention", "bilstm") and m in inputs}
         return EarlyFusionClassifier(modalities=inputs, preprocessing=preprocessing, seed=seed,
                                      sequence_pooling=sequences or None, **params)
+    if kind in ("random_forest", "mlp"):
+        options = dict(params)
+        return ConcatenationRisk(kind=kind, task=task, modalities=inputs, preprocessing=preprocessing, seed=seed,
+                                 resample=options.pop("resample", "none"), params=options)
     if kind == "late_fusion":
         return LateFusionRisk(task=task, modalities=inputs, preprocessing=preprocessing, seed=seed,
                               horizon_days=horizon_days, **params)

@@ -64,3 +64,15 @@ def build_inputs(spec, features: pd.DataFrame, stay_embeddings: dict[str, tuple[
         embeddings={m: v for m, (v, _) in stay_embeddings.items()},
         masks={m: k for m, (_, k) in stay_embeddings.items()},
     )
+
+
+def event_sequences(spec, events: pd.DataFrame, keys: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """An events modality's input: ``features.sequence`` tumbling windows of the spec's codes
+    before each prediction time (``(rows, windows, codes)``, NaN where unmeasured) and which
+    windows held any measurement, in the order of ``keys``."""
+    from pipeline.features.windows import sequence_features
+
+    options = spec.sequence
+    return sequence_features(events, keys[["stay_id", "prediction_time"]], spec.window_spec.codes,
+                             window_hours=int(options.get("window_hours", 6)), windows=int(options["windows"]),
+                             aggregation=options.get("aggregation", "mean"))

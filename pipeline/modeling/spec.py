@@ -18,10 +18,11 @@ from pipeline.modeling.imbalance import RESAMPLERS
 from pipeline.features.windows import AGGREGATIONS, DEFAULT_AGGREGATIONS, WindowSpec
 
 MODALITIES = ("tabular", "notes", "ecg", "images")
-CANDIDATE_KINDS = ("xgboost", "logistic", "early_fusion", "late_fusion")
+CANDIDATE_KINDS = ("xgboost", "logistic", "early_fusion", "late_fusion", "random_forest", "mlp")
 POOLINGS = ("mean", "last", "attention", "bilstm")  # attention / bilstm: learned over the last max_records
 TASKS = ("binary", "multiclass", "survival")
-KINDS_FOR_TASK = {"binary": CANDIDATE_KINDS, "multiclass": ("late_fusion",), "survival": ("late_fusion",)}
+KINDS_FOR_TASK = {"binary": CANDIDATE_KINDS, "multiclass": ("late_fusion", "random_forest", "mlp"),
+                  "survival": ("late_fusion",)}
 PROMOTE_METRICS = {"binary": ("auroc", "auprc"), "multiclass": ("auroc", "accuracy", "macro_f1"),
                    "survival": ("c_index",)}
 
@@ -167,9 +168,13 @@ def parse_spec(raw: dict, where: str = "<spec>") -> ModelSpec:
     modalities = raw.get("modalities") or {}
     for name, options in modalities.items():
         source = (options or {}).get("source", name)
-        if name == "tabular" or source not in MODALITIES[1:]:
+        if name == "tabular" or source not in (*MODALITIES[1:], "events"):
             raise SpecError(f"{where}: modalities.{name}: unknown modality; name one of {list(MODALITIES[1:])}, "
-                            f"or give it a 'source' among them (e.g. ct: {{source: images, categories: [CT]}})")
+                            f"or give it a 'source' among them (e.g. ct: {{source: images, categories: [CT]}}) "
+                            f"or 'events' (the features.sequence windows of the lab/vital codes)")
+        if source == "events" and (sequence is None or (options or {}).get("pooling") not in ("bilstm", "attention")):
+            raise SpecError(f"{where}: modalities.{name}: an events modality reads features.sequence (required) "
+                            f"through pooling: bilstm or attention")
         categories = (options or {}).get("categories")
         if categories is not None and not (isinstance(categories, list) and categories):
             raise SpecError(f"{where}: modalities.{name}.categories: a non-empty list (note types, DICOM modalities)")
@@ -194,7 +199,7 @@ def parse_spec(raw: dict, where: str = "<spec>") -> ModelSpec:
         if kind in ("xgboost", "logistic") and inputs != ("tabular",):
             raise SpecError(f"{here}: an {kind} candidate reads the tabular input only")
         resample = (entry.get("params") or {}).get("resample", "none")
-        if kind == "xgboost" and resample not in RESAMPLERS:
+        if kind in ("xgboost", "random_forest", "mlp") and resample not in RESAMPLERS:
             raise SpecError(f"{here}.params.resample: {resample!r} is not one of {list(RESAMPLERS)}")
         grid = entry.get("grid")
         if grid is not None and not (isinstance(grid, dict) and grid

@@ -16,7 +16,6 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupShuffleSplit
 
 from pipeline.config import Settings, resolve_device
@@ -28,7 +27,7 @@ from pipeline.features.windows import KEY, build_features
 from pipeline.filestore import FileStore
 from pipeline.modeling import encoder_training, registry
 from pipeline.modeling.estimators import make_candidate
-from pipeline.modeling.inputs import ModelInputs, build_inputs, presence
+from pipeline.modeling.inputs import ModelInputs, build_inputs, event_sequences, presence
 from pipeline.modeling.metrics import primary_metric, task_metrics
 from pipeline.modeling.tuning import grid_search
 from pipeline.modeling.report_html import write_report_html
@@ -68,7 +67,9 @@ def training_set(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: date
     records = {}
     for m in spec.used_modalities():
         if m != "tabular":  # the records of the examples' stays only (other cohorts' records are not this model's)
-            table = spec.modality_records(m, validation.valid(MODALITY_TABLE[spec.source(m)]))
+            source = spec.source(m)
+            table = validation.valid("events") if source == "events" else \
+                spec.modality_records(m, validation.valid(MODALITY_TABLE[source]))
             records[m] = table[table["stay_id"].isin(examples["stay_id"])]
     columns = ["stay_id", "subject_id", "prediction_time", "label"] + (["days"] if spec.task == "survival" else [])
     latest = [frame["arrival_time"].max() for frame in extraction.frames.values()
@@ -151,8 +152,11 @@ def train_spec(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: dateti
     stay_embeddings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     text_info, signal_encoders, pretraining, failures = None, {}, {}, []
     for modality, records in data.records.items():
-        log.info("%s: embedding %d %s records", spec.name, len(records), modality)
         options, source = spec.modalities[modality], spec.source(modality)
+        if source == "events":  # windows of the lab/vital codes: no encoder, a sequence model reads them
+            stay_embeddings[modality] = event_sequences(spec, records, data.examples)
+            continue
+        log.info("%s: embedding %d %s records", spec.name, len(records), modality)
         hashed, failed = hash_records(records, source, store)
         failures.append(failed)
         if source == "notes":
@@ -203,7 +207,7 @@ def train_spec(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: dateti
         results[candidate.name] = metrics
         ablation[candidate.name] = (_single_modalities(spec, model, held_in, y[test_rows])
                                     if candidate.kind == "late_fusion"
-                                    else _withheld_modalities(model, held_in, y[test_rows]))
+                                    else _withheld_modalities(spec, model, held_in, y[test_rows]))
         version = f"{stamp}-{candidate.name}"
         artifact = settings.artifacts_dir / spec.name / stamp / candidate.name
         registry.Bundle(
@@ -273,19 +277,20 @@ class _OnlyModality:
         return self.model.predict_outputs(inputs, only=self.only)
 
 
-def _withheld_modalities(model, inputs: ModelInputs, y: np.ndarray) -> dict[str, float]:
-    """Held-out AUROC of a model reading embeddings with each one withheld (mask set to absent),
-    and on the patients who have every modality."""
-    if not inputs.masks or len(set(y)) < 2:
+def _withheld_modalities(spec: ModelSpec, model, inputs: ModelInputs, y: np.ndarray) -> dict[str, float]:
+    """A model's held-out primary metric with each embedded modality withheld (mask set to
+    absent), and on the patients who have every modality."""
+    if not inputs.masks:
         return {}
-    out = {f"without {m}": round(float(roc_auc_score(y, model.predict_proba(ModelInputs(
-        inputs.tabular, inputs.embeddings, {**inputs.masks, m: np.zeros_like(inputs.masks[m])})))), 4)
-        for m in inputs.masks}
+    out = {}
+    for m in inputs.masks:
+        withheld = ModelInputs(inputs.tabular, inputs.embeddings, {**inputs.masks, m: np.zeros_like(inputs.masks[m])})
+        out[f"without {m}"] = primary_metric(spec, task_metrics(spec, model, withheld, y)[0])
     complete = np.flatnonzero(np.all([presence(mask) for mask in inputs.masks.values()], axis=0))
-    if len(complete) >= 10 and len(set(y[complete])) > 1:  # the rows a late-fusion ablation is read on
-        out["all modalities (complete cases)"] = round(float(roc_auc_score(
-            y[complete], model.predict_proba(inputs.take(complete)))), 4)
-    return out
+    if len(complete) >= 10:  # the rows a late-fusion ablation is read on
+        out["all modalities (complete cases)"] = primary_metric(
+            spec, task_metrics(spec, model, inputs.take(complete), y[complete])[0])
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def _only(inputs, modalities):
