@@ -130,8 +130,8 @@ def test_airflow_dags_test_of_the_training_dag_registers_and_promotes(tmp_path):
     versions = wh.read("SELECT model_name, candidate, promoted, selected, training_as_of "
                        "FROM vigil_models.model_versions", times=("training_as_of",))
     assert sorted(versions["candidate"]) == ["clinical_ct_pathology_cox", "early_fusion", "ehr_ecg_late_fusion",
-                                             "late_fusion_stack", "ultrasound_notes_numerics_late_fusion",
-                                             "xgboost_tabular"]
+                                             "late_fusion_stack", "mlp_concatenated", "random_forest_concatenated",
+                                             "ultrasound_notes_numerics_late_fusion", "xgboost_tabular"]
     promoted = versions[versions["promoted"].astype(bool)]
     assert sorted(promoted["model_name"]) == sorted(versions["model_name"].unique())   # one per model
     assert promoted["selected"].astype(bool).all()
