@@ -5,7 +5,8 @@ Drift is the population stability index (PSI) of each numeric input feature and 
 against the training rows' deciles (the score: the held-out scores' 5 % quantiles). Performance
 joins the risk rows of the last ``lookback_days`` nights with the outcomes known by tonight's
 prediction time — the same label query training uses — so a mortality label that lands days
-after the score still counts for the night it was scored on.
+after the score still counts for the night it was scored on. A survival model's rows are judged
+at its horizon: did the event follow within ``horizon_days`` of the night's prediction time.
 """
 
 from __future__ import annotations
@@ -49,12 +50,14 @@ def feature_drift(reference: dict[str, list[float]], frame: pd.DataFrame) -> dic
     return out
 
 
-def performance(scores: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+def performance(scores: pd.DataFrame, labels: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per (model, version, scored night): metrics over the scored stays whose outcome is known.
 
-    ``scores``: ``night, stay_id, model_name, model_version, probability``; ``labels``:
+    ``scores``: ``night, stay_id, model_name, model_version, probability`` (and ``label``, when
+    each row's outcome depends on its night, as at a survival horizon); ``labels``:
     ``stay_id, label``."""
-    joined = scores.merge(labels[["stay_id", "label"]].drop_duplicates("stay_id"), on="stay_id")
+    joined = scores if labels is None else scores.merge(labels[["stay_id", "label"]].drop_duplicates("stay_id"),
+                                                        on="stay_id")
     rows = []
     for (model, version, night), group in joined.groupby(["model_name", "model_version", "night"], sort=True):
         y, p = group["label"].to_numpy(dtype=int), group["probability"].to_numpy(dtype=float)
@@ -72,11 +75,27 @@ def scored_performance(wh: Warehouse, spec, model_name: str, night: date, as_of:
                        lookback_days: int) -> pd.DataFrame:
     """:func:`performance` of the model's risk rows from the ``lookback_days`` nights up to
     ``night`` against the outcomes known by ``as_of``."""
-    scores = wh.read("SELECT night, stay_id, model_name, model_version, probability FROM vigil_risk.risk_scores "
-                     "WHERE model_name = :model AND night >= :first AND night <= :night",
-                     {"model": model_name, "first": night - timedelta(days=lookback_days), "night": night})
+    scores = wh.read("SELECT night, stay_id, model_name, model_version, prediction_time, probability "
+                     "FROM vigil_risk.risk_scores WHERE model_name = :model AND night >= :first AND night <= :night",
+                     {"model": model_name, "first": night - timedelta(days=lookback_days), "night": night},
+                     times=("prediction_time",))
     scores["night"] = pd.to_datetime(scores["night"].astype(str).str[:10]).dt.date
+    if spec.task == "survival":
+        return performance(at_horizon(scores, read_labels(wh, spec.label_query, as_of, "survival_labels"),
+                                      spec.horizon_days))
     labels = read_labels(wh, spec.label_query, as_of)
     if spec.task == "multiclass":  # the risk row's probability is that of any class but the first
         labels["label"] = (labels["label"] != 0).astype(int)
     return performance(scores, labels)
+
+
+def at_horizon(scores: pd.DataFrame, labels: pd.DataFrame, horizon_days: float) -> pd.DataFrame:
+    """Survival risk rows (the probability of the event within the horizon of each row's
+    prediction time) with the binary outcome they predicted, where it is known by now: an event
+    within the horizon, or follow-up past it. Rows scored after their event are left out."""
+    joined = scores.merge(labels[["stay_id", "event", "event_time"]].drop_duplicates("stay_id"), on="stay_id")
+    end = joined["prediction_time"] + pd.Timedelta(days=horizon_days)
+    event = joined["event"].astype(bool)
+    by_horizon = event & (joined["event_time"] <= end)
+    known = (by_horizon | (joined["event_time"] > end)) & ~(event & (joined["event_time"] <= joined["prediction_time"]))
+    return joined[known].assign(label=by_horizon[known].astype(int)).drop(columns=["event", "event_time"])

@@ -266,21 +266,22 @@ def features_stage(night, settings: Settings | None = None) -> dict:
     continuous = manifest["since"].get("events") == t0.isoformat(sep=" ")
     summary = {"active_stays": len(active)}
     for name, info in manifest["models"].items():
-        spec = parse_spec(info["spec"], name).window_spec
-        previous = _previous_features(wh, ctx.night - timedelta(days=1), name, info["version"], spec) \
+        spec = parse_spec(info["spec"], name)
+        windows = spec.window_spec
+        previous = _previous_features(wh, ctx.night - timedelta(days=1), name, info["version"], windows) \
             if continuous else None
         edges = []
-        for low, high in edge_ranges(spec, t0, t1) if previous is not None else []:
+        for low, high in edge_ranges(windows, t0, t1) if previous is not None else []:
             edges += wh.read_in("SELECT DISTINCT stay_id FROM vigil_features.stay_events WHERE stay_id IN :values "
                                 "AND ingest_night <> :night AND time > :low AND time <= :high",
                                 active["stay_id"].tolist(), {"night": ctx.night, "low": low, "high": high}
                                 )["stay_id"].tolist()
         windowed, counts = advance(previous, active["stay_id"].to_numpy(), tonight["stay_id"].to_numpy(), edges,
-                                   lambda stays, since: _stay_events(wh, ctx, stays, since, tonight), spec, t0, t1)
+                                   lambda stays, since: _stay_events(wh, ctx, stays, since, tonight), windows, t0, t1)
         features = static_features(cohort, active[KEY]).merge(windowed, on=KEY, how="left")
         ctx.write("features", name, features)
         summary[name] = counts
-        _write_event_sequences(wh, ctx, name, parse_spec(info["spec"], name), active, tonight)
+        _write_event_sequences(wh, ctx, name, spec, active, tonight)
     return summary
 
 
@@ -532,7 +533,7 @@ def report_stage(night, settings: Settings | None = None) -> dict:
         psis = monitoring.feature_drift(bundle.training.get("feature_reference", {}), features)
         drift.append(pd.DataFrame({"model_name": name, "model_version": bundle.version,
                                    "feature": list(psis), "psi": list(psis.values())}))
-        if spec.label_kind != "event_within" and spec.task != "survival":  # event windows, survival: not yet
+        if spec.label_kind != "event_within":  # event windows: not yet
             performance.append(monitoring.scored_performance(wh, spec, name, ctx.night, ctx.prediction_time,
                                                              ctx.settings.monitoring_lookback_days))
     report = {"night": ctx.night.isoformat(), "run_id": manifest["run_id"],

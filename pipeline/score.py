@@ -22,12 +22,9 @@ def score_stays(bundle: Bundle, spec: ModelSpec, inputs: ModelInputs, keys: pd.D
         raise ValueError(f"{len(inputs)} input rows for {len(keys)} stays")
     if len(keys) == 0:
         return pd.DataFrame(columns=RISK_COLUMNS)
-    model = bundle.model
-    probability = np.round(model.predict_proba(inputs).astype(float), 6)
-    factors = model.explain(inputs, spec.top_k_factors)
-    used = model.modalities_used(inputs) if hasattr(model, "modalities_used") else inputs.modalities_present()
-    terms = model.modality_contributions(inputs) if hasattr(model, "modality_contributions") else [None] * len(keys)
-    outputs = _outputs(spec, model, inputs) if spec.task != "binary" else [None] * len(keys)
+    scored = bundle.model.score(inputs, spec.top_k_factors)
+    probability = np.round(scored.probability.astype(float), 6)
+    outputs = _outputs(spec, scored.outputs) if spec.task != "binary" else [None] * len(keys)
     rows = pd.DataFrame({
         "night": night,
         "stay_id": keys["stay_id"].astype("int64").values,
@@ -38,18 +35,17 @@ def score_stays(bundle: Bundle, spec: ModelSpec, inputs: ModelInputs, keys: pd.D
         "probability": probability,
         "risk_band": [spec.band(p) for p in probability],
         "operating_threshold": float(spec.operating_threshold),
-        "modalities": used,
-        "top_factors": [json.dumps(f, sort_keys=True) for f in factors],
+        "modalities": scored.modalities,
+        "top_factors": [json.dumps(f, sort_keys=True) for f in scored.factors],
         "outputs": [None if o is None else json.dumps(o, sort_keys=True) for o in outputs],
-        "modality_contributions": [None if t is None else json.dumps(t, sort_keys=True) for t in terms],
+        "modality_contributions": [None if t is None else json.dumps(t, sort_keys=True) for t in scored.contributions],
     })
     return rows.sort_values("stay_id", kind="stable").reset_index(drop=True)
 
 
-def _outputs(spec: ModelSpec, model, inputs: ModelInputs) -> list[dict]:
+def _outputs(spec: ModelSpec, raw: np.ndarray) -> list[dict]:
     """Per row, what the probability column cannot hold: each class's probability, or the log
     hazard behind the probability of the event within the horizon."""
-    raw = model.predict_outputs(inputs)
     if spec.task == "multiclass":
         return [{"class": spec.classes[int(np.argmax(row))],
                  "probabilities": {c: round(float(v), 6) for c, v in zip(spec.classes, row)}} for row in raw]

@@ -794,10 +794,11 @@ def _models_section(ov: Overview, base: str) -> list[str]:
     if not ov.models:
         return out + ["<p>No model has been trained yet: trigger the <code>vigil_training</code> DAG.</p>"]
     out.append("<table id='models-table'><thead><tr><th>model</th><th>version</th><th>candidate</th>"
-               "<th>trained (UTC)</th><th>data known by</th><th class='n'>AUROC</th><th class='n'>AUPRC</th>"
+               "<th>trained (UTC)</th><th>data known by</th><th class='n'>discrimination</th><th class='n'>AUPRC</th>"
                "<th class='n'>Brier</th><th></th><th>report</th></tr></thead><tbody>")
     for m in ov.models:
-        metric = {k: ("–" if m.metrics.get(k) is None else f"{m.metrics[k]:.3f}") for k in ("auroc", "auprc", "brier")}
+        metric = {k: ("–" if m.metrics.get(k) is None else f"{m.metrics[k]:.3f}") for k in ("auprc", "brier")}
+        metric["auroc"] = _discrimination(m.metrics)
         report = f"<a href='{_e(_report_href(base, m))}'>training report</a>" if m.report_uri else "–"
         badge = "<span class='badge on'>promoted</span>" if m.promoted else ""
         out.append(f"<tr><td>{_e(m.model_name)}</td><td><code>{_e(m.version)}</code></td><td>{_e(m.candidate)}</td>"
@@ -806,6 +807,20 @@ def _models_section(ov: Overview, base: str) -> list[str]:
                    f"<td>{report}</td></tr>")
     out.append("</tbody></table>")
     return out
+
+
+def _discrimination(metrics: dict) -> str:
+    """A version's headline held-out metric for its task: Harrell's C (survival), the macro
+    one-vs-rest AUROC (multiclass, told by its macro F1) or the AUROC.
+
+    >>> _discrimination({"c_index": 0.7412, "auroc": 0.69}), _discrimination({"macro_f1": 0.5, "auroc": 0.735})
+    ('0.741 C-index', '0.735 macro AUROC')
+    """
+    for key, label in (("c_index", "C-index"), ("macro_f1", "macro AUROC"), ("auroc", "AUROC")):
+        if key in metrics:
+            value = metrics.get("auroc" if key == "macro_f1" else key)
+            return "–" if value is None else f"{value:.3f} {label}"
+    return "–"
 
 
 def render_report_page(title: str, markdown: str, *, base: str = "/vigil") -> str:

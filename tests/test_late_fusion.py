@@ -83,3 +83,21 @@ def test_rows_missing_a_modality_are_scored_from_the_others_and_say_so():
     logit = np.log(scores[missing] / (1 - scores[missing]))
     intercept = fused.stackers_[("ehr", "ecg")].intercept_[0]
     assert logit == pytest.approx(intercept + sum(terms[missing].values()), abs=1e-3)  # terms add up to the score
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "survival"])
+def test_early_stopping_chooses_fewer_trees_than_an_overfitting_budget(task):
+    """1000 fast trees on 600 rows overfit: early stopping on a patient-level inner split stops
+    well short, and the held-out metric is no worse than the full budget's."""
+    features, present, y = cohort(600, 2, task)
+    test_x, test_present, test_y = cohort(800, 3, task)
+    budget = {"n_estimators": 1000, "learning_rate": 0.3, "max_depth": 4}
+    groups = np.arange(600) // 2   # two rows per patient: the inner split keeps them together
+    full = LateFusion(task, {"ehr": budget}, folds=3).fit({"ehr": features["ehr"]}, {"ehr": present["ehr"]}, y,
+                                                            groups)
+    stopped = LateFusion(task, {"ehr": {**budget, "early_stopping_rounds": 20}}, folds=3).fit(
+        {"ehr": features["ehr"]}, {"ehr": present["ehr"]}, y, groups)
+    assert full.base_["ehr"].n_estimators == 1000
+    assert stopped.base_["ehr"].n_estimators < 300, stopped.base_["ehr"].n_estimators
+    held = ({"ehr": test_x["ehr"]}, {"ehr": test_present["ehr"]})
+    assert metric(task, test_y, stopped.predict(*held)) >= metric(task, test_y, full.predict(*held)) - 0.01

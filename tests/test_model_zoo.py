@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from pipeline.config import PROJECT_ROOT
 from pipeline.modeling import registry
@@ -60,6 +61,8 @@ def raw(name):
      r"params: unknown late-fusion option\(s\) \['stacker'\]"),
     ("pe_thrombolysis_outcome", lambda r: r["training"].update(promote_metric="c_index"),
      "training.promote_metric: 'c_index' is not one of"),
+    ("gist_recurrence", lambda r: r["candidates"][0]["params"].update(early_stopping_rounds="yes"),
+     r"candidates\[0\].params.early_stopping_rounds: a whole number"),
     ("gist_recurrence", lambda r: r["label"].pop("horizon_days"), "label.horizon_days"),
     ("gist_recurrence", lambda r: r["modalities"]["ct"].update(source="xray"), "modalities.ct: unknown modality"),
     ("gist_recurrence", lambda r: r["modalities"]["ct"].update(categories="CT"), "modalities.ct.categories"),
@@ -152,6 +155,27 @@ def test_concatenation_models_fuse_pooled_embeddings_with_the_numerics(kind):
     factors = model.explain(test, top_k=4)
     assert {f["factor"] for row in factors for f in row} <= {"age", "lab_x", "sex", "ct"}
     assert any(f["factor"] == "ct" for row in factors for f in row)
+
+
+def test_calibration_on_held_out_folds_improves_a_rebalanced_forest_and_scoring_is_one_call():
+    """SMOTENC and balanced class weights push a forest's probabilities towards the rare class;
+    sigmoid calibration on out-of-fold predictions of patient-level folds pulls them back."""
+    train, y, groups = zoo_inputs(900, 0, "multiclass")
+    test, y_test, _ = zoo_inputs(400, 1, "multiclass")
+    y, y_test = (y == 2).astype(int), (y_test == 2).astype(int)   # a third of the rows
+    params = {"resample": "smotenc", "min_samples_leaf": 3}
+    raw_forest = make_candidate("random_forest", ("tabular", "ct"), params, 7).fit(train, y, groups)
+    calibrated = make_candidate("random_forest", ("tabular", "ct"), {**params, "calibration_folds": 5}, 7).fit(
+        train, y, groups)
+    raw_p, calibrated_p = raw_forest.predict_proba(test), calibrated.predict_proba(test)
+    assert abs(calibrated_p.mean() - y_test.mean()) < abs(raw_p.mean() - y_test.mean()) - 0.05
+    assert brier_score_loss(y_test, calibrated_p) < brier_score_loss(y_test, raw_p) - 0.005
+    assert roc_auc_score(y_test, calibrated_p) > roc_auc_score(y_test, raw_p) - 0.01
+    scored = calibrated.score(test, top_k=3)
+    np.testing.assert_allclose(scored.probability, calibrated_p)
+    assert scored.outputs is None and scored.factors == calibrated.explain(test, top_k=3)
+    has_ct = test.masks["ct"].any(axis=1)
+    assert all(set(t) == ({"ct"} if h else set()) for t, h in zip(scored.contributions, has_ct))
 
 
 def test_multiclass_and_survival_metrics_on_known_answers():

@@ -1,11 +1,12 @@
-"""The three research models end to end on their synthetic cohorts: trained through the same
-training code as the nightly model (grid search, encoders, late fusion, reports), registered
-with their data snapshot and code version, promoted explicitly, then scored by a night —
-each only for the stays its cohort enrols, each row naming its version, its modalities, its
-class probabilities or hazard, and its explanations."""
+"""The three research models end to end on their synthetic cohorts (and the ICU model on the
+same stays): trained through the same training code as the nightly model (grid search,
+encoders, late fusion, reports), registered with their data snapshot and code version,
+promoted explicitly, then scored by a night — each only for the stays its cohort enrols, each
+row naming its version, its modalities, its class probabilities or hazard, and its explanations."""
 
 import json
 from datetime import date, datetime
+from pathlib import Path
 
 import pytest
 
@@ -32,21 +33,26 @@ def research_home(tmp_path_factory):
     wh.create_schema()
     write_research(wh, generate_research(500, datetime(2026, 1, 1), 60, seed=7), settings.filestore, progress=False)
     reports = {name: train_spec(wh, settings, load_spec(settings.models_dir / f"{name}.yaml"), TRAIN_AS_OF,
-                                progress=False) for name in RESEARCH}
+                                progress=False) for name in [*RESEARCH, "icu_mortality"]}
     return settings, wh, reports
 
 
 def test_each_fused_model_beats_every_single_modality_on_held_out_patients(research_home):
+    """The research cohorts' stays are ICU stays too: the ICU mortality model trains on them
+    (never promoted here), its early fusion compared with its late-fusion baseline's single-modality models."""
     _, _, reports = research_home
     for name, report in reports.items():
-        late = next(c.name for c in load_spec(research_home[0].models_dir / f"{name}.yaml").candidates
-                    if c.kind == "late_fusion")
+        spec = load_spec(research_home[0].models_dir / f"{name}.yaml")
+        late = next(c.name for c in spec.candidates if c.kind == "late_fusion")
         variants = dict(report["ablation"][late])
         fused = variants.pop("all modalities (complete cases)")
+        if name == "icu_mortality":
+            fused = report["ablation"]["early_fusion"]["all modalities (complete cases)"]
         assert len(variants) >= 2, name
         for single, value in variants.items():
             assert fused > value, (name, single, fused, value)
         assert report["patients_on_both_sides"] == 0
+    assert max(reports["pe_thrombolysis_outcome"]["trees"]["ehr_ecg_late_fusion"].values()) < 400  # early-stopped
     liver = reports["liver_steatosis_grade"]
     assert {"random_forest_concatenated", "mlp_concatenated"} <= set(liver["candidates"])
     assert liver["ablation"]["random_forest_concatenated"]["without ultrasound"] < \
@@ -70,17 +76,37 @@ def test_reports_hold_the_task_metrics_and_plots(research_home):
     assert "Per class" in open(pe["html_report"]).read() and "Harrell" in open(gist["html_report"]).read()
 
 
+def test_the_reports_show_their_plots_in_headless_chromium(research_home, tmp_path_factory):
+    from tests.test_ui_plugin import _chrome, _full_page, _screenshot_folder
+
+    _, _, reports = research_home
+    driver = _chrome()
+    folder = _screenshot_folder(tmp_path_factory)
+    try:
+        for name, report in reports.items():
+            driver.get(Path(report["html_report"]).as_uri())
+            shown = driver.execute_script(
+                "return Array.from(document.images).filter(i => i.complete && i.naturalWidth > 200).length")
+            assert shown >= 3, (name, shown)
+            body = driver.find_element("tag name", "body").text
+            assert "Modality ablation" in body and ("Per class" in body or "Harrell" in body
+                                                    or name == "icu_mortality"), name
+            _full_page(driver, folder / f"{name}.png", 800)
+    finally:
+        driver.quit()
+
+
 def test_versions_are_registered_with_their_snapshot_and_promoted_only_when_asked(research_home):
     settings, wh, _ = research_home
     versions = wh.read("SELECT model_name, version, promoted, selected, data_snapshot, code_version "
                        "FROM vigil_models.model_versions")
-    assert set(versions["model_name"]) == set(RESEARCH) and not versions["promoted"].astype(bool).any()
+    assert set(versions["model_name"]) == {*RESEARCH, "icu_mortality"} and not versions["promoted"].astype(bool).any()
     snapshot = json.loads(versions["data_snapshot"].iloc[0])
     assert snapshot["rows"]["cohort"] > 0 and snapshot["latest_arrival"] <= str(TRAIN_AS_OF)
     assert versions["code_version"].str.len().min() > 0
     with pytest.raises(RuntimeError, match="no model has a promoted version"):
         run_night(NIGHT, settings)
-    for name in RESEARCH:
+    for name in [*RESEARCH, "icu_mortality"]:
         registry.promote(wh, name)
 
 
@@ -108,6 +134,27 @@ def test_a_night_scores_each_cohort_with_its_promoted_model(research_home):
             assert all(o["horizon_days"] == spec.horizon_days and "log_hazard" in o for o in outputs)
     gist = risk[risk["model_name"] == "gist_recurrence"]
     assert (gist["modalities"] == "tabular+ct+pathology").mean() > 0.8
+    icu = risk[risk["model_name"] == "icu_mortality"]   # every active stay, each cohort's included
+    assert set(icu["stay_id"]) >= set(risk.loc[risk["model_name"] != "icu_mortality", "stay_id"])
+    assert set(icu["model_version"]) == {registry.promoted(wh, "icu_mortality")["version"]}
+    for terms, used in zip(icu["modality_contributions"].map(json.loads), icu["modalities"]):
+        assert set(terms) == set(used.split("+")) - {"tabular"}   # early fusion: leave-one-modality-out deltas
+
+
+def test_survival_scores_are_monitored_at_their_horizon_once_outcomes_are_known(research_home):
+    """Months later, each GIST row's 30-day outcome is known (recurrence within 30 days of its
+    night, or follow-up past it): the monitoring rows judge the scores against it."""
+    from pipeline.monitoring import scored_performance
+
+    settings, wh, _ = research_home
+    spec = load_spec(settings.models_dir / "gist_recurrence.yaml")
+    rows = scored_performance(wh, spec, "gist_recurrence", NIGHT, datetime(2026, 12, 31), lookback_days=7)
+    assert list(rows["scored_night"]) == [NIGHT]
+    gist = rows.iloc[0]
+    scored = wh.read("SELECT COUNT(*) AS n FROM vigil_risk.risk_scores WHERE model_name = 'gist_recurrence' "
+                     "AND night = :n", {"n": NIGHT})["n"].iloc[0]
+    assert 5 < gist["labelled"] <= scored and 0 < gist["positives"] < gist["labelled"]
+    assert gist["auroc"] is not None and 0 <= gist["mean_predicted"] <= 1
 
 
 @pytest.mark.slow
@@ -119,7 +166,7 @@ def test_the_nightly_dag_maps_a_score_task_over_the_promoted_models(research_hom
     result = _dags_test(settings, "vigil_nightly", night)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
-    assert output.count("task_id=score") >= len(RESEARCH) and "map_index=2" in output
+    assert output.count("task_id=score") >= len(RESEARCH) + 1 and "map_index=3" in output
     risk = wh.read("SELECT model_name, COUNT(*) AS n FROM vigil_risk.risk_scores WHERE night = :n GROUP BY model_name",
                    {"n": night})
-    assert set(risk["model_name"]) == set(RESEARCH) and (risk["n"] > 5).all()
+    assert set(risk["model_name"]) == {*RESEARCH, "icu_mortality"} and (risk["n"] > 5).all()

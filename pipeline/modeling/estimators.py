@@ -7,11 +7,13 @@ training saves and nightly scoring loads.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
@@ -19,8 +21,8 @@ from torch import nn
 from xgboost import DMatrix, XGBClassifier
 
 from pipeline.features.preprocess import fit_preprocessor
-from pipeline.modeling.imbalance import rebalance
-from pipeline.modeling.late_fusion import LateFusion
+from pipeline.modeling.imbalance import Rebalanced, rebalance
+from pipeline.modeling.late_fusion import LateFusion, early_stopped_trees
 from pipeline.modeling.inputs import ModelInputs, presence
 from pipeline.modeling.pooling import AttentionPool, BiLSTMPool
 
@@ -71,7 +73,40 @@ def _factors(groups: dict[str, list[int]], contributions: np.ndarray, raw: pd.Da
     return out
 
 
-class XGBoostRisk(BaseEstimator, ClassifierMixin):
+@dataclass
+class Scored:
+    """A model's scores of its rows, all that a risk row holds: the probability, the top factors,
+    the modalities used, each modality's contribution (``None`` where a model has no such terms)
+    and, for multiclass / survival, the per-class probabilities or the log hazard."""
+    probability: np.ndarray
+    factors: list[list[dict]]
+    modalities: list[str]
+    contributions: list[dict | None]
+    outputs: np.ndarray | None = None
+
+
+class _Scoring:
+    """``score``: every output of a nightly risk row in one call (a model overrides it where
+    its outputs share work, e.g. the preprocessing of late fusion or the occlusions of early fusion)."""
+
+    task = "binary"
+
+    def modality_contributions(self, inputs: ModelInputs) -> list[dict | None]:
+        return [None] * len(inputs)
+
+    def score(self, inputs: ModelInputs, top_k: int = 3) -> Scored:
+        outputs = self.predict_outputs(inputs) if self.task != "binary" else None
+        return Scored(self.predict_proba(inputs), self.explain(inputs, top_k), inputs.modalities_present(),
+                      self.modality_contributions(inputs), outputs)
+
+
+def _row_terms(deltas: dict[str, np.ndarray], present: dict[str, np.ndarray]) -> list[dict]:
+    """Per row, each present modality's leave-one-modality-out delta (log-odds), rounded."""
+    n = len(next(iter(present.values()))) if present else 0
+    return [{m: round(float(deltas[m][i]), 4) for m in deltas if present[m][i]} for i in range(n)]
+
+
+class XGBoostRisk(_Scoring, BaseEstimator, ClassifierMixin):
     """Gradient-boosted trees on the tabular input; explanations are XGBoost's own SHAP values."""
 
     def __init__(self, params: dict | None = None, preprocessing: dict | None = None, seed: int = 7):
@@ -88,21 +123,29 @@ class XGBoostRisk(BaseEstimator, ClassifierMixin):
     def fit(self, inputs: ModelInputs, y: np.ndarray, groups: np.ndarray | None = None) -> XGBoostRisk:
         """``params`` go to XGBoost, except ``resample`` (``smotenc`` / ``cluster_centroids``:
         rebalance the training rows, see :mod:`pipeline.modeling.imbalance`), ``balance`` (the
-        share of full class re-weighting; default 0.5 without resampling, else 0) and
+        share of full class re-weighting; default 0.5 without resampling, else 0),
         ``calibration_folds`` (k >= 2: a Platt calibration fitted on the out-of-fold margins of k
-        patient-level folds of the training rows)."""
+        patient-level folds of the training rows) and ``early_stopping_rounds`` (> 0: as many
+        trees as early stopping on a patient-level inner split chose, see
+        :func:`~pipeline.modeling.late_fusion.early_stopped_trees`)."""
         params = dict(self.params or {})
         resample = params.pop("resample", "none")
         balance = float(params.pop("balance", 0.5 if resample == "none" else 0.0))
         folds = int(params.pop("calibration_folds", 0))
+        rounds = int(params.pop("early_stopping_rounds", 0) or 0)
         self.preprocessor_, rows = fit_preprocessor(self.preprocessing or {}, inputs.tabular, y)
         self.training_rows_ = int(rows.sum())
         self.feature_names_ = self.preprocessor_.get_feature_names_out()
         y = y[rows]
         matrix = self.preprocessor_.transform(inputs.tabular[rows])
+        groups = np.arange(len(y)) if groups is None else np.asarray(groups)[rows]
+        self.n_trees_ = None
+        if rounds > 0:
+            self.n_trees_ = early_stopped_trees(self._booster(params, y, balance), matrix, y, groups, rounds, self.seed,
+                                                lambda a, b: rebalance(a, b, resample, seed=self.seed))
+            params["n_estimators"] = self.n_trees_
         self.calibrator_ = None
         if folds >= 2:
-            groups = np.arange(len(y)) if groups is None else np.asarray(groups)[rows]
             margins = np.zeros(len(y))
             splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=self.seed)
             for train_rows, held_rows in splitter.split(matrix, y, groups):
@@ -163,7 +206,7 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float, gamma: 
     return (alpha_t * (1 - p_t) ** gamma * ce).mean()
 
 
-class EarlyFusionClassifier(BaseEstimator, ClassifierMixin):
+class EarlyFusionClassifier(_Scoring, BaseEstimator, ClassifierMixin):
     """Early fusion: per-modality projections of the tabular vector and each embedding,
     concatenated with the presence masks into an MLP. Trained with focal loss, L2 (weight
     decay), dropout and modality dropout, early-stopped on a patient-level inner split whose
@@ -267,10 +310,9 @@ class EarlyFusionClassifier(BaseEstimator, ClassifierMixin):
         xs, masks = self._tensors(inputs)
         return self.calibrator_.predict_proba(self._logits(xs, masks)[:, None])[:, 1]
 
-    def explain(self, inputs: ModelInputs, top_k: int = 3) -> list[list[dict]]:
-        """Occlusion in log-odds: each factor group, then each embedded modality, is set to the
-        training average (0 after scaling; absent for a modality) and the logit change is its
-        contribution."""
+    def _occlusions(self, inputs: ModelInputs):
+        """Logits, and in log-odds the change when each factor group is set to the training
+        average (0 after scaling) and when each embedded modality is withheld (mask absent)."""
         xs, masks = self._tensors(inputs)
         base = self._logits(xs, masks)
         groups = feature_groups(self.feature_names_, inputs.tabular)
@@ -279,14 +321,34 @@ class EarlyFusionClassifier(BaseEstimator, ClassifierMixin):
             occluded = xs["tabular"].clone()
             occluded[:, indices] = 0.0
             columns.append(base - self._logits({**xs, "tabular": occluded}, masks))
+        present = {m: presence(masks[m].numpy() > 0) for m in self.embedded_}
+        deltas = {m: base - self._logits(xs, {**masks, m: torch.zeros_like(masks[m])}) for m in self.embedded_}
+        return base, groups, columns, deltas, present
+
+    def _factors_of(self, inputs, groups, columns, deltas, present, top_k) -> list[list[dict]]:
         for m in self.embedded_:
-            occluded = self._logits(xs, {**masks, m: torch.zeros_like(masks[m])})
-            columns.append(np.where(presence(masks[m].numpy() > 0), base - occluded, 0.0))
+            columns.append(np.where(present[m], deltas[m], 0.0))
             groups[m] = []
         return _factors(groups, np.column_stack(columns), inputs.tabular, top_k)
 
+    def explain(self, inputs: ModelInputs, top_k: int = 3) -> list[list[dict]]:
+        """Occlusion in log-odds: each factor group, then each embedded modality (withheld)."""
+        _, groups, columns, deltas, present = self._occlusions(inputs)
+        return self._factors_of(inputs, groups, columns, deltas, present, top_k)
 
-class LogisticRisk(BaseEstimator, ClassifierMixin):
+    def modality_contributions(self, inputs: ModelInputs) -> list[dict]:
+        """Per row, each present embedded modality's leave-one-modality-out delta in log-odds."""
+        _, _, _, deltas, present = self._occlusions(inputs)
+        return _row_terms(deltas, present)
+
+    def score(self, inputs: ModelInputs, top_k: int = 3) -> Scored:
+        base, groups, columns, deltas, present = self._occlusions(inputs)
+        return Scored(self.calibrator_.predict_proba(base[:, None])[:, 1],
+                      self._factors_of(inputs, groups, columns, deltas, present, top_k),
+                      inputs.modalities_present(), _row_terms(deltas, present))
+
+
+class LogisticRisk(_Scoring, BaseEstimator, ClassifierMixin):
     """L2-regularised logistic regression on the same preprocessed tabular input: the baseline
     every tabular model is measured against. Explanations are coefficient × scaled value."""
 
@@ -323,13 +385,16 @@ def pooled_vectors(inputs: ModelInputs, modality: str) -> tuple[np.ndarray, np.n
     return np.where(presence(mask)[:, None], vectors, np.nan), presence(mask)
 
 
-class ConcatenationRisk(BaseEstimator, ClassifierMixin):
+class ConcatenationRisk(_Scoring, BaseEstimator, ClassifierMixin):
     """Feature-level fusion through a scikit-learn classifier, for binary and multiclass tasks:
     the preprocessed tabular features, then each embedded modality's pooled vector (standardised
     on the training rows; 0 where absent) and its presence flag, into a random forest
     (``random_forest``, class-balanced) or an MLP with L2 penalty and early stopping (``mlp``).
-    ``resample`` rebalances the training rows first. Explanations are occlusions in log-odds
-    against the first class: each factor group, then each modality, set to the training mean."""
+    ``resample`` rebalances the training rows first. ``calibration_folds`` (k >= 2) calibrates
+    the probabilities with scikit-learn's sigmoid calibration on the out-of-fold predictions of k
+    patient-level folds (each fold's model rebalanced on its own training rows), the classifier
+    itself refitted on every row. Explanations are occlusions in log-odds against the first
+    class: each factor group, then each modality, set to the training mean."""
 
     def __init__(self, kind: str = "random_forest", task: str = "binary", modalities: tuple[str, ...] = ("tabular",),
                  preprocessing: dict | None = None, params: dict | None = None, resample: str = "none", seed: int = 7):
@@ -363,9 +428,8 @@ class ConcatenationRisk(BaseEstimator, ClassifierMixin):
             self.widths_[m] = vectors.shape[1] + 1   # the pooled vector and its presence flag
             self.embedding_mean_[m] = vectors[present].mean(axis=0) if present.any() else 0.0
             self.embedding_scale_[m] = vectors[present].std(axis=0) + 1e-6 if present.any() else 1.0
-        fit_x, fit_y = rebalance(self._matrix(inputs.take(np.flatnonzero(rows))), y[rows], self.resample,
-                                 seed=self.seed)
         options = dict(self.params or {})
+        folds = int(options.pop("calibration_folds", 0))
         if self.kind == "random_forest":
             options = {"n_estimators": 300, "min_samples_leaf": 3, "class_weight": "balanced", "n_jobs": 2, **options}
             self.model_ = RandomForestClassifier(random_state=self.seed, **options)
@@ -373,7 +437,14 @@ class ConcatenationRisk(BaseEstimator, ClassifierMixin):
             options = {"hidden_layer_sizes": (64,), "alpha": 1e-3, "early_stopping": True, "max_iter": 500, **options}
             options["hidden_layer_sizes"] = tuple(np.atleast_1d(options["hidden_layer_sizes"]).tolist())
             self.model_ = MLPClassifier(random_state=self.seed, **options)
-        self.model_.fit(fit_x, fit_y)
+        self.model_ = Rebalanced(self.model_, self.resample, self.seed)
+        matrix, y = self._matrix(inputs.take(np.flatnonzero(rows))), y[rows]
+        if folds >= 2:
+            groups = np.arange(len(y)) if groups is None else np.asarray(groups)[rows]
+            splits = list(StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=self.seed)
+                          .split(matrix, y, groups))
+            self.model_ = CalibratedClassifierCV(self.model_, method="sigmoid", cv=splits, ensemble=False)
+        self.model_.fit(matrix, y)
         self.classes_ = self.model_.classes_
         return self
 
@@ -390,30 +461,43 @@ class ConcatenationRisk(BaseEstimator, ClassifierMixin):
         p = np.clip(self.model_.predict_proba(matrix)[:, 0], 1e-6, 1 - 1e-6)
         return np.log((1 - p) / p)
 
-    def explain(self, inputs: ModelInputs, top_k: int = 3) -> list[list[dict]]:
+    def _occlusions(self, inputs: ModelInputs):
+        """Per factor group and per embedded modality, the risk log-odds change when it is set
+        to the training mean (a modality: as if absent)."""
         matrix = self._matrix(inputs)
         base = self._risk_logit(matrix)
-        width = len(self.feature_names_)
         groups = feature_groups(self.feature_names_, inputs.tabular)
         columns = []
         for indices in groups.values():
             occluded = matrix.copy()
             occluded[:, indices] = 0.0   # the training mean after z-scoring
             columns.append(base - self._risk_logit(occluded))
-        start = width
+        deltas, start = {}, len(self.feature_names_)
         for m in self.embedded_:
             occluded = matrix.copy()
             occluded[:, start:start + self.widths_[m]] = 0.0   # as if absent
-            columns.append(base - self._risk_logit(occluded))
-            groups[m] = []
+            deltas[m] = base - self._risk_logit(occluded)
             start += self.widths_[m]
+        return groups, columns, deltas
+
+    def explain(self, inputs: ModelInputs, top_k: int = 3) -> list[list[dict]]:
+        groups, columns, deltas = self._occlusions(inputs)
+        for m, delta in deltas.items():
+            columns.append(delta)
+            groups[m] = []
         return _factors(groups, np.column_stack(columns), inputs.tabular, top_k)
 
+    def modality_contributions(self, inputs: ModelInputs) -> list[dict]:
+        """Per row, each present embedded modality's occlusion delta in risk log-odds."""
+        deltas = self._occlusions(inputs)[2]
+        return _row_terms(deltas, {m: pooled_vectors(inputs, m)[1] for m in self.embedded_})
 
-class LateFusionRisk(BaseEstimator):
+
+class LateFusionRisk(_Scoring, BaseEstimator):
     """Late fusion on :class:`ModelInputs` for every task (see :mod:`pipeline.modeling.late_fusion`):
     an XGBoost base model per modality — the tabular one on the preprocessed (imputed, selected)
-    features, optionally rebalanced; each embedded one on its pooled vector — stacked out of fold.
+    features, optionally rebalanced; each embedded one on its pooled vector — stacked out of fold;
+    ``early_stopping_rounds`` (> 0) lets early stopping choose each base model's number of trees.
 
     ``y``: class index (binary / multiclass) or, for survival, ``(rows, 2)`` of (days, event).
     ``predict_proba`` is the risk row's probability: P(positive), P(any class but the first), or
@@ -422,7 +506,8 @@ class LateFusionRisk(BaseEstimator):
 
     def __init__(self, task: str = "binary", modalities: tuple[str, ...] = ("tabular",),
                  preprocessing: dict | None = None, folds: int = 5, base: dict | None = None,
-                 resample: str = "none", horizon_days: float | None = None, seed: int = 7):
+                 resample: str = "none", horizon_days: float | None = None, early_stopping_rounds: int = 0,
+                 seed: int = 7):
         self.task = task
         self.modalities = modalities
         self.preprocessing = preprocessing
@@ -430,6 +515,7 @@ class LateFusionRisk(BaseEstimator):
         self.base = base
         self.resample = resample
         self.horizon_days = horizon_days
+        self.early_stopping_rounds = early_stopping_rounds
         self.seed = seed
 
     def _features(self, inputs: ModelInputs) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -454,7 +540,9 @@ class LateFusionRisk(BaseEstimator):
         features, present = self._features(inputs)
         if "tabular" in present:
             present["tabular"] = kept  # rows the preprocessing dropped train the other modalities only
-        self.fusion_ = LateFusion(self.task, {m: dict(v) for m, v in (self.base or {}).items()}, folds=self.folds,
+        base = {m: {"early_stopping_rounds": self.early_stopping_rounds, **(self.base or {}).get(m, {})}
+                for m in features}
+        self.fusion_ = LateFusion(self.task, base, folds=self.folds,
                                   seed=self.seed, resample={"tabular": self.resample})
         self.fusion_.fit(features, present, self._labels(y), groups)
         self.classes_ = self.fusion_.classes_
@@ -464,12 +552,18 @@ class LateFusionRisk(BaseEstimator):
         """Binary: P(positive); multiclass: ``(rows, classes)``; survival: log hazard."""
         return self.fusion_.predict(*self._features(inputs), only=only)
 
-    def predict_proba(self, inputs: ModelInputs, only: tuple[str, ...] | None = None) -> np.ndarray:
-        features, present = self._features(inputs)
+    def _probability(self, features, present, only=None) -> np.ndarray:
         if self.task == "survival":
             return self.fusion_.predict(features, present, only=only, horizon=self.horizon_days)
         out = self.fusion_.predict(features, present, only=only)
         return 1.0 - out[:, 0] if self.task == "multiclass" else out
+
+    def predict_proba(self, inputs: ModelInputs, only: tuple[str, ...] | None = None) -> np.ndarray:
+        return self._probability(*self._features(inputs), only=only)
+
+    def complete_cases(self, inputs: ModelInputs) -> np.ndarray:
+        """The rows that have every one of this model's modalities."""
+        return np.flatnonzero(np.all(list(self._features(inputs)[1].values()), axis=0))
 
     def modalities_used(self, inputs: ModelInputs) -> list[str]:
         return ["+".join(s) for s in self.fusion_.modalities_used(self._features(inputs)[1])]
@@ -482,11 +576,14 @@ class LateFusionRisk(BaseEstimator):
         against the first class's log-odds, so that a positive factor raises the risk row's
         probability of any other class), grouped per factor, then each embedded modality's
         stacker term (multiclass: likewise against the first class) as a factor of its own."""
-        contributions = self.modality_contributions(inputs)
+        features, present = self._features(inputs)
+        return self._explain(inputs, features, self.fusion_.contributions(features, present), top_k)
+
+    def _explain(self, inputs: ModelInputs, features, contributions: list[dict], top_k: int) -> list[list[dict]]:
         groups: dict[str, list[int]] = {}
         columns = []
         if "tabular" in self.modalities:
-            matrix = DMatrix(self.preprocessor_.transform(inputs.tabular), feature_names=list(self.feature_names_))
+            matrix = DMatrix(features["tabular"], feature_names=list(self.feature_names_))
             shap = self.fusion_.base_["tabular"].get_booster().predict(matrix, pred_contribs=True)
             if shap.ndim == 3:  # multiclass (rows, classes, features + 1): against the first class, as the risk is
                 shap = -shap[:, 0]
@@ -499,6 +596,14 @@ class LateFusionRisk(BaseEstimator):
                 terms = [row.get(m, 0.0) for row in contributions]
                 columns.append(np.array([-t[0] if isinstance(t, list) else t for t in terms], dtype=float))
         return _factors(groups, np.column_stack(columns), inputs.tabular, top_k)
+
+    def score(self, inputs: ModelInputs, top_k: int = 3) -> Scored:
+        """Every risk-row output from one preprocessing pass."""
+        features, present = self._features(inputs)
+        contributions = self.fusion_.contributions(features, present)
+        return Scored(self._probability(features, present), self._explain(inputs, features, contributions, top_k),
+                      ["+".join(s) for s in self.fusion_.modalities_used(present)], contributions,
+                      self.fusion_.predict(features, present) if self.task != "binary" else None)
 
 
 def make_candidate(kind: str, inputs: tuple[str, ...], params: dict, seed: int, preprocessing: dict | None = None,

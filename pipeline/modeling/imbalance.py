@@ -8,6 +8,7 @@ Applied to the preprocessed training rows only, never to validation or scoring r
 from __future__ import annotations
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from imblearn.over_sampling import SMOTE, SMOTENC
 from imblearn.under_sampling import ClusterCentroids
 from sklearn.cluster import KMeans
@@ -40,3 +41,24 @@ def rebalance(matrix: np.ndarray, y: np.ndarray, method: str, *, seed: int = 7) 
         sampler = ClusterCentroids(estimator=KMeans(n_init=3, random_state=seed), random_state=seed)
     resampled, target = sampler.fit_resample(matrix, y)
     return np.asarray(resampled, dtype=float), np.asarray(target)
+
+
+class Rebalanced(ClassifierMixin, BaseEstimator):
+    """A classifier fitted on rebalanced rows and scoring rows as they are: what a calibration
+    or cross-validation wrapper fits in each fold, so that the held-out fold stays unresampled."""
+
+    def __init__(self, estimator=None, method: str = "none", seed: int = 7):
+        self.estimator = estimator
+        self.method = method
+        self.seed = seed
+
+    def fit(self, matrix: np.ndarray, y: np.ndarray) -> Rebalanced:
+        self.estimator_ = clone(self.estimator).fit(*rebalance(matrix, y, self.method, seed=self.seed))
+        self.classes_ = self.estimator_.classes_
+        return self
+
+    def predict_proba(self, matrix: np.ndarray) -> np.ndarray:
+        return self.estimator_.predict_proba(matrix)
+
+    def predict(self, matrix: np.ndarray) -> np.ndarray:
+        return self.estimator_.predict(matrix)

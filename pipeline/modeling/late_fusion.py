@@ -18,6 +18,7 @@ from __future__ import annotations
 from itertools import combinations
 
 import numpy as np
+from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold
 from sksurv.linear_model import CoxPHSurvivalAnalysis
@@ -46,6 +47,21 @@ def xgboost_base(task: str, params: dict | None = None, seed: int = 7, classes: 
     if task == "survival":
         return XGBRegressor(objective="survival:cox", eval_metric="cox-nloglik", **options)
     raise ValueError(f"unknown task {task!r}; choose from {list(TASKS)}")
+
+
+def early_stopped_trees(model, x: np.ndarray, target: np.ndarray, groups: np.ndarray, rounds: int,
+                        seed: int = 7, prepare=None) -> int:
+    """The number of trees for ``model`` (an unfitted XGBoost estimator): fitted on 80 % of the
+    patients (``prepare(x, target)`` may rebalance those rows) with the other 20 % as the
+    evaluation set, stopping after ``rounds`` rounds without improvement of its eval metric.
+    Refitting on all rows with that many trees is the caller's step."""
+    from sklearn.model_selection import GroupShuffleSplit
+
+    fit, val = next(GroupShuffleSplit(1, test_size=0.2, random_state=seed).split(x, target, groups))
+    fit_x, fit_y = prepare(x[fit], target[fit]) if prepare else (x[fit], target[fit])
+    probe = clone(model).set_params(early_stopping_rounds=rounds)
+    probe.fit(fit_x, fit_y, eval_set=[(x[val], target[val])], verbose=False)
+    return int(probe.best_iteration) + 1
 
 
 def event_probability(cox: CoxPHSurvivalAnalysis, x: np.ndarray, horizon: float) -> np.ndarray:
@@ -83,21 +99,27 @@ class LateFusion:
         p = np.clip(model.predict_proba(x), 1e-6, 1 - 1e-6)
         return np.log(p[:, 1:] / p[:, :1]) if self.task == "binary" else np.log(p)
 
-    def _new_base(self, modality: str):
-        return xgboost_base(self.task, self.base_params.get(modality), self.seed, self.classes_)
-
-    def _fit_base(self, modality: str, x: np.ndarray, target: np.ndarray):
+    def _fit_base(self, modality: str, x: np.ndarray, target: np.ndarray, groups: np.ndarray):
+        """A modality's base model; with ``early_stopping_rounds`` in its parameters, as many
+        trees as early stopping on a patient-level inner split chose (see :func:`early_stopped_trees`)."""
+        params = dict(self.base_params.get(modality) or {})
+        rounds = int(params.pop("early_stopping_rounds", 0) or 0)
         method = self.resample.get(modality, "none")
-        if method != "none" and self.task != "survival":
-            x, target = rebalance(x, target, method, seed=self.seed)
-        return self._new_base(modality).fit(x, target)
+        prepare = ((lambda a, b: rebalance(a, b, method, seed=self.seed))
+                   if method != "none" and self.task != "survival" else None)
+        model = xgboost_base(self.task, params, self.seed, self.classes_)
+        if rounds > 0 and len(np.unique(groups)) >= 10:
+            model.set_params(n_estimators=early_stopped_trees(model, x, target, groups, rounds, self.seed, prepare))
+        x, target = prepare(x, target) if prepare else (x, target)
+        return model.fit(x, target)
 
     def _out_of_fold(self, modality, x, rows, y, groups) -> np.ndarray:
         strata = np.asarray(y[1] if self.task == "survival" else y).astype(int)
         scores = np.full((len(strata), self.width_), np.nan)
         splitter = StratifiedGroupKFold(n_splits=self.folds, shuffle=True, random_state=self.seed)
         for train, held in splitter.split(x[rows], strata[rows], np.asarray(groups)[rows]):
-            model = self._fit_base(modality, x[rows][train], self._target(y, np.flatnonzero(rows)[train]))
+            model = self._fit_base(modality, x[rows][train], self._target(y, np.flatnonzero(rows)[train]),
+                                   np.asarray(groups)[rows][train])
             scores[np.flatnonzero(rows)[held]] = self._score(model, x[rows][held])
         return scores
 
@@ -113,7 +135,7 @@ class LateFusion:
         for m in self.modalities_:
             rows = np.asarray(present[m], bool)
             oof[m] = self._out_of_fold(m, features[m], rows, y, groups)
-            self.base_[m] = self._fit_base(m, features[m][rows], self._target(y, np.flatnonzero(rows)))
+            self.base_[m] = self._fit_base(m, features[m][rows], self._target(y, np.flatnonzero(rows)), groups[rows])
         self.stackers_ = {}
         for size in range(1, len(self.modalities_) + 1):
             for subset in combinations(self.modalities_, size):

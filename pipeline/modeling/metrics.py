@@ -99,19 +99,20 @@ def survival_metrics(days: np.ndarray, event: np.ndarray, risk: np.ndarray, prob
     }
 
 
-def task_metrics(spec, model, inputs, y: np.ndarray) -> tuple[dict, tuple]:
+def task_metrics(spec, model, inputs, y: np.ndarray, **options) -> tuple[dict, tuple]:
     """Held-out metrics of the spec's task, and the binary view the report plots: (labels,
-    probability) of the outcome, of any class but the first, or of the event by the horizon."""
-    probability = model.predict_proba(inputs)
+    probability) of the outcome, of any class but the first, or of the event by the horizon.
+    ``options`` go to the model's predictions (a late-fusion ablation's ``only``)."""
+    probability = model.predict_proba(inputs, **options)
     if spec.task == "binary":
         return binary_metrics(y, probability, spec.operating_threshold), (y, probability)
     if spec.task == "multiclass":
-        metrics = multiclass_metrics(y, model.predict_outputs(inputs), spec.classes)
+        metrics = multiclass_metrics(y, model.predict_outputs(inputs, **options), spec.classes)
         adverse = (y != 0).astype(int)
         metrics["adverse"] = binary_metrics(adverse, probability, spec.operating_threshold)
         return metrics, (adverse, probability)
     days, event = y[:, 0], y[:, 1].astype(bool)
-    metrics = survival_metrics(days, event, model.predict_outputs(inputs), probability, spec.horizon_days,
+    metrics = survival_metrics(days, event, model.predict_outputs(inputs, **options), probability, spec.horizon_days,
                                seed=spec.seed)
     known = (event & (days <= spec.horizon_days)) | (days > spec.horizon_days)
     return metrics, ((event & (days <= spec.horizon_days))[known].astype(int), probability[known])

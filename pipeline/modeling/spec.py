@@ -266,9 +266,12 @@ def parse_spec(raw: dict, where: str = "<spec>") -> ModelSpec:
 
 
 def _check_late_fusion(params: dict, inputs: tuple[str, ...], where: str) -> None:
-    unknown = set(params) - {"folds", "base", "resample"}
+    unknown = set(params) - {"folds", "base", "resample", "early_stopping_rounds"}
     if unknown:
-        raise SpecError(f"{where}.params: unknown late-fusion option(s) {sorted(unknown)}; use folds, base, resample")
+        raise SpecError(f"{where}.params: unknown late-fusion option(s) {sorted(unknown)}; use folds, base, resample, "
+                        "early_stopping_rounds")
+    if not isinstance(params.get("early_stopping_rounds", 0), int) or params.get("early_stopping_rounds", 0) < 0:
+        raise SpecError(f"{where}.params.early_stopping_rounds: a whole number of rounds >= 0 (0: no early stopping)")
     if int(params.get("folds", 5)) < 2:
         raise SpecError(f"{where}.params.folds: out-of-fold stacking needs at least 2 folds")
     for modality in params.get("base") or {}:

@@ -192,7 +192,7 @@ def train_spec(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: dateti
     train_in, test_in = inputs.take(train_rows), inputs.take(test_rows)
     trained_at = datetime.now(timezone.utc).replace(tzinfo=None)
     stamp = trained_at.strftime("%Y%m%dT%H%M%S")
-    results, rows, held_out_scores, ablation, searched = {}, [], {}, {}, {}
+    results, rows, held_out_scores, ablation, searched, fitted_trees = {}, [], {}, {}, {}, {}
     code = registry.code_version()
     for candidate in spec.candidates:
         log.info("%s: fitting %s (%s)", spec.name, candidate.name, candidate.kind)
@@ -202,9 +202,10 @@ def train_spec(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: dateti
                                spec.poolings(), task=spec.task, horizon_days=spec.horizon_days)
         model.fit(_only(train_in, candidate.inputs), y[train_rows], groups[train_rows])
         held_in = _only(test_in, candidate.inputs)
-        held_out = model.predict_proba(held_in)
         metrics, held_out_scores[candidate.name] = task_metrics(spec, model, held_in, y[test_rows])
+        held_out = model.predict_proba(held_in) if spec.task == "survival" else held_out_scores[candidate.name][1]
         results[candidate.name] = metrics
+        fitted_trees[candidate.name] = _trees(model)
         ablation[candidate.name] = (_single_modalities(spec, model, held_in, y[test_rows])
                                     if candidate.kind == "late_fusion"
                                     else _withheld_modalities(spec, model, held_in, y[test_rows]))
@@ -232,6 +233,7 @@ def train_spec(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: dateti
                      pd.concat(failures, ignore_index=True) if failures else pd.DataFrame(columns=["reason"]))
     report["grid_search"] = {name: table for name, table in searched.items() if table}
     report["ablation"] = {name: variants for name, variants in ablation.items() if variants}
+    report["trees"] = {name: trees for name, trees in fitted_trees.items() if trees}
     report_dir = settings.home / "reports" / spec.name
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / f"{stamp}.json").write_text(json.dumps(report, indent=2, default=str))
@@ -251,30 +253,16 @@ def train_spec(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: dateti
 def _single_modalities(spec: ModelSpec, model, inputs: ModelInputs, y: np.ndarray) -> dict[str, float]:
     """A late-fusion candidate's held-out primary metric on the rows that have every modality,
     fused and from each single modality's stacker alone (the ablation of the papers)."""
-    present = model._features(inputs)[1]
-    complete = np.flatnonzero(np.all(list(present.values()), axis=0))
+    complete = model.complete_cases(inputs)
     if len(complete) < 10:
         return {}
     subset = inputs.take(complete)
     out = {"all modalities (complete cases)": primary_metric(spec, task_metrics(spec, model, subset, y[complete])[0])}
     for modality in model.modalities:
         if (modality,) in model.fusion_.stackers_:
-            single = _OnlyModality(model, (modality,))
-            out[f"only {modality}"] = primary_metric(spec, task_metrics(spec, single, subset, y[complete])[0])
+            single = task_metrics(spec, model, subset, y[complete], only=(modality,))[0]
+            out[f"only {modality}"] = primary_metric(spec, single)
     return out
-
-
-class _OnlyModality:
-    """A late-fusion model read through one modality subset's stacker."""
-
-    def __init__(self, model, only: tuple[str, ...]):
-        self.model, self.only = model, only
-
-    def predict_proba(self, inputs):
-        return self.model.predict_proba(inputs, only=self.only)
-
-    def predict_outputs(self, inputs):
-        return self.model.predict_outputs(inputs, only=self.only)
 
 
 def _withheld_modalities(spec: ModelSpec, model, inputs: ModelInputs, y: np.ndarray) -> dict[str, float]:
@@ -291,6 +279,15 @@ def _withheld_modalities(spec: ModelSpec, model, inputs: ModelInputs, y: np.ndar
         out["all modalities (complete cases)"] = primary_metric(
             spec, task_metrics(spec, model, inputs.take(complete), y[complete])[0])
     return {k: v for k, v in out.items() if v is not None}
+
+
+def _trees(model) -> int | dict[str, int] | None:
+    """The boosted trees a fitted XGBoost candidate kept (per base model for late fusion): what
+    early stopping chose where the spec asked for it."""
+    if getattr(model, "n_trees_", None):
+        return int(model.n_trees_)
+    fusion = getattr(model, "fusion_", None)
+    return {m: int(base.n_estimators) for m, base in fusion.base_.items()} if fusion is not None else None
 
 
 def _only(inputs, modalities):
