@@ -20,7 +20,7 @@ from itertools import combinations
 import numpy as np
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 from sksurv.linear_model import CoxPHSurvivalAnalysis
 from sksurv.metrics import concordance_index_censored
 from sksurv.util import Surv
@@ -55,8 +55,6 @@ def early_stopped_trees(model, x: np.ndarray, target: np.ndarray, groups: np.nda
     patients (``prepare(x, target)`` may rebalance those rows) with the other 20 % as the
     evaluation set, stopping after ``rounds`` rounds without improvement of its eval metric.
     Refitting on all rows with that many trees is the caller's step."""
-    from sklearn.model_selection import GroupShuffleSplit
-
     fit, val = next(GroupShuffleSplit(1, test_size=0.2, random_state=seed).split(x, target, groups))
     fit_x, fit_y = prepare(x[fit], target[fit]) if prepare else (x[fit], target[fit])
     probe = clone(model).set_params(early_stopping_rounds=rounds)
