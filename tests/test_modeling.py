@@ -111,6 +111,27 @@ def test_fusion_uses_a_modality_when_present_and_scores_without_it():
     assert "ecg" in names
 
 
+def test_early_fusion_explanations_are_shap_values_that_add_up_to_the_logit():
+    """Expected gradients (captum's GradientShap) from the training average: per row, the values
+    sum to the logit's change from that baseline, and the outcome's drivers rank first."""
+    inputs, y, groups = toy_inputs(800)
+    model = EarlyFusionClassifier(modalities=("tabular", "ecg"), epochs=60, patience=10).fit(inputs, y, groups)
+    rows = inputs.take(range(60))
+    xs, masks = model._tensors(rows)
+    shap = model._shap(xs, masks)
+    total = shap["tabular"].sum(axis=1) + shap["ecg"]
+    change = model._logits(xs, masks) - model._logits({m: torch.zeros_like(x) for m, x in xs.items()}, masks)
+    assert np.corrcoef(total, change)[0, 1] > 0.95
+    assert np.abs(total - change).mean() < 0.2 * np.abs(change).mean() + 0.02
+    assert (shap["ecg"][~rows.masks["ecg"]] == 0).all()   # an absent modality contributes nothing
+    first = [row[0]["factor"] for row in model.explain(rows, top_k=1)]
+    assert sum(f in ("lab", "ecg") for f in first) >= 0.8 * len(first), first
+    np.random.seed(0)
+    before = np.random.get_state()[1].copy()
+    assert model.explain(rows, top_k=3) == model.explain(rows, top_k=3)   # the same draws every time
+    np.testing.assert_array_equal(np.random.get_state()[1], before)       # and the caller's generator untouched
+
+
 def test_focal_loss_reduces_to_weighted_cross_entropy_without_focusing():
     logits, target = torch.tensor([2.0, -1.0, 0.5]), torch.tensor([1.0, 0.0, 0.0])
     bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)

@@ -17,6 +17,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
+from captum.attr import GradientShap
 from torch import nn
 from xgboost import DMatrix, XGBClassifier
 
@@ -87,7 +88,7 @@ class Scored:
 
 class _Scoring:
     """``score``: every output of a nightly risk row in one call (a model overrides it where
-    its outputs share work, e.g. the preprocessing of late fusion or the occlusions of early fusion)."""
+    its outputs share work, e.g. the preprocessing of late fusion or the forward passes of early fusion)."""
 
     task = "binary"
 
@@ -210,7 +211,10 @@ class EarlyFusionClassifier(_Scoring, BaseEstimator, ClassifierMixin):
     """Early fusion: per-modality projections of the tabular vector and each embedding,
     concatenated with the presence masks into an MLP. Trained with focal loss, L2 (weight
     decay), dropout and modality dropout, early-stopped on a patient-level inner split whose
-    logits also fit a Platt calibration. A missing modality is a zero mask, never an error."""
+    logits also fit a Platt calibration. A missing modality is a zero mask, never an error.
+    Explanations are SHAP values (expected gradients over ``shap_samples`` draws per row)."""
+
+    shap_samples = 32
 
     def __init__(self, modalities: tuple[str, ...] = ("tabular",), preprocessing: dict | None = None,
                  hidden: int = 32, dropout: float = 0.3,
@@ -310,42 +314,64 @@ class EarlyFusionClassifier(_Scoring, BaseEstimator, ClassifierMixin):
         xs, masks = self._tensors(inputs)
         return self.calibrator_.predict_proba(self._logits(xs, masks)[:, None])[:, 1]
 
-    def _occlusions(self, inputs: ModelInputs):
-        """Logits, and in log-odds the change when each factor group is set to the training
-        average (0 after scaling) and when each embedded modality is withheld (mask absent)."""
+    def _shap(self, xs, masks) -> dict[str, np.ndarray]:
+        """SHAP values of the logit per input (captum's GradientShap: expected gradients from the
+        training average, 0 after scaling, to the row), summed over each input's elements except
+        the tabular features': ``{"tabular": (rows, features), modality: (rows,)}``. The masks
+        stay the row's own, so an absent modality contributes nothing."""
+        names = list(xs)
+
+        def logit(*tensors):
+            return self.net_(dict(zip(names, tensors[:len(names)])), dict(zip(names, tensors[len(names):])))
+
+        self.net_.eval()
+        # the same draws every night (captum draws from torch's and numpy's global generators: both
+        # are seeded here and restored after); cuDNN's LSTM has no backward in eval mode
+        numpy_state = np.random.get_state()
+        try:
+            with torch.random.fork_rng(), torch.backends.cudnn.flags(enabled=False):
+                torch.manual_seed(self.seed)
+                np.random.seed(self.seed)
+                values = GradientShap(logit).attribute(
+                    tuple(xs[m] for m in names), baselines=tuple(torch.zeros((1, *xs[m].shape[1:])) for m in names),
+                    n_samples=self.shap_samples, additional_forward_args=tuple(masks[m] for m in names))
+        finally:
+            np.random.set_state(numpy_state)
+        out = {}
+        for m, value in zip(names, values):
+            value = value.detach().numpy()
+            out[m] = value if m == "tabular" else value.reshape(len(value), -1).sum(axis=1)
+        return out
+
+    def _explained(self, inputs: ModelInputs, top_k: int):
+        """Logits, factor and modality SHAP columns, leave-one-modality-out deltas and presence."""
         xs, masks = self._tensors(inputs)
         base = self._logits(xs, masks)
+        shap = self._shap(xs, masks)
         groups = feature_groups(self.feature_names_, inputs.tabular)
-        columns = []
-        for indices in groups.values():
-            occluded = xs["tabular"].clone()
-            occluded[:, indices] = 0.0
-            columns.append(base - self._logits({**xs, "tabular": occluded}, masks))
+        columns = [shap["tabular"][:, indices].sum(axis=1) for indices in groups.values()]
+        for m in self.embedded_:
+            columns.append(shap[m])
+            groups[m] = []
         present = {m: presence(masks[m].numpy() > 0) for m in self.embedded_}
         deltas = {m: base - self._logits(xs, {**masks, m: torch.zeros_like(masks[m])}) for m in self.embedded_}
-        return base, groups, columns, deltas, present
-
-    def _factors_of(self, inputs, groups, columns, deltas, present, top_k) -> list[list[dict]]:
-        for m in self.embedded_:
-            columns.append(np.where(present[m], deltas[m], 0.0))
-            groups[m] = []
-        return _factors(groups, np.column_stack(columns), inputs.tabular, top_k)
+        return base, _factors(groups, np.column_stack(columns), inputs.tabular, top_k), deltas, present
 
     def explain(self, inputs: ModelInputs, top_k: int = 3) -> list[list[dict]]:
-        """Occlusion in log-odds: each factor group, then each embedded modality (withheld)."""
-        _, groups, columns, deltas, present = self._occlusions(inputs)
-        return self._factors_of(inputs, groups, columns, deltas, present, top_k)
+        """SHAP values in log-odds (see :meth:`_shap`) summed per factor group, and per embedded modality."""
+        return self._explained(inputs, top_k)[1]
 
     def modality_contributions(self, inputs: ModelInputs) -> list[dict]:
         """Per row, each present embedded modality's leave-one-modality-out delta in log-odds."""
-        _, _, _, deltas, present = self._occlusions(inputs)
-        return _row_terms(deltas, present)
+        xs, masks = self._tensors(inputs)
+        base = self._logits(xs, masks)
+        deltas = {m: base - self._logits(xs, {**masks, m: torch.zeros_like(masks[m])}) for m in self.embedded_}
+        return _row_terms(deltas, {m: presence(masks[m].numpy() > 0) for m in self.embedded_})
 
     def score(self, inputs: ModelInputs, top_k: int = 3) -> Scored:
-        base, groups, columns, deltas, present = self._occlusions(inputs)
-        return Scored(self.calibrator_.predict_proba(base[:, None])[:, 1],
-                      self._factors_of(inputs, groups, columns, deltas, present, top_k),
-                      inputs.modalities_present(), _row_terms(deltas, present))
+        base, factors, deltas, present = self._explained(inputs, top_k)
+        return Scored(self.calibrator_.predict_proba(base[:, None])[:, 1], factors, inputs.modalities_present(),
+                      _row_terms(deltas, present))
 
 
 class LogisticRisk(_Scoring, BaseEstimator, ClassifierMixin):
