@@ -12,12 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
+from captum.attr import GradientShap
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
-from captum.attr import GradientShap
 from torch import nn
 from xgboost import DMatrix, XGBClassifier
 
@@ -343,8 +343,13 @@ class EarlyFusionClassifier(_Scoring, BaseEstimator, ClassifierMixin):
             out[m] = value if m == "tabular" else value.reshape(len(value), -1).sum(axis=1)
         return out
 
+    def _withheld(self, xs, masks, base: np.ndarray) -> list[dict]:
+        """Per row, each present embedded modality's leave-one-modality-out delta in log-odds."""
+        deltas = {m: base - self._logits(xs, {**masks, m: torch.zeros_like(masks[m])}) for m in self.embedded_}
+        return _row_terms(deltas, {m: presence(masks[m].numpy() > 0) for m in self.embedded_})
+
     def _explained(self, inputs: ModelInputs, top_k: int):
-        """Logits, factor and modality SHAP columns, leave-one-modality-out deltas and presence."""
+        """Logits, the top SHAP factors, and the leave-one-modality-out deltas."""
         xs, masks = self._tensors(inputs)
         base = self._logits(xs, masks)
         shap = self._shap(xs, masks)
@@ -353,25 +358,19 @@ class EarlyFusionClassifier(_Scoring, BaseEstimator, ClassifierMixin):
         for m in self.embedded_:
             columns.append(shap[m])
             groups[m] = []
-        present = {m: presence(masks[m].numpy() > 0) for m in self.embedded_}
-        deltas = {m: base - self._logits(xs, {**masks, m: torch.zeros_like(masks[m])}) for m in self.embedded_}
-        return base, _factors(groups, np.column_stack(columns), inputs.tabular, top_k), deltas, present
+        return base, _factors(groups, np.column_stack(columns), inputs.tabular, top_k), self._withheld(xs, masks, base)
 
     def explain(self, inputs: ModelInputs, top_k: int = 3) -> list[list[dict]]:
         """SHAP values in log-odds (see :meth:`_shap`) summed per factor group, and per embedded modality."""
         return self._explained(inputs, top_k)[1]
 
     def modality_contributions(self, inputs: ModelInputs) -> list[dict]:
-        """Per row, each present embedded modality's leave-one-modality-out delta in log-odds."""
         xs, masks = self._tensors(inputs)
-        base = self._logits(xs, masks)
-        deltas = {m: base - self._logits(xs, {**masks, m: torch.zeros_like(masks[m])}) for m in self.embedded_}
-        return _row_terms(deltas, {m: presence(masks[m].numpy() > 0) for m in self.embedded_})
+        return self._withheld(xs, masks, self._logits(xs, masks))
 
     def score(self, inputs: ModelInputs, top_k: int = 3) -> Scored:
-        base, factors, deltas, present = self._explained(inputs, top_k)
-        return Scored(self.calibrator_.predict_proba(base[:, None])[:, 1], factors, inputs.modalities_present(),
-                      _row_terms(deltas, present))
+        base, factors, terms = self._explained(inputs, top_k)
+        return Scored(self.calibrator_.predict_proba(base[:, None])[:, 1], factors, inputs.modalities_present(), terms)
 
 
 class LogisticRisk(_Scoring, BaseEstimator, ClassifierMixin):

@@ -8,9 +8,9 @@ Applied to the preprocessed training rows only, never to validation or scoring r
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from imblearn.over_sampling import SMOTE, SMOTENC
 from imblearn.under_sampling import ClusterCentroids
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.cluster import KMeans
 
 RESAMPLERS = ("none", "smotenc", "cluster_centroids")
