@@ -222,7 +222,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader decode workers for ECG / DICOM")
+    parser.add_argument("--workers", type=int, default=load_settings().decode_workers,
+                        help="DataLoader decode workers for ECG / DICOM (default: VIGIL_DECODE_WORKERS, as at night)")
     parser.add_argument("--encoders", choices=("default", "production"), default="default")
     parser.add_argument("--notes", type=Path, default=NOTES_CSV, help="CSV with a 'transcription' column")
     parser.add_argument("--records", type=int, default=256, help="ECGs and images per timing (notes: 200)")

@@ -11,7 +11,7 @@ import pytest
 import torch
 import wfdb
 
-from pipeline.embed.ecg import read_ecg, record_files
+from pipeline.embed.ecg import _read_format16, read_ecg, read_leads, record_files
 from pipeline.embed.imaging import read_image
 from pipeline.embed.modalities import embed_records, hash_records, new_signal_encoder, stay_sequences, stay_vectors
 from pipeline.embed.records import RecordError
@@ -168,12 +168,61 @@ def test_ecg_reader_standardises_and_names_every_failure(tmp_path):
         assert caught.value.reason.startswith(reason), (path.name, caught.value.reason)
 
 
+def _same_as_wfdb(path: Path, to_mv: float = 1.0) -> np.ndarray:
+    """Vigil's format-16 reader against ``wfdb.rdrecord`` on one record: same names, rate, samples."""
+    samples, names, fs = _read_format16(path)
+    reference = wfdb.rdrecord(str(path))
+    assert sorted(names) == sorted(reference.sig_name) and fs == reference.fs
+    expected = reference.p_signal[:, [reference.sig_name.index(n) for n in names]] * to_mv
+    np.testing.assert_allclose(samples, expected, rtol=1e-5, atol=1e-6, err_msg=path.name)
+    return samples
+
+
+def test_plain_wfdb_records_read_as_wfdb_reads_them_and_other_formats_go_through_wfdb(tmp_path):
+    signal = synthetic_ecg.synth_ecg(np.random.default_rng(4), 80, 0.1, 95, False)
+    plain = _write_record(tmp_path, "plain", signal, synthetic_ecg.LEADS)
+    _same_as_wfdb(plain)
+
+    # leads over two data files (as PTB's .dat + .xyz), a baseline, gain 2000/mV, names in reverse order
+    names = list(synthetic_ecg.LEADS[::-1])
+    files = ["split.dat"] * 7 + ["split.xyz"] * 5
+    record = wfdb.Record(record_name="split", n_sig=12, fs=500, sig_len=len(signal), file_name=files, fmt=["16"] * 12,
+                         adc_gain=[2000.0] * 12, baseline=[7] * 12, units=["mV"] * 12, sig_name=names,
+                         p_signal=signal[:, ::-1], adc_res=[16] * 12, adc_zero=[0] * 12, block_size=[0] * 12)
+    record.d_signal = record.adc()
+    record.set_d_features()
+    record.wrsamp(write_dir=str(tmp_path))
+    _same_as_wfdb(tmp_path / "split")
+    np.testing.assert_allclose(read_ecg(tmp_path / "split"), read_ecg(plain), atol=2e-3)
+
+    # microvolts are read as millivolts (wfdb returns the header's units)
+    wfdb.wrsamp("micro", fs=500, units=["uV"] * 12, sig_name=list(synthetic_ecg.LEADS), p_signal=signal * 1000,
+                fmt=["16"] * 12, adc_gain=[1.0] * 12, baseline=[0] * 12, write_dir=str(tmp_path))
+    _same_as_wfdb(tmp_path / "micro", to_mv=1e-3)
+    np.testing.assert_allclose(read_leads(tmp_path / "micro")[0], read_leads(plain)[0], atol=1e-3)
+
+    # a 12-bit format-212 record is not plain: wfdb reads it, and it reads the same signal
+    wfdb.wrsamp("packed", fs=500, units=["mV"] * 12, sig_name=list(synthetic_ecg.LEADS), p_signal=signal,
+                fmt=["212"] * 12, adc_gain=[200.0] * 12, baseline=[0] * 12, write_dir=str(tmp_path))
+    assert _read_format16(tmp_path / "packed") is None
+    np.testing.assert_allclose(read_ecg(tmp_path / "packed"), read_ecg(plain), atol=0.01)
+
+    # the format's "no sample" value becomes a gap (NaN) in the signal
+    data = plain.with_suffix(".dat")
+    raw = np.fromfile(data, dtype="<i2")
+    raw[:12 * 10] = -32768
+    raw.tofile(data)
+    assert np.isnan(_same_as_wfdb(plain)[:10]).all()
+
+
 @pytest.mark.shared_data
 def test_ecg_reader_reads_every_real_record(shared_data):
     records = sorted({p.with_suffix("") for p in (shared_data / "ecg").glob("*/*.hea")})
     assert len(records) >= 17  # CinC 2021 (.mat), PTB (.dat, 15 leads), LUDB (one file per lead set)
     waveforms = sorted((shared_data / "ecg").rglob("*.dcm"))  # DICOM 12-lead ECG Waveform Storage
     assert waveforms
+    for record in records:
+        _same_as_wfdb(record)  # every real WFDB record is plain format 16 (.dat, MATLAB .mat, .dat + .xyz)
     for record in records + waveforms:
         signal = read_ecg(record)
         assert signal.shape == (12, 1000) and np.isfinite(signal).all(), record.name

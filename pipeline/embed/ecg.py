@@ -1,25 +1,30 @@
 """12-lead ECGs: reading WFDB records and DICOM waveforms into a standard tensor, and the 1-D CNN encoder.
 
-The reader normalises lead names and order to the 12 standard leads, resamples to the
-encoder's rate, removes baseline wander and high-frequency noise with a 0.5-40 Hz band-pass,
-and cuts or pads to a fixed length. Anything it cannot turn into that tensor raises
+The reader normalises lead names, order and units (mV) to the 12 standard leads, resamples to
+the encoder's rate, removes baseline wander and high-frequency noise with a 0.5-40 Hz zero-phase
+band-pass (both in one FFT), and cuts or pads to a fixed length. Plain format-16 records are
+read directly, everything else through ``wfdb``. Anything it cannot turn into that tensor raises
 :class:`RecordError` with the reason the record is quarantined for.
 """
 
 from __future__ import annotations
 
-from fractions import Fraction
+import re
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import torch
 import wfdb
+from scipy import fft as sp_fft
 from scipy import signal as sps
 from torch import nn
 
 from pipeline.embed.records import RecordError, files_sha256
 
+# Names how records become the encoder's input; part of the encoder id, so changing it re-embeds.
+SIGNAL_CONDITIONING = "fft-bandpass"
 STANDARD_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 _CANONICAL = {lead.upper(): lead for lead in STANDARD_LEADS}
 
@@ -66,7 +71,12 @@ def ecg_sha256(path: Path) -> str:
     return files_sha256(record_files(path))
 
 
-_UNIT_TO_MV = {"mV": 1.0, "uV": 1e-3, "μV": 1e-3, "V": 1e3}
+_UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "μv": 1e-3, "v": 1e3}
+
+
+def _to_mv(units) -> float:
+    """Scale from a channel's units to millivolts (unknown or absent units are taken as mV)."""
+    return _UNIT_TO_MV.get(str(units or "mV").strip().lower(), 1.0)
 
 
 def read_dicom_waveform(path: Path) -> tuple[np.ndarray, list[str], float]:
@@ -91,7 +101,7 @@ def read_dicom_waveform(path: Path) -> tuple[np.ndarray, list[str], float]:
         meaning = str(channel.ChannelSourceSequence[0].CodeMeaning)
         names.append(meaning.replace("Lead", "").split("(")[0].strip())
         units = getattr(channel, "ChannelSensitivityUnitsSequence", None)
-        scale.append(_UNIT_TO_MV.get(str(units[0].CodeValue) if units else "uV", 1e-3))
+        scale.append(_UNIT_TO_MV.get(str(units[0].CodeValue).lower(), 1e-3) if units else 1e-3)  # UCUM, default uV
     return samples * np.asarray(scale), names, float(waveform.SamplingFrequency)
 
 
@@ -102,13 +112,84 @@ def read_leads(path: Path) -> tuple[np.ndarray, float]:
         signal, sig_names, fs = read_dicom_waveform(path)
         return _standard_leads(signal, sig_names), fs
     record_files(path)
+    plain = _read_format16(path)
+    if plain is not None:
+        signal, sig_names, fs = plain
+        return _standard_leads(signal, sig_names), fs
     try:
         record = wfdb.rdrecord(str(path))
     except Exception as error:
         raise RecordError(f"unreadable or truncated WFDB record ({type(error).__name__})") from error
     if record.p_signal is None:
         raise RecordError("WFDB record holds no physical signal")
-    return _standard_leads(record.p_signal, record.sig_name), float(record.fs)
+    scale = np.asarray([_to_mv(u) for u in record.units or [None] * record.n_sig])
+    return _standard_leads(record.p_signal * scale, record.sig_name), float(record.fs)
+
+
+_FORMAT_FIELD = re.compile(r"(?P<fmt>\d+)(?:x(?P<spf>\d+))?(?::(?P<skew>\d+))?(?:\+(?P<offset>\d+))?$")
+_GAIN_FIELD = re.compile(r"(?P<gain>[-+0-9.eE]+)(?:\((?P<baseline>[-+]?\d+)\))?(?:/(?P<units>\S+))?$")
+
+
+def _read_format16(path: Path) -> tuple[np.ndarray, list[str], float] | None:
+    """The samples in mV, lead names and rate of a plain format-16 WFDB record, or ``None`` for
+    any other layout, which then goes through ``wfdb.rdrecord``.
+
+    Plain: one segment, every signal stored as 16-bit little-endian samples, one sample per
+    frame, no skew; each data file interleaves its own signals after an optional byte offset
+    (``.dat``, the MATLAB v4 ``.mat`` of the PhysioNet challenges, PTB's ``.dat`` + ``.xyz``).
+    That covers the 12-lead records Vigil meets, and reading them here costs ~0.1 ms instead of
+    wfdb's ~5 ms, nearly all of it the header parser's pandas lookups (the test suite checks that
+    both readers return the same samples). Values follow the header: (digital - baseline) / gain,
+    gain 0 or absent meaning 200, baseline defaulting to the ADC zero, -32768 meaning no sample.
+    """
+    lines = [line.strip() for line in path.with_name(path.name + ".hea").read_text(encoding="ascii",
+                                                                                  errors="replace").splitlines()]
+    lines = [line for line in lines if line and not line.startswith("#")]
+    try:
+        record = lines[0].split()
+        signals = int(record[1])
+        if "/" in record[0] or signals == 0:
+            return None  # multi-segment (or signal-less) records: wfdb
+        fs = float(record[2].split("/")[0]) if len(record) > 2 else 250.0
+        length = int(record[3]) if len(record) > 3 else None
+        files: dict[str, list[int]] = {}
+        offsets, gains, baselines, scales, names = {}, [], [], [], []
+        for index, line in enumerate(lines[1:1 + signals]):
+            fields = line.split(maxsplit=8)
+            layout = _FORMAT_FIELD.match(fields[1])
+            if layout is None or layout["fmt"] != "16" or int(layout["spf"] or 1) != 1 or int(layout["skew"] or 0):
+                return None
+            gain_field = _GAIN_FIELD.match(fields[2]) if len(fields) > 2 else None
+            if len(fields) > 2 and gain_field is None:
+                return None
+            gain = float(gain_field["gain"]) if gain_field else 0.0
+            zero = int(fields[4]) if len(fields) > 4 else 0
+            gains.append(gain or 200.0)
+            baselines.append(int(gain_field["baseline"]) if gain_field and gain_field["baseline"] else zero)
+            scales.append(_to_mv(gain_field["units"] if gain_field else None))
+            names.append(fields[8] if len(fields) > 8 else "")
+            files.setdefault(fields[0], []).append(index)
+            if offsets.setdefault(fields[0], int(layout["offset"] or 0)) != int(layout["offset"] or 0):
+                return None
+    except (IndexError, ValueError):
+        return None
+    if len(names) != signals or [i for members in files.values() for i in members] != list(range(signals)):
+        return None  # a file's signals must be consecutive: wfdb explains what is wrong
+    parts = []
+    for name, members in files.items():
+        data = path.with_name(name)
+        count = length if length is not None else (data.stat().st_size - offsets[name]) // (2 * len(members))
+        samples = np.fromfile(data, dtype="<i2", count=count * len(members), offset=offsets[name])
+        if samples.size < count * len(members):
+            raise RecordError(f"unreadable or truncated WFDB record ({name} holds {samples.size // len(members)} "
+                              f"of {count} samples)")
+        parts.append(samples.reshape(count, len(members)))
+    digital = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+    physical = (digital - np.asarray(baselines, np.float32)) * (np.asarray(scales, np.float32) /
+                                                                np.asarray(gains, np.float32))
+    if (digital == -32768).any():
+        physical[digital == -32768] = np.nan
+    return physical, names, fs
 
 
 def read_ecg(path: Path, target_fs: int = 100, seconds: float = 10.0) -> np.ndarray:
@@ -123,7 +204,7 @@ def _standard_leads(signal: np.ndarray, sig_names) -> np.ndarray:
     missing = [lead for lead in STANDARD_LEADS if lead not in names]
     if missing:
         raise RecordError(f"wrong lead set: {len(sig_names)} leads, missing {', '.join(missing)}")
-    return signal[:, [names.index(lead) for lead in STANDARD_LEADS]].astype(np.float64)
+    return signal[:, [names.index(lead) for lead in STANDARD_LEADS]]
 
 
 def condition_signal(raw: np.ndarray, fs: float, target_fs: int, seconds: float) -> np.ndarray:
@@ -135,18 +216,49 @@ def condition_signal(raw: np.ndarray, fs: float, target_fs: int, seconds: float)
         raw = np.nan_to_num(raw, nan=0.0)
     if raw.shape[0] < fs * seconds * 0.5:
         raise RecordError(f"signal too short ({raw.shape[0] / fs:.1f} s, need {seconds * 0.5:.0f} s)")
-    ratio = Fraction(int(target_fs), int(round(fs))).limit_denominator(1000)
-    resampled = sps.resample_poly(raw, ratio.numerator, ratio.denominator, axis=0)
-    high = min(40.0, 0.45 * target_fs)
-    sos = sps.butter(2, [0.5, high], btype="bandpass", fs=target_fs, output="sos")
-    filtered = sps.sosfiltfilt(sos, resampled, axis=0)
-    flat = (filtered.std(axis=0) < 1e-3).sum()
+    kept = int(round(fs * seconds))
+    leads = np.ascontiguousarray(raw[: kept + int(round(fs * 2))].T, dtype=np.float32)  # 2 s past the cut
+    filtered = _bandpass_resample(leads, float(fs), int(target_fs))
+    filtered = filtered[:, : int(round(kept * target_fs / fs))]
+    flat = (filtered.std(axis=1) < 1e-3).sum()
     if flat > 6:
         raise RecordError(f"flat-line signal ({flat} of 12 leads carry no activity)")
     length = int(target_fs * seconds)
-    fixed = np.zeros((length, 12))
-    fixed[: min(length, len(filtered))] = filtered[:length]
-    return np.clip(fixed.T, -5, 5).astype(np.float32)
+    fixed = np.zeros((12, length), dtype=np.float32)
+    fixed[:, : min(length, filtered.shape[1])] = filtered[:, :length]
+    return np.clip(fixed, -5, 5)
+
+
+def _bandpass_resample(leads: np.ndarray, fs: float, target_fs: int) -> np.ndarray:
+    """Zero-phase band-pass and resampling in one FFT: ``(12, n)`` at ``fs`` to ``target_fs``.
+
+    The spectrum is multiplied by the squared magnitude of a 2nd-order Butterworth band-pass
+    (0.5-40 Hz, below 0.45 x the target rate), which is exactly what forward-backward
+    filtering (``sosfiltfilt``) applies, and cut at the target rate's Nyquist frequency, which
+    is the ideal anti-alias filter. One second of odd reflection on each side keeps the FFT's
+    wrap-around away from the signal, as ``sosfiltfilt``'s padding does. One FFT pair costs a
+    fraction of the two IIR passes plus a polyphase FIR it replaces (~0.2 vs ~1.5 ms a record).
+    """
+    pad = min(leads.shape[1] - 1, int(round(fs)))
+    extended = np.concatenate([2 * leads[:, :1] - leads[:, pad:0:-1], leads,
+                               2 * leads[:, -1:] - leads[:, -2:-pad - 2:-1]], axis=1)
+    size = extended.shape[1]
+    size_out = int(round(size * target_fs / fs))
+    gain = _zero_phase_gain(size, fs, size_out, target_fs)
+    spectrum = sp_fft.rfft(extended, axis=1)[:, : len(gain)] * gain
+    out = sp_fft.irfft(spectrum, n=size_out, axis=1) * np.float32(size_out / size)
+    start = int(round(pad * target_fs / fs))
+    return out[:, start: start + int(round(leads.shape[1] * target_fs / fs))].astype(np.float32, copy=False)
+
+
+@lru_cache(maxsize=64)
+def _zero_phase_gain(size: int, fs: float, size_out: int, target_fs: int) -> np.ndarray:
+    """|H(f)|^2 of the band-pass at the rfft bins both rates share (records of one length and
+    rate, the usual night, share one design)."""
+    bins = min(size // 2, size_out // 2) + 1
+    sos = sps.butter(2, [0.5, min(40.0, 0.45 * target_fs)], btype="bandpass", fs=target_fs, output="sos")
+    _, response = sps.sosfreqz(sos, worN=np.arange(bins) * fs / size, fs=target_fs)
+    return (np.abs(response) ** 2).astype(np.float32)
 
 
 class _ResBlock(nn.Module):

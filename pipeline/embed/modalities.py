@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from pipeline.embed import cache
-from pipeline.embed.ecg import EcgResNet, ecg_sha256, read_ecg
+from pipeline.embed.ecg import SIGNAL_CONDITIONING, EcgResNet, ecg_sha256, read_ecg
 from pipeline.embed.imaging import ImageEncoder, image_sha256, read_image
 from pipeline.embed.records import RecordError, text_sha256
 from pipeline.filestore import FileStore
@@ -48,7 +48,7 @@ class SignalEncoder:
 
     @property
     def encoder_id(self) -> str:
-        kind = "ecg:resnet1d" if self.modality == "ecg" else "image:resnet"
+        kind = f"ecg:resnet1d:{SIGNAL_CONDITIONING}" if self.modality == "ecg" else "image:resnet"
         settings = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
         return f"{kind}:{settings}@{state_digest(self.network)}"
 
