@@ -251,6 +251,38 @@ def test_image_reader_applies_photometric_interpretation_and_rejects_bad_files(t
         assert caught.value.reason.startswith(reason)
 
 
+def _displayed_at_full_resolution(path: Path, size: int) -> np.ndarray:
+    """The textbook order: modality LUT, window, contrast stretch and inversion on every stored
+    pixel, then the reduction to the encoder's size."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    ds = pydicom.dcmread(path)
+    image = apply_voi_lut(apply_modality_lut(ds.pixel_array, ds).astype(np.float64), ds)
+    low, high = np.percentile(image, [0.5, 99.5])
+    image = np.clip((image - low) / (high - low), 0, 1)
+    if ds.PhotometricInterpretation == "MONOCHROME1":
+        image = 1 - image
+    return torch.nn.functional.interpolate(torch.from_numpy(image.astype(np.float32))[None, None], size=(size, size),
+                                           mode="area")[0].numpy()
+
+
+def _close_to_full_resolution(path: Path, size: int) -> None:
+    image, reference = read_image(path, size), _displayed_at_full_resolution(path, size)
+    assert np.abs(image - reference).mean() < 0.02, path.name
+    assert np.corrcoef(image.ravel(), reference.ravel())[0, 1] > 0.999, path.name
+
+
+def test_image_reader_reduces_before_windowing_without_changing_the_picture(tmp_path):
+    for index, monochrome1 in enumerate((False, True)):
+        path = tmp_path / f"{index}.dcm"
+        synthetic_imaging.write_dicom(path, synthetic_imaging.synth_chest(np.random.default_rng(index), 1.0),
+                                      patient_id="1", study_uid_seed=str(index), when=datetime(2026, 3, 1),
+                                      monochrome1=monochrome1)
+        assert "WindowCenter" in pydicom.dcmread(path, stop_before_pixels=True)
+        for size in (64, 224):
+            _close_to_full_resolution(path, size)
+
+
 @pytest.mark.shared_data
 def test_every_real_dicom_is_read_or_refused_with_a_reason(shared_data):
     files = sorted(p for p in (shared_data / "dicom").rglob("*") if p.is_file() and p.suffix.lower() == ".dcm")
@@ -273,6 +305,7 @@ def test_image_reader_on_every_real_dicom(shared_data):
     for name in ("chest_dx_nih_cxr14.dcm", "chest_cr_RG1_J2KI.dcm", "CT_small.dcm", "MR_small.dcm"):
         image = read_image(folder / name)
         assert image.shape == (1, 64, 64) and 0 <= image.min() and image.max() <= 1 and image.std() > 0.05, name
+        _close_to_full_resolution(folder / name, 224)
     for name, reason in {"liver_1frame.dcm": "DICOM object holds no image (Segmentation Storage)",
                          "../ecg/dicom_waveform/waveform_ecg.dcm": "DICOM object holds no image"}.items():
         with pytest.raises(RecordError) as caught:

