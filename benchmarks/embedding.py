@@ -185,7 +185,7 @@ def bench_signal(modality: str, folder: Path, count: int, repeats: int, device: 
 
     def pipeline():
         clear_cache(wh)
-        hashed, failed = hash_records(records, modality, store)
+        hashed, failed = hash_records(records, modality, store, workers=workers)
         assert failed.empty
         embed_records(wh, modality, hashed, encoder, store, device=device, workers=workers)
 

@@ -355,7 +355,8 @@ def embed_stage(night, settings: Settings | None = None, modality: str | None = 
     summary = {}
     for current in [modality] if modality else EMBED_MODALITIES:
         table = MODALITY_TABLE[current]
-        tonight, unreadable = hash_records(ctx.read("validate", table), current, store)
+        tonight, unreadable = hash_records(ctx.read("validate", table), current, store,
+                                           workers=ctx.settings.decode_workers)
         failures = [unreadable]
         past = history[history["modality"] == MODALITY_OF[table]]
         past = past[~past["record_id"].isin(tonight["record_id"])]  # re-sent tonight: tonight's version wins

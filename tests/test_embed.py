@@ -283,6 +283,20 @@ def test_image_reader_reduces_before_windowing_without_changing_the_picture(tmp_
             _close_to_full_resolution(path, size)
 
 
+def test_files_hash_the_same_on_threads_and_missing_ones_keep_their_reason(tmp_path):
+    signal = synthetic_ecg.synth_ecg(np.random.default_rng(5), 70, 0.1, 100, False)
+    for i in range(6):
+        _write_record(tmp_path, f"r{i}", signal + i * 0.01, synthetic_ecg.LEADS)
+    records = pd.DataFrame({"record_id": [str(i) for i in range(8)], "stay_id": range(8),
+                            "uri": [f"r{i}" for i in range(6)] + ["absent", "r0"]})
+    serial, serial_failed = hash_records(records, "ecg", FileStore(tmp_path))
+    threaded, threaded_failed = hash_records(records, "ecg", FileStore(tmp_path), workers=3)
+    pd.testing.assert_frame_equal(threaded, serial)
+    pd.testing.assert_frame_equal(threaded_failed, serial_failed)
+    assert serial["content_hash"].nunique() == 6 and serial["content_hash"].iloc[-1] == serial["content_hash"].iloc[0]
+    assert serial_failed["record_id"].tolist() == ["6"] and serial_failed["reason"].tolist() == ["ECG file not found"]
+
+
 @pytest.mark.shared_data
 def test_every_real_dicom_is_read_or_refused_with_a_reason(shared_data):
     files = sorted(p for p in (shared_data / "dicom").rglob("*") if p.is_file() and p.suffix.lower() == ".dcm")

@@ -192,6 +192,25 @@ def test_multiclass_and_survival_metrics_on_known_answers():
     assert s["known_at_horizon"] == 5 and s["auroc"] == 1.0   # the patient censored at 40 d was event-free at 35 d
 
 
+def test_survival_metrics_at_the_horizon_correct_for_censoring():
+    """Exponential event times with uniform censoring: dropping the patients censored before the
+    horizon inflates the event rate and flatters the Brier score; the weighted figures and the
+    Kaplan-Meier rate land on the truth that the uncensored times give."""
+    rng = np.random.default_rng(0)
+    rate = 0.002 * np.exp(rng.normal(size=4000))
+    event_time, censored_at = rng.exponential(1 / rate), rng.uniform(0, 900, 4000)
+    days, event = np.minimum(event_time, censored_at), event_time <= censored_at
+    probability, truth = 1 - np.exp(-rate * 365), event_time <= 365
+    s = survival_metrics(days, event, risk=np.log(rate), probability=probability, horizon_days=365, resamples=10)
+    assert abs(s["observed_risk"] - truth.mean()) < 0.02
+    assert s["events_by_horizon"] / s["known_at_horizon"] > truth.mean() + 0.05   # the known rows' rate is biased
+    assert abs(s["auroc"] - roc_auc_score(truth, probability)) < 0.01
+    assert abs(s["brier"] - brier_score_loss(truth, probability)) < 0.005
+    assert s["brier_known"] < brier_score_loss(truth, probability) - 0.002   # flattered by the easy early events
+    assert abs(s["mean_predicted"] - s["observed_risk"]) < 0.03   # the true probabilities are calibrated
+    assert survival_metrics(days, event, np.log(rate), probability, horizon_days=5000, resamples=1)["auroc"] is None
+
+
 def test_grid_search_tries_every_point_on_patient_folds_and_keeps_the_best():
     train, y, groups = zoo_inputs(500, 2, "survival")
     candidate = parse_spec(raw("gist_recurrence"), "x").candidates[0]

@@ -7,7 +7,9 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import (accuracy_score, average_precision_score, brier_score_loss, confusion_matrix,
                              f1_score, fbeta_score, precision_score, recall_score, roc_auc_score)
-from sksurv.metrics import concordance_index_censored
+from sksurv.metrics import brier_score, concordance_index_censored, cumulative_dynamic_auc
+from sksurv.nonparametric import kaplan_meier_estimator
+from sksurv.util import Surv
 
 
 def binary_metrics(y: np.ndarray, probability: np.ndarray, threshold: float) -> dict:
@@ -76,10 +78,20 @@ def multiclass_metrics(y: np.ndarray, probabilities: np.ndarray, classes: tuple[
 
 def survival_metrics(days: np.ndarray, event: np.ndarray, risk: np.ndarray, probability: np.ndarray,
                      horizon_days: float, *, resamples: int = 200, seed: int = 7) -> dict:
-    """Harrell's C of the risk score (log hazard) with a bootstrap 95 % interval, and at the
-    horizon, on the rows whose status then is known (an event by the horizon, or followed past
-    it): AUROC and Brier score of P(event by the horizon)."""
+    """Harrell's C of the risk score (log hazard) with a bootstrap 95 % interval, and the
+    probability of the event by the horizon against what happened by then.
+
+    ``auroc`` / ``brier`` at the horizon weight each patient by the inverse probability of
+    still being followed (IPCW, scikit-survival's ``cumulative_dynamic_auc`` / ``brier_score``,
+    the censoring distribution estimated on these rows), so patients censored before the horizon
+    count through those followed longer. Keeping only the patients whose status is known would
+    over-represent early events (their status is known sooner) and inflate the event rate.
+    ``observed_risk`` is the Kaplan-Meier event rate by the horizon, to hold against
+    ``mean_predicted``; ``auroc_known`` / ``brier_known`` are the unweighted values on the rows
+    whose status is known (an event by the horizon, or followed past it).
+    """
     days, event, risk = np.asarray(days, float), np.asarray(event).astype(bool), np.asarray(risk, float)
+    probability = np.asarray(probability, float)
     c_index = concordance_index_censored(event, days, risk)[0]
     rng = np.random.default_rng(seed)
     draws = []
@@ -90,12 +102,22 @@ def survival_metrics(days: np.ndarray, event: np.ndarray, risk: np.ndarray, prob
     known = (event & (days <= horizon_days)) | (days > horizon_days)
     by_horizon = (event & (days <= horizon_days))[known]
     both = 0 < by_horizon.sum() < known.sum()
+    outcome = Surv.from_arrays(event, days)
+    try:  # needs follow-up past the horizon and an event before it
+        auroc = cumulative_dynamic_auc(outcome, outcome, probability, [horizon_days])[0][0]
+        brier = brier_score(outcome, outcome, (1 - probability)[:, None], [horizon_days])[1][0]
+    except ValueError:
+        auroc = brier = None
+    times, surviving = kaplan_meier_estimator(event, days)
+    still = surviving[np.searchsorted(times, horizon_days, side="right") - 1] if (times <= horizon_days).any() else 1.0
     return {
         "n": int(len(days)), "events": int(event.sum()), "c_index": _round(c_index),
         "c_index_ci95": [_round(v) for v in np.percentile(draws, [2.5, 97.5])] if draws else None,
         "horizon_days": horizon_days, "known_at_horizon": int(known.sum()), "events_by_horizon": int(by_horizon.sum()),
-        "auroc": _round(roc_auc_score(by_horizon, np.asarray(probability)[known])) if both else None,
-        "brier": _round(brier_score_loss(by_horizon, np.asarray(probability)[known])) if known.any() else None,
+        "auroc": _round(auroc), "brier": _round(brier),
+        "observed_risk": _round(1 - still), "mean_predicted": _round(probability.mean()) if len(days) else None,
+        "auroc_known": _round(roc_auc_score(by_horizon, probability[known])) if both else None,
+        "brier_known": _round(brier_score_loss(by_horizon, probability[known])) if known.any() else None,
     }
 
 

@@ -226,8 +226,13 @@ def _task_sections(report: dict) -> list[str]:
     if task == "survival":
         summary = pd.DataFrame([{"candidate": name, "Harrell's C": c["c_index"], "C 95% CI": c["c_index_ci95"],
                                  "events": c["events"], "n": c["n"], f"AUROC at {c['horizon_days']:g} days": c["auroc"],
-                                 "Brier at horizon": c["brier"]} for name, c in report["candidates"].items()])
-        return ["<h2>Survival metrics</h2>", _table(summary)]
+                                 "Brier at horizon": c["brier"], "observed risk (Kaplan-Meier)": c.get("observed_risk"),
+                                 "mean predicted": c.get("mean_predicted")} for name, c in report["candidates"].items()])
+        return ["<h2>Survival metrics</h2>", _table(summary),
+                "<p>At the horizon, AUROC and Brier score weight each patient by the inverse probability of "
+                "still being followed (IPCW), and the observed risk is the Kaplan-Meier event rate. The ROC and "
+                "calibration plots below use only the patients whose status at the horizon is known, which "
+                "over-represents early events.</p>"]
     return []
 
 
