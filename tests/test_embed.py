@@ -59,6 +59,11 @@ def test_text_encoder_loads_a_local_checkpoint_and_batches_without_changing_resu
     assert not np.allclose(cls.encode(NOTES), together)
     with pytest.raises(ValueError, match="pooling"):
         TextEncoder(str(tiny_text_model), pooling="max")
+    windows, _ = encoder.windows(NOTES)
+    for side in ("right", "left"):  # the batches are what the tokenizer's own padding gives
+        encoder.tokenizer.padding_side = side
+        ours, theirs = encoder._padded(windows), encoder.tokenizer.pad({"input_ids": windows}, return_tensors="pt")
+        assert set(ours) == set(theirs) and all(torch.equal(ours[k], theirs[k]) for k in ours)
 
 
 def test_long_notes_are_split_into_overlapping_windows_and_pooled(tiny_text_model):

@@ -79,6 +79,20 @@ class TextEncoder:
         keep = rank < self.max_windows
         return [ids for ids, k in zip(encoded["input_ids"], keep) if k], owners[keep]
 
+    def _padded(self, windows: list[list[int]]) -> dict[str, torch.Tensor]:
+        """A batch of token windows as ``input_ids`` / ``attention_mask`` on the device, padded on
+        the tokenizer's side (what ``tokenizer.pad`` returns, without its per-token Python work)."""
+        width = max(len(w) for w in windows)
+        ids = np.full((len(windows), width), self.tokenizer.pad_token_id or 0, dtype=np.int64)
+        mask = np.zeros((len(windows), width), dtype=np.int64)
+        left = self.tokenizer.padding_side == "left"
+        for row, window in enumerate(windows):
+            span = slice(width - len(window), width) if left else slice(0, len(window))
+            ids[row, span] = window
+            mask[row, span] = 1
+        return {"input_ids": torch.from_numpy(ids).to(self.device, non_blocking=True),
+                "attention_mask": torch.from_numpy(mask).to(self.device, non_blocking=True)}
+
     @torch.inference_mode()
     def encode(self, texts: list[str], progress=None) -> np.ndarray:
         """``(len(texts), dim)`` float32 embeddings, in input order."""
@@ -92,8 +106,7 @@ class TextEncoder:
         batches = []  # kept on the device until the end: on a GPU the next batch is padded while this one runs
         for start in range(0, len(order), self.batch_size):
             index = order[start:start + self.batch_size]
-            batch = self.tokenizer.pad({"input_ids": [windows[i] for i in index]}, return_tensors="pt")
-            batch = batch.to(self.device, non_blocking=True)
+            batch = self._padded([windows[i] for i in index])
             with autocast:
                 hidden = self.model(**batch).last_hidden_state.float()
             if self.pooling == "cls":
