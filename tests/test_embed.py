@@ -11,7 +11,7 @@ import pytest
 import torch
 import wfdb
 
-from pipeline.embed.ecg import _read_format16, read_ecg, read_leads, record_files
+from pipeline.embed.ecg import _read_format16, condition_signal, read_ecg, read_leads, record_files
 from pipeline.embed.imaging import read_image
 from pipeline.embed.modalities import embed_records, hash_records, new_signal_encoder, stay_sequences, stay_vectors
 from pipeline.embed.records import RecordError
@@ -181,6 +181,22 @@ def _same_as_wfdb(path: Path, to_mv: float = 1.0) -> np.ndarray:
     expected = reference.p_signal[:, [reference.sig_name.index(n) for n in names]] * to_mv
     np.testing.assert_allclose(samples, expected, rtol=1e-5, atol=1e-6, err_msg=path.name)
     return samples
+
+
+@pytest.mark.parametrize("fs, target_fs", [(500, 100), (1000, 100), (257, 100), (500, 500), (250, 500)])
+def test_conditioning_keeps_the_cardiac_band_and_removes_wander_and_noise_at_any_rate(fs, target_fs):
+    """5 Hz passes; 0.1 Hz baseline wander and noise above 40 Hz (below the source's Nyquist) go,
+    whether the record is resampled down, up, by an odd ratio or not at all."""
+    t = np.arange(fs * 12) / fs
+    noise = min(0.45 * target_fs + 5, 0.45 * fs)
+    raw = np.stack([np.sin(2 * np.pi * 5 * t + k) + 0.8 * np.sin(2 * np.pi * 0.1 * t)
+                    + 0.3 * np.sin(2 * np.pi * noise * t) for k in range(12)], axis=1)
+    conditioned = condition_signal(raw, fs, target_fs, 10)
+    assert conditioned.shape == (12, 10 * target_fs) and conditioned.dtype == np.float32
+    at = np.arange(10 * target_fs) / target_fs
+    expected = np.stack([np.sin(2 * np.pi * 5 * at + k) for k in range(12)])
+    middle = slice(2 * target_fs, 8 * target_fs)  # away from the edges' filter transients
+    assert np.abs(conditioned[:, middle] - expected[:, middle]).max() < 0.02
 
 
 def test_plain_wfdb_records_read_as_wfdb_reads_them_and_other_formats_go_through_wfdb(tmp_path):
