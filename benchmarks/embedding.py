@@ -9,14 +9,18 @@ model forward pass at the same batch size, measured side by side in one run.
 32-wide 1-D ResNet at 100 Hz, a 3-stage ResNet at 64 px). ``--encoders production`` times
 encoders of the documented production sizes with random weights (no download): a BERT-base
 text model at 512 tokens (Bio_ClinicalBERT's architecture, MiniLM's tokenizer), a 64-wide 1-D
-ResNet over 10 s at 500 Hz, and a ResNet-50 image backbone at 224 px.
+ResNet over 10 s at 500 Hz, and a ResNet-50 image backbone at 224 px. The images are 12-bit
+synthetic radiographs of ``--image-pixels`` (default 1024, NIH ChestX-ray14's size), ECGs 10 s
+12-lead WFDB records at 500 Hz, notes the real mtsamples transcriptions in ../shared when present.
 
 Pipeline = what the embed stage does per modality: hash the records, look the hashes up in the
-(empty) cache, decode (tokenise into windows / read WFDB / read DICOM in the DataLoader), run
-the encoder in batches, pool, store the vectors. Bare = the encoder's forward pass alone on the
+(empty) cache, decode (tokenise into windows / read WFDB / read DICOM in the DataLoader, with
+``--workers`` processes: by default ``VIGIL_DECODE_WORKERS``, as at night), run the encoder in
+batches, pool, store the vectors. Bare = the encoder's forward pass alone on the
 already tokenised / decoded tensors in the same batches. Overhead = pipeline / bare - 1 (target
 <= 25 %). Each timing is the best of ``--repeats``, pipeline and bare alternating. On a CUDA
-machine the forward passes run in bf16 autocast. Writes benchmarks/results/embedding[-quick].json.
+machine the forward passes run in bf16 autocast. Writes
+benchmarks/results/embedding[-quick][-production][-cuda].json.
 """
 
 from __future__ import annotations
@@ -158,20 +162,27 @@ def write_ecgs(folder: Path, count: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_images(folder: Path, count: int) -> pd.DataFrame:
+def write_images(folder: Path, count: int, pixels: int = 128) -> pd.DataFrame:
+    """Synthetic 12-bit chest radiographs, ``pixels`` square (the generator's 128 px scaled up,
+    with detector noise, so the files are as large as real ones), half of them MONOCHROME1."""
     rows = []
     for i in range(count):
         target = folder / "cxr" / f"i{i}.dcm"
         target.parent.mkdir(parents=True, exist_ok=True)
-        synthetic_imaging.write_dicom(target, synthetic_imaging.synth_chest(np.random.default_rng(i), (i % 4) / 2),
-                                      patient_id=str(i), study_uid_seed=str(i), when=datetime(2026, 1, 1),
-                                      monochrome1=i % 2 == 0)
+        rng = np.random.default_rng(i)
+        image = synthetic_imaging.synth_chest(rng, (i % 4) / 2)
+        if pixels != image.shape[0]:
+            index = np.arange(pixels) * image.shape[0] // pixels
+            noisy = image[np.ix_(index, index)] + rng.normal(0, 20, (pixels, pixels))
+            image = np.clip(noisy, 0, 4095).astype(np.uint16)
+        synthetic_imaging.write_dicom(target, image, patient_id=str(i), study_uid_seed=str(i),
+                                      when=datetime(2026, 1, 1), monochrome1=i % 2 == 0)
         rows.append({"record_id": str(i), "stay_id": 1, "uri": f"cxr/i{i}.dcm"})
     return pd.DataFrame(rows)
 
 
 def bench_signal(modality: str, folder: Path, count: int, repeats: int, device: str, batch_size: int,
-                 workers: int, production: bool) -> dict:
+                 workers: int, production: bool, image_pixels: int = 128) -> dict:
     if production:
         folder.mkdir(parents=True, exist_ok=True)
         params = {"target_fs": 500, "seconds": 10, "width": 64, "embedding_dim": 256} if modality == "ecg" else \
@@ -180,7 +191,7 @@ def bench_signal(modality: str, folder: Path, count: int, repeats: int, device: 
         params = {"target_fs": 100, "seconds": 10, "embedding_dim": 32} if modality == "ecg" else \
             {"size": 64, "embedding_dim": 32}
     encoder = new_signal_encoder(modality, {**params, "seed": 0})
-    records = write_ecgs(folder, count) if modality == "ecg" else write_images(folder, count)
+    records = write_ecgs(folder, count) if modality == "ecg" else write_images(folder, count, image_pixels)
     wh, store = fresh_warehouse(folder), FileStore(folder)
 
     def pipeline():
@@ -201,7 +212,8 @@ def bench_signal(modality: str, folder: Path, count: int, repeats: int, device: 
             torch.cuda.synchronize()
 
     return measure(modality, count, repeats, pipeline, bare,
-                   {"encoder": encoder.encoder_id.split("@")[0], "batch_size": batch_size, "decode_workers": workers})
+                   {"encoder": encoder.encoder_id.split("@")[0], "batch_size": batch_size, "decode_workers": workers,
+                    **({"image_pixels": image_pixels} if modality == "images" else {})})
 
 
 def measure(modality: str, count: int, repeats: int, pipeline, bare, extra: dict) -> dict:
@@ -229,6 +241,8 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=256, help="ECGs and images per timing (notes: 200)")
     parser.add_argument("--modalities", default="notes,ecg,images", help="comma-separated subset to time")
     parser.add_argument("--batch-size", type=int, default=64, help="ECG / image batch size (text: half)")
+    parser.add_argument("--image-pixels", type=int, default=1024,
+                        help="side of the synthetic radiographs (1024: NIH ChestX-ray14's size; 128: the generator's)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     scale = 4 if args.quick else 1
@@ -243,7 +257,7 @@ def main() -> None:
                                       production, args.notes))
         for modality in (m for m in ("ecg", "images") if m in chosen):
             results.append(bench_signal(modality, scratch / modality, args.records // scale, args.repeats, device,
-                                        args.batch_size, args.workers, production))
+                                        args.batch_size, args.workers, production, args.image_pixels))
     report = {"machine": {"platform": platform.platform(), "cpus": torch.get_num_threads(), "device": device,
                           "torch": torch.__version__,
                           "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None},
