@@ -180,9 +180,8 @@ def _read_format16(path: Path) -> tuple[np.ndarray, list[str], float] | None:
         data = path.with_name(name)
         count = length if length is not None else (data.stat().st_size - offsets[name]) // (2 * len(members))
         samples = np.fromfile(data, dtype="<i2", count=count * len(members), offset=offsets[name])
-        if samples.size < count * len(members):
-            raise RecordError(f"unreadable or truncated WFDB record ({name} holds {samples.size // len(members)} "
-                              f"of {count} samples)")
+        if samples.size < count * len(members):  # one wording for all such records: the quarantine groups them
+            raise RecordError("unreadable or truncated WFDB record (data file shorter than its header says)")
         parts.append(samples.reshape(count, len(members)))
     digital = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
     physical = (digital - np.asarray(baselines, np.float32)) * (np.asarray(scales, np.float32) /
