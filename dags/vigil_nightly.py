@@ -6,7 +6,7 @@ enrols them, and publishes the risk table in one transaction: `extract` (increme
 (great-expectations; quarantine with reasons) → `features` and one embedding task per modality
 (**gpu** queue and pool, CPU fallback; a failing modality does not stop the others) → `models` →
 `score` (mapped: one task per promoted model) → `publish` → `report`. Stages exchange Parquet files
-in `$VIGIL_HOME/runs/<D>/`; a re-run replaces the night's rows. Logic: `pipeline/nightly.py`.
+in `$VIGIL_HOME/runs/<D>/<run>/`; a re-run replaces the night's rows. Logic: `pipeline/nightly.py`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,11 @@ def _night() -> str:
     return night_for_run(context.get("logical_date"), context["dag_run"].run_after).isoformat()
 
 
+def _run() -> str:
+    """This DAG run's id: its tasks share one run folder, which no other run of the night touches."""
+    return get_current_context()["run_id"]
+
+
 @dag(
     schedule=CronDataIntervalTimetable(_cron(), timezone="UTC") if _cron() else None,
     start_date=pendulum.datetime(2000, 1, 1, tz="UTC"),  # catchup is off: early only so historical nights can run
@@ -49,55 +54,55 @@ def vigil_nightly():
         """New rows since each source table's watermark, as canonical frames."""
         from pipeline.nightly import extract_stage
 
-        return extract_stage(_night(), run_id=get_current_context()["run_id"])
+        return extract_stage(_night(), run_id=_run())
 
     @task
     def validate() -> dict:
         """Great-expectations suites; quarantine with reasons; fail above the failure-rate limit."""
         from pipeline.nightly import validate_stage
 
-        return validate_stage(_night())
+        return validate_stage(_night(), run_id=_run())
 
     @task
     def features() -> dict:
         """Windowed lab/vital aggregates and static fields for every active stay."""
         from pipeline.nightly import features_stage
 
-        return features_stage(_night())
+        return features_stage(_night(), run_id=_run())
 
     @task(queue="gpu", pool="gpu")
     def embed(modality: str) -> dict:
         """One modality's embeddings (cached by content hash and encoder version), pooled per stay."""
         from pipeline.nightly import embed_stage
 
-        return embed_stage(_night(), modality=modality)
+        return embed_stage(_night(), modality=modality, run_id=_run())
 
     @task
     def models() -> list[str]:
         """The night's promoted models: a score task is mapped over each."""
         from pipeline.nightly import night_models
-        return night_models(_night())
+        return night_models(_night(), run_id=_run())
 
     @task
     def score(model: str) -> dict:
         """One model's cohort of active stays through its promoted version: probability, band, factors."""
         from pipeline.nightly import score_stage
 
-        return score_stage(_night(), model=model)
+        return score_stage(_night(), model=model, run_id=_run())
 
     @task
     def publish() -> dict:
         """One transaction: risk rows, audit, accounting, quarantine, watermarks."""
         from pipeline.nightly import publish_stage
 
-        return publish_stage(_night())
+        return publish_stage(_night(), run_id=_run())
 
     @task
     def report() -> dict:
         """Accounting, quarantine reasons, score distribution; drift and performance; alerts."""
         from pipeline.nightly import report_stage
 
-        return report_stage(_night())
+        return report_stage(_night(), run_id=_run())
 
     validated = extract() >> validate()
     scored = score.expand(model=validated >> models())

@@ -101,7 +101,7 @@ def cmd_check_data(args, settings: Settings) -> int:
     wh = _warehouse(settings)
     as_of = datetime.combine(args.as_of, datetime.min.time()) if args.as_of else ALL_TIME
     extraction = extract(wh, until=as_of)
-    outcome = validate(extraction.frames, as_of)
+    outcome = validate(extraction.frames, as_of, extraction.quarantined, settings.max_open_stay_days)
     print("all data" if as_of == ALL_TIME else f"data known by {as_of:%Y-%m-%d %H:%M}")
     print(f"{'table':<8} {'in':>9} {'valid':>9} {'quarantined':>12} {'excluded':>9}")
     for table, result in outcome.tables.items():
@@ -344,7 +344,7 @@ Look further:
     SELECT stay_id, probability, risk_band, modalities, top_factors
     FROM vigil_risk.latest_risk ORDER BY probability DESC LIMIT 20;
   Training report:   {settings.home / 'reports'}
-  Night reports:     {settings.home / 'runs'}/<night>/report/report.json
+  Night reports:     {settings.home / 'runs'}/<night>/<run>/report/report.json
   Airflow UI:        {prefix}{vigil} airflow standalone    (then open http://localhost:8080)
 """)
     return 0

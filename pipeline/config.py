@@ -51,6 +51,10 @@ class Settings:
     alert_psi: float = 0.25            # drift alert above this PSI (score or any feature)
     alert_quarantine_share: float = 0.05
     monitoring_lookback_days: int = 60  # nights whose scores are re-evaluated as outcomes arrive
+    record_seconds: float = 60.0       # time budget of one record's decoding (read, parse, condition, measure)
+    record_memory_mb: int = 2048       # memory budget of one record's decoding (the decode process's growth)
+    max_file_mb: int = 1024            # a file in the store larger than this is refused unread
+    max_open_stay_days: int = 365      # an ICU stay still open after this long is quarantined
 
     @property
     def runs_dir(self) -> Path:
@@ -134,6 +138,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         alert_psi=float(env.get("VIGIL_ALERT_PSI", "0.25")),
         alert_quarantine_share=float(env.get("VIGIL_ALERT_QUARANTINE_SHARE", "0.05")),
         monitoring_lookback_days=int(env.get("VIGIL_MONITORING_LOOKBACK_DAYS", "60")),
+        record_seconds=float(env.get("VIGIL_RECORD_SECONDS", "60")),
+        record_memory_mb=int(env.get("VIGIL_RECORD_MEMORY_MB", "2048")),
+        max_file_mb=int(env.get("VIGIL_MAX_FILE_MB", "1024")),
+        max_open_stay_days=int(env.get("VIGIL_MAX_OPEN_STAY_DAYS", "365")),
     )
 
 

@@ -23,6 +23,7 @@ CONTRACTS: dict[str, dict[str, str]] = {
         "subject_id": "int64", "time": TIME, "arrival_time": TIME, "itemid": "int64",
         "code": "string", "value": "float64", "value_text": "string", "source_unit": "string",
         "expected_unit": "string", "unit": "string", "lower_bound": "float64", "upper_bound": "float64",
+        "lower_exclusive": "boolean",
     },
     "notes": {
         "record_id": "string", "stay_id": "Int64", "subject_id": "int64", "time": TIME,

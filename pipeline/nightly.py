@@ -11,6 +11,8 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import os
+import re
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ from pipeline import monitoring
 from pipeline.alerts import night_alerts, send_alert
 from pipeline.config import Settings, load_settings, resolve_device
 from pipeline.embed.intervals import ecg_intervals
+from pipeline.embed.isolation import Budget
 from pipeline.embed.modalities import MODALITY_TABLE, embed_records, hash_records, stay_embedding
 from pipeline.embed.text import TextEncoder
 from pipeline.features.incremental import advance, edge_ranges
@@ -76,20 +79,64 @@ class RunFolderError(OSError):
     """The night's working folder cannot be written (disk full, read-only, not a directory)."""
 
 
+RUN_FOLDERS_KEPT_HOURS = 24  # an earlier run's folder of the same night is removed after this long
+
+
+def run_key(run_id: str) -> str:
+    """A run id as a folder name (Airflow's hold ``:`` and ``+``).
+
+    >>> run_key("manual__2026-01-30T00:00:00+00:00")
+    'manual__2026-01-30T00_00_00_00_00'
+    """
+    return re.sub(r"[^A-Za-z0-9._-]", "_", run_id)
+
+
 @dataclass
 class Night:
-    """Where one night's files live, and its prediction time."""
+    """Where one run of a night keeps its files, and the night's prediction time.
+
+    Each run has its own folder, ``<home>/runs/<D>/<run>/<stage>/``, so two runs of one night
+    (a manual re-run while the scheduled one works) never read each other's half-written files;
+    ``runs/<D>/current`` names the run extracted last, which a stage given no run id works on.
+    """
 
     settings: Settings
     night: date
+    run_id: str | None = None
 
     @property
     def prediction_time(self) -> datetime:
         return datetime.combine(self.night + timedelta(days=1), datetime.min.time())
 
     @property
-    def folder(self) -> Path:
+    def night_folder(self) -> Path:
         return self.settings.run_dir(self.night.isoformat())
+
+    @property
+    def folder(self) -> Path:
+        if self.run_id is not None:
+            return self.night_folder / run_key(self.run_id)
+        pointer = self.night_folder / "current"
+        try:
+            return self.night_folder / pointer.read_text().strip()
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"night {self.night} has not been extracted ({pointer} missing)") from error
+        except OSError as error:
+            raise RunFolderError(f"night {self.night}: cannot read {pointer}: {error.strerror or error}") from error
+
+    def start(self) -> None:
+        """Begin this run: an empty folder, named as the night's current run; earlier runs'
+        folders of the night that nobody has touched for a day are removed."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.path("extract", "")
+        pointer = self.night_folder / "current"
+        staged = pointer.with_name(f".current-{uuid.uuid4().hex[:8]}")
+        staged.write_text(run_key(self.run_id))
+        os.replace(staged, pointer)  # atomic: a reader sees the old run or the new one, never half
+        cutoff = datetime.now().timestamp() - RUN_FOLDERS_KEPT_HOURS * 3600
+        for other in self.night_folder.iterdir():
+            if other.is_dir() and other != self.folder and other.stat().st_mtime < cutoff:
+                shutil.rmtree(other, ignore_errors=True)
 
     def path(self, stage: str, name: str) -> Path:
         folder = self.folder / stage
@@ -121,6 +168,11 @@ class Night:
         return json.loads(path.read_text())
 
 
+def run_folder(night, settings: Settings | None = None, run_id: str | None = None) -> Path:
+    """The folder of a run of ``night`` (default: the run extracted last)."""
+    return Night(settings or load_settings(), as_night(night), run_id).folder
+
+
 _WAREHOUSES: dict[tuple[str, str], Warehouse] = {}
 
 
@@ -130,14 +182,14 @@ def _close_warehouses() -> None:
         wh.dispose()
 
 
-def _context(night, settings: Settings | None) -> tuple[Night, Warehouse]:
-    """The night's folders and its warehouse; one engine per warehouse per process, so a loop
+def _context(night, settings: Settings | None, run_id: str | None = None) -> tuple[Night, Warehouse]:
+    """A run's folders and its warehouse; one engine per warehouse per process, so a loop
     of nights (``vigil run`` over dates, retries) does not open a new pool per stage."""
     settings = settings or load_settings()
     key = (settings.warehouse_url, str(settings.sql_dir))
     if key not in _WAREHOUSES:
         _WAREHOUSES[key] = connect(settings)
-    return Night(settings, as_night(night)), _WAREHOUSES[key]
+    return Night(settings, as_night(night), run_id), _WAREHOUSES[key]
 
 
 def promoted_models(wh: Warehouse, settings: Settings) -> dict[str, dict]:
@@ -166,7 +218,7 @@ def watermarks_before(wh: Warehouse, night: date) -> dict[str, datetime]:
 # ---------------------------------------------------------------------------------- stages
 
 def extract_stage(night, settings: Settings | None = None, run_id: str | None = None) -> dict:
-    ctx, wh = _context(night, settings)
+    ctx, wh = _context(night, settings, run_id or f"{as_night(night)}-{uuid.uuid4().hex[:8]}")
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     if ctx.prediction_time > now:
         raise ValueError(f"night {ctx.night} is not over until {ctx.prediction_time} UTC; "
@@ -174,14 +226,15 @@ def extract_stage(night, settings: Settings | None = None, run_id: str | None = 
     models = promoted_models(wh, ctx.settings)
     for info in models.values():
         info["spec"] = registry.load_bundle(info["artifact_uri"]).spec_raw
-    shutil.rmtree(ctx.folder, ignore_errors=True)
+    ctx.start()
     since = watermarks_before(wh, ctx.night)
     extraction = extract(wh, until=ctx.prediction_time, since=since)
     for table, frame in extraction.frames.items():
         ctx.write("extract", table, frame)
     ctx.write("extract", "excluded", extraction.excluded)
+    ctx.write("extract", "quarantined", extraction.quarantined)
     manifest = {
-        "run_id": run_id or f"{ctx.night}-{uuid.uuid4().hex[:8]}",
+        "run_id": ctx.run_id,
         "night": ctx.night.isoformat(), "prediction_time": ctx.prediction_time.isoformat(sep=" "),
         "started_at": now.replace(microsecond=0).isoformat(sep=" "),
         "since": {t: v.isoformat(sep=" ") for t, v in since.items()},
@@ -195,10 +248,11 @@ def extract_stage(night, settings: Settings | None = None, run_id: str | None = 
 NO_DATA = "no measurement, note, ECG or image by the prediction time"
 
 
-def validate_stage(night, settings: Settings | None = None) -> dict:
-    ctx, wh = _context(night, settings)
+def validate_stage(night, settings: Settings | None = None, run_id: str | None = None) -> dict:
+    ctx, wh = _context(night, settings, run_id)
     frames = {t: ctx.read("extract", t) for t in TABLES}
-    outcome = validate(frames, ctx.prediction_time)
+    outcome = validate(frames, ctx.prediction_time, ctx.read("extract", "quarantined"),
+                       ctx.settings.max_open_stay_days)
     for table, result in outcome.tables.items():
         ctx.write("validate", table, result.valid)
         ctx.write("validate", f"{table}_duplicates", result.duplicates)
@@ -248,14 +302,14 @@ def _active(ctx: Night) -> pd.DataFrame:
     return ctx.read("validate", "active")
 
 
-def features_stage(night, settings: Settings | None = None) -> dict:
+def features_stage(night, settings: Settings | None = None, run_id: str | None = None) -> dict:
     """Window features for every active stay; incremental when last night was published.
 
     With last night's features in the warehouse and tonight's extraction starting at last
     night's prediction time, only stays whose window contents changed are recomputed from their
     stored events; the rest carry forward (``pipeline/features/incremental.py``).
     """
-    ctx, wh = _context(night, settings)
+    ctx, wh = _context(night, settings, run_id)
     manifest = ctx.manifest()
     cohort = ctx.read("validate", "cohort")
     active = _active(ctx)
@@ -338,17 +392,19 @@ def _history_records(wh: Warehouse, ctx: Night, active: pd.DataFrame) -> pd.Data
 EMBED_MODALITIES = ("notes", "ecg", "images")
 
 
-def embed_stage(night, settings: Settings | None = None, modality: str | None = None) -> dict:
+def embed_stage(night, settings: Settings | None = None, modality: str | None = None,
+                run_id: str | None = None) -> dict:
     """Embeddings of one modality (the DAG runs a task per modality, on the ``gpu`` queue) or of
     all. Per model and modality, ``embed/<model>.<modality>.npz`` holds the pooled vector and a
     presence mask of every active stay; each record table gets its usable records and its
     unreadable ones (with reasons) for publish."""
     if modality is not None and modality not in EMBED_MODALITIES:
         raise ValueError(f"unknown modality {modality!r}; modalities are {', '.join(EMBED_MODALITIES)}")
-    ctx, wh = _context(night, settings)
+    ctx, wh = _context(night, settings, run_id)
     manifest = ctx.manifest()
     device = resolve_device(ctx.settings.device)
-    store = FileStore(ctx.settings.filestore)
+    store = FileStore.from_settings(ctx.settings)
+    budget = Budget.from_settings(ctx.settings)
     active = _active(ctx)
     history = _history_records(wh, ctx, active)
     bundles = {name: registry.load_bundle(info["artifact_uri"]) for name, info in manifest["models"].items()}
@@ -367,7 +423,7 @@ def embed_stage(night, settings: Settings | None = None, modality: str | None = 
                 encoder = _encoder_for(bundle, m, ctx.settings, device)
                 records = spec.modality_records(m, everything)
                 vectors, failed, new = embed_records(wh, current, records, encoder, store, device=device,
-                                                     workers=ctx.settings.decode_workers)
+                                                     workers=ctx.settings.decode_workers, budget=budget)
                 failures.append(failed)
                 dim = encoder.dim if current == "notes" else encoder.network.config["embedding_dim"]
                 matrix, mask = stay_embedding(records, vectors, active, dim, spec.modalities[m])
@@ -380,7 +436,7 @@ def embed_stage(night, settings: Settings | None = None, modality: str | None = 
         readable = tonight[~tonight["record_id"].isin(failed["record_id"])]
         ctx.write("embed", f"records_{table}", readable)
         if current == "ecg":
-            intervals = ecg_intervals(wh, readable, store, workers=ctx.settings.decode_workers)
+            intervals = ecg_intervals(wh, readable, store, workers=ctx.settings.decode_workers, budget=budget)
             ctx.write("embed", "ecg_intervals", intervals)
             summary["ecg_intervals_from_signal"] = int((intervals["measured_by"] == "signal").sum())
         summary[f"unreadable_{table}"] = len(failed)
@@ -398,16 +454,17 @@ def _encoder_for(bundle: registry.Bundle, modality: str, settings: Settings, dev
     return encoder
 
 
-def night_models(night, settings: Settings | None = None) -> list[str]:
+def night_models(night, settings: Settings | None = None, run_id: str | None = None) -> list[str]:
     """The models the night scores (those promoted when it was extracted)."""
-    ctx, _ = _context(night, settings)
+    ctx, _ = _context(night, settings, run_id)
     return sorted(ctx.manifest()["models"])
 
 
-def score_stage(night, settings: Settings | None = None, model: str | None = None) -> dict:
+def score_stage(night, settings: Settings | None = None, model: str | None = None,
+                run_id: str | None = None) -> dict:
     """Score tonight's active stays enrolled in each model's cohort with its promoted version
     (one model: the DAG maps a task over the promoted models); ``score/risk.<model>`` each."""
-    ctx, wh = _context(night, settings)
+    ctx, wh = _context(night, settings, run_id)
     manifest = ctx.manifest()
     if model is not None and model not in manifest["models"]:
         raise ValueError(f"model {model!r} has no promoted version in night {ctx.night}'s manifest "
@@ -446,8 +503,8 @@ def _risk_rows(ctx: Night, manifest: dict) -> pd.DataFrame:
     return pd.concat([ctx.read("score", f"risk.{m}") for m in manifest["models"]], ignore_index=True)
 
 
-def publish_stage(night, settings: Settings | None = None) -> dict:
-    ctx, wh = _context(night, settings)
+def publish_stage(night, settings: Settings | None = None, run_id: str | None = None) -> dict:
+    ctx, wh = _context(night, settings, run_id)
     manifest = ctx.manifest()
     risk = _risk_rows(ctx, manifest)
     unreadable = pd.concat([ctx.read("embed", f"failures_{t}") for t in RECORD_TABLES], ignore_index=True)
@@ -514,14 +571,14 @@ def _long_features(ctx: Night, manifest: dict) -> pd.DataFrame:
     return long.assign(night=ctx.night)[["night", "stay_id", "prediction_time", "feature", "value"]]
 
 
-def report_stage(night, settings: Settings | None = None) -> dict:
+def report_stage(night, settings: Settings | None = None, run_id: str | None = None) -> dict:
     """The night's report (``report/report.json``), its monitoring rows (``vigil_audit.drift`` and
     ``vigil_audit.performance``, replaced on a re-run) and the alerts it calls for."""
-    ctx, wh = _context(night, settings)
+    ctx, wh = _context(night, settings, run_id)
     manifest = ctx.manifest()
     risk = wh.read("SELECT * FROM vigil_risk.risk_scores WHERE night = :night", {"night": ctx.night})
     counts = wh.read("SELECT source_table, records_in, used, quarantined, excluded FROM vigil_audit.run_counts "
-                     "WHERE run_id = :run", {"run": manifest["run_id"]})
+                     "WHERE night = :night", {"night": ctx.night})
     quarantine = wh.read("SELECT source_table, record_id, reason FROM vigil_audit.quarantine WHERE night = :night",
                          {"night": ctx.night})
     thresholds, reference, drift, performance = {}, {}, [], []
@@ -581,6 +638,7 @@ def run_night(night, settings: Settings | None = None, run_id: str | None = None
     results = {}
     for stage in stages:
         log.info("night %s: %s", as_night(night), stage)
-        function = STAGE_FUNCTIONS[stage]
-        results[stage] = function(night, settings, run_id) if stage == "extract" else function(night, settings)
+        results[stage] = STAGE_FUNCTIONS[stage](night, settings, run_id=run_id)
+        if stage == "extract":
+            run_id = results[stage]["run_id"]  # the later stages work in this run's folder
     return results

@@ -3,7 +3,8 @@
 Risk rows, the night's stay features, the validated events and records it ingested, its
 quarantine, exclusions and data-quality results, the run audit row with row accounting, and the advanced
 watermarks commit together or not at all. Every write replaces the night's own key range, so
-re-running a night replaces its rows and never duplicates them.
+re-running a night replaces its rows and never duplicates them: a night has one audit row, whichever
+of its runs published last, and publishing a run that already committed changes nothing.
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ class NightResults:
 
 
 def publish(wh: Warehouse, results: NightResults) -> dict:
+    """Make the night visible, replacing whatever an earlier publish of it wrote; a publish of
+    the same run that already committed (an Airflow retry, a cleared task) changes nothing."""
     night = results.night
     key = {"night": night}
     digest = risk_digest(results.risk)
@@ -94,8 +97,13 @@ def publish(wh: Warehouse, results: NightResults) -> dict:
     }])
     watermarks = pd.DataFrame({"source_table": list(INCREMENTAL_TABLES), "night": night,
                                "high_water": results.prediction_time})
+    summary = {"risk_rows": len(results.risk), "risk_rows_sha256": digest, "stays_scored": stays_scored}
     with wh.begin() as conn:
         wh.serialise_writers(conn)
+        published = wh.read("SELECT run_id, risk_rows_sha256 FROM vigil_audit.runs WHERE night = :night", key,
+                            conn=conn)
+        if published[["run_id", "risk_rows_sha256"]].values.tolist() == [[results.run_id, digest]]:
+            return summary  # this run is already published: a retry leaves the state as it is
         wh.replace_rows(conn, "vigil_risk.risk_scores", "night = :night", key, results.risk)
         wh.replace_rows(conn, "vigil_features.stay_features", "night = :night", key, results.stay_features)
         wh.execute(conn, "DELETE FROM vigil_features.stay_events WHERE ingest_night = :night", key)
@@ -108,7 +116,8 @@ def publish(wh: Warehouse, results: NightResults) -> dict:
         wh.replace_rows(conn, "vigil_audit.quarantine", "night = :night", key, results.quarantine.assign(night=night))
         wh.replace_rows(conn, "vigil_audit.exclusions", "night = :night", key, results.exclusions.assign(night=night))
         wh.replace_rows(conn, "vigil_audit.dq_results", "night = :night", key, results.dq.assign(night=night))
-        wh.bulk_insert(conn, "vigil_audit.runs", run)
-        wh.bulk_insert(conn, "vigil_audit.run_counts", results.counts.assign(run_id=results.run_id, night=night))
+        wh.replace_rows(conn, "vigil_audit.runs", "night = :night", key, run)  # one audit row a night
+        wh.replace_rows(conn, "vigil_audit.run_counts", "night = :night", key,
+                        results.counts.assign(run_id=results.run_id, night=night))
         wh.replace_rows(conn, "vigil_audit.watermarks", "night = :night", key, watermarks)
-    return {"risk_rows": len(results.risk), "risk_rows_sha256": digest, "stays_scored": stays_scored}
+    return summary

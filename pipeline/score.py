@@ -36,11 +36,29 @@ def score_stays(bundle: Bundle, spec: ModelSpec, inputs: ModelInputs, keys: pd.D
         "risk_band": [spec.band(p) for p in probability],
         "operating_threshold": float(spec.operating_threshold),
         "modalities": scored.modalities,
-        "top_factors": [json.dumps(f, sort_keys=True) for f in scored.factors],
-        "outputs": [None if o is None else json.dumps(o, sort_keys=True) for o in outputs],
-        "modality_contributions": [None if t is None else json.dumps(t, sort_keys=True) for t in scored.contributions],
+        "top_factors": [to_json(f) for f in scored.factors],
+        "outputs": [None if o is None else to_json(o) for o in outputs],
+        "modality_contributions": [None if t is None else to_json(t) for t in scored.contributions],
     })
     return rows.sort_values("stay_id", kind="stable").reset_index(drop=True)
+
+
+def to_json(value) -> str:
+    """Strict JSON (what PostgreSQL's ``::json`` and every BI tool parse): a value that is not a
+    finite number (NaN from an unmeasured feature) is written as ``null``, never as ``NaN``.
+
+    >>> to_json([{"factor": "lactate", "value": float("nan"), "contribution": 0.5}])
+    '[{"contribution": 0.5, "factor": "lactate", "value": null}]'
+    """
+    def strict(item):
+        if isinstance(item, dict):
+            return {k: strict(v) for k, v in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [strict(v) for v in item]
+        if isinstance(item, (float, np.floating)) and not np.isfinite(item):
+            return None
+        return item.item() if isinstance(item, np.generic) else item
+    return json.dumps(strict(value), sort_keys=True, allow_nan=False)
 
 
 def _outputs(spec: ModelSpec, raw: np.ndarray) -> list[dict]:

@@ -35,7 +35,7 @@ _IN_CHUNK = 900  # under SQLite's bound-parameter limit
 _NAMED_PARAM = re.compile(r"(?<!:):(\w+)")
 _IN_VALUES = re.compile(r"[\w.]+\s+IN\s+:values")
 _SQLITE_INDEX = re.compile(
-    r"CREATE INDEX IF NOT EXISTS (\w+) ON (\w+)\.(\w+)", flags=re.IGNORECASE
+    r"CREATE (UNIQUE )?INDEX IF NOT EXISTS (\w+) ON (\w+)\.(\w+)", flags=re.IGNORECASE
 )
 
 
@@ -87,6 +87,7 @@ class Warehouse:
 
         @event.listens_for(engine, "connect")
         def _attach_schemas(dbapi_conn, _record):  # one file per schema, beside the main one
+            dbapi_conn.text_factory = _text_or_bytes
             cursor = dbapi_conn.cursor()
             for schema in SCHEMAS:
                 cursor.execute(f"ATTACH DATABASE ? AS {schema}", (str(db_path.parent / f"{schema}.db"),))
@@ -118,7 +119,7 @@ class Warehouse:
             self._run_sql_folders(conn, ("schema",))
         self._add_missing_columns()  # before the views, which may read the added columns
         with self.begin() as conn:
-            self._run_sql_folders(conn, ("concepts", "views", f"views/{self.dialect}"))
+            self._run_sql_folders(conn, ("migrations", "concepts", "views", f"views/{self.dialect}"))
         self.__dict__.pop("_time_columns", None)
         if had_roles:
             self.apply_roles()
@@ -140,7 +141,8 @@ class Warehouse:
                      ("vigil_models.model_versions", "code_version", "VARCHAR(64)"),
                      ("vigil_models.model_versions", "selected", "BOOLEAN"),
                      ("vigil_models.model_versions", "promoted_at", "TIMESTAMP"),
-                     ("vigil_features.outcome_events", "value", "DOUBLE PRECISION"))
+                     ("vigil_features.outcome_events", "value", "DOUBLE PRECISION"),
+                     ("vigil_features.concept_map", "lower_exclusive", "BOOLEAN"))
 
     def _add_missing_columns(self) -> None:
         """Bring a warehouse created by an earlier version up to date (``CREATE TABLE IF NOT
@@ -168,7 +170,7 @@ class Warehouse:
 
     def _dialect_sql(self, statement: str) -> str:
         if self.is_sqlite:  # SQLite names the index's schema, not the table's
-            return _SQLITE_INDEX.sub(r"CREATE INDEX IF NOT EXISTS \2.\1 ON \3", statement)
+            return _SQLITE_INDEX.sub(r"CREATE \1INDEX IF NOT EXISTS \3.\2 ON \4", statement)
         return statement
 
     @cached_property
@@ -374,6 +376,15 @@ class Warehouse:
         """Delete the key range ``where`` selects, then bulk-insert ``frame`` (one transaction)."""
         self.execute(conn, f"DELETE FROM {qualified} WHERE {where}", params)
         return self.bulk_insert(conn, qualified, frame)
+
+
+def _text_or_bytes(value: bytes) -> str | bytes:
+    """SQLite text as ``str``; text that is not UTF-8 (SQLite stores whatever a feed wrote) stays
+    ``bytes``, so one bad row is screened out at extraction instead of failing the whole read."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return bytes(value)
 
 
 def _bind(value: Any) -> Any:

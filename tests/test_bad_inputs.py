@@ -2,8 +2,10 @@
 
 Every case's rows and files are planted in a copy of the trained home as arrivals of its last
 night; the night is re-run. It must complete, every case must be quarantined or excluded with
-its reason (stored in the warehouse, not just logged), the healthy stays hosting the cases
-must be scored, and the run's row accounting must close.
+its reason (stored in the warehouse, not just logged) or used as its case says, the healthy stays
+hosting the cases must be scored, the run's row accounting must close, and no reason or report
+may quote a planted path. Cases a backend's column types cannot hold (text that is not UTF-8 on
+PostgreSQL) run on SQLite only.
 """
 
 from __future__ import annotations
@@ -13,33 +15,38 @@ from datetime import datetime
 
 import pandas as pd
 import pytest
+from sqlalchemy import text
 
 from pipeline.modeling import registry
-from pipeline.nightly import run_night
+from pipeline.nightly import run_folder, run_night
 from tests.conftest import E2E_NIGHTS
-from tests.corpus.bad_inputs import CASES, STAY0, plant
+from tests.corpus.bad_inputs import CASES, HOSTILE_CASES, MAX_FILE_MB, PHI_FOLDER, STAY0, plant
 
 pytestmark = pytest.mark.slow
 
 
 def test_the_corpus_has_at_least_fifty_distinct_cases():
-    assert len(CASES) >= 50
+    assert len(CASES) >= 50 + 60 and len(HOSTILE_CASES) >= 60
     assert len({c.name for c in CASES}) == len(CASES)
     assert {c.table for c in CASES} == {"cohort", "events", "notes", "ecgs", "images"}
+    assert {c.outcome for c in CASES} == {"quarantined", "excluded", "used"}
 
 
 def test_every_bad_input_is_quarantined_or_excluded_with_its_reason_and_the_night_completes(cloned):
     wh, night = cloned["warehouse"], E2E_NIGHTS[1]
     # the corpus puts many bad records into a small night: the failure-rate brake is not under test
-    settings = dataclasses.replace(cloned["settings"], max_failure_rate=1.0)
+    settings = dataclasses.replace(cloned["settings"], max_failure_rate=1.0, max_file_mb=MAX_FILE_MB)
+    backend = "sqlite" if settings.is_sqlite else "postgres"
     promoted = registry.promoted(wh, "icu_mortality")
     assert set(registry.load_bundle(promoted["artifact_uri"]).inputs) >= {"notes", "ecg", "images"}, \
         "the corpus needs a promoted model that reads every modality, so every file is decoded"
 
-    corpus, expected = plant(datetime.combine(night, datetime.min.time()), settings.filestore)
+    corpus, expected = plant(datetime.combine(night, datetime.min.time()), settings.filestore, backend)
     with wh.begin() as conn:
         for table, rows in corpus.rows.items():
             wh.bulk_insert(conn, table, pd.DataFrame(rows))
+        for statement, params in corpus.statements:
+            conn.execute(text(statement), params)
 
     result = run_night(night, settings)
 
@@ -48,16 +55,30 @@ def test_every_bad_input_is_quarantined_or_excluded_with_its_reason_and_the_nigh
                          {"n": night})
     exclusions = wh.read("SELECT source_table, record_id, reason FROM vigil_audit.exclusions WHERE night = :n",
                          {"n": night})
+    stored = wh.read("SELECT modality, record_id FROM vigil_features.stay_records WHERE ingest_night = :n",
+                     {"n": night})
     found = {"quarantined": quarantine, "excluded": exclusions}
     missing = []
-    for case in CASES:
-        rows = found[case.outcome]
+    for case in (c for c in CASES if backend in c.backends):
         for record_id in expected[case.name]:
+            if case.outcome == "used":
+                refused = quarantine[(quarantine["source_table"] == case.table) & (quarantine["record_id"] == record_id)]
+                if record_id not in set(stored["record_id"]) or len(refused):
+                    missing.append(f"{case.name}: {case.table} {record_id} not used ({sorted(refused['reason'])})")
+                continue
+            rows = found[case.outcome]
             hits = rows[(rows["source_table"] == case.table) & (rows["record_id"] == record_id)]
             if not hits["reason"].str.contains(case.reason, regex=False).any():
                 missing.append(f"{case.name}: {case.table} {record_id} not {case.outcome} for '{case.reason}' "
                                f"(recorded: {sorted(hits['reason'])})")
     assert not missing, "\n".join(missing)
+
+    # reasons and the report name the failure and the record, never a path or a note's text
+    report = (run_folder(night, settings) / "report" / "report.json").read_text()
+    planted_paths = [r["path"] for t in ("mimiciv_ecg.record_list", "mimiciv_cxr.record_list")
+                     for r in corpus.rows[t] if r["path"] and len(r["path"].strip()) > 3]
+    said = "\n".join([*quarantine["reason"], *exclusions["reason"], report])
+    assert PHI_FOLDER not in said and not [p for p in planted_paths if p in said]
 
     counts = wh.read("SELECT * FROM vigil_audit.run_counts WHERE run_id = :r", {"r": run_id})
     assert len(counts) == 5

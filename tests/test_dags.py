@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import airflow_env
+from pipeline.nightly import run_folder
 from tests.conftest import E2E_NIGHTS, ROOT
 
 
@@ -105,7 +106,7 @@ def test_airflow_dags_test_of_the_nightly_dag_is_green(trained):
     assert len(airflow_runs) == 1
     # the run through Airflow publishes exactly what `vigil run` published for the same night
     assert set(after["risk_rows_sha256"]) == set(before["risk_rows_sha256"])
-    assert os.path.exists(trained["settings"].run_dir(night.isoformat()) / "report" / "report.json")
+    assert os.path.exists(run_folder(night, trained["settings"]) / "report" / "report.json")
 
 
 @pytest.mark.slow

@@ -20,17 +20,61 @@ pytestmark = pytest.mark.slow
 def test_ten_reruns_of_a_night_are_byte_identical_and_audited(cloned):
     wh, settings, night = cloned["warehouse"], cloned["settings"], E2E_NIGHTS[1]
     expected = dump(wh)
-    before = set(wh.read("SELECT run_id FROM vigil_audit.runs WHERE night = :n", {"n": night})["run_id"])
+    run_ids = []
     for attempt in range(10):
-        run_night(night, settings)
+        run_ids.append(run_night(night, settings)["extract"]["run_id"])
         assert dump(wh) == expected, f"re-run {attempt + 1} changed the warehouse"
+    assert len(set(run_ids)) == 10
     runs = wh.read("SELECT run_id, risk_rows, risk_rows_sha256 FROM vigil_audit.runs WHERE night = :n",
                    {"n": night})
-    reruns = runs[~runs["run_id"].isin(before)]
-    assert len(reruns) == 10 and reruns["run_id"].is_unique
-    assert reruns["risk_rows_sha256"].nunique() == 1 and (reruns["risk_rows"] > 0).all()
+    assert runs["run_id"].tolist() == [run_ids[-1]] and runs["risk_rows"].iloc[0] > 0  # one audit row: the last run
+    counts = wh.read("SELECT DISTINCT run_id FROM vigil_audit.run_counts WHERE night = :n", {"n": night})
+    assert counts["run_id"].tolist() == [run_ids[-1]]
     stored = wh.read("SELECT * FROM vigil_risk.risk_scores WHERE night = :n", {"n": night})
-    assert risk_digest(stored) == reruns["risk_rows_sha256"].iloc[0]  # the digest is of what is stored
+    assert risk_digest(stored) == runs["risk_rows_sha256"].iloc[0]  # the digest is of what is stored
+
+
+def _audit(wh, night) -> str:
+    """The night's audit rows, every column (a retry may not even touch published_at)."""
+    runs = wh.read("SELECT * FROM vigil_audit.runs WHERE night = :n", {"n": night})
+    counts = wh.read("SELECT * FROM vigil_audit.run_counts WHERE night = :n ORDER BY source_table", {"n": night})
+    return runs.astype(str).to_csv(index=False) + counts.astype(str).to_csv(index=False)
+
+
+def test_publish_retried_after_it_committed_leaves_the_same_state(cloned):
+    """An Airflow retry or a cleared ``publish`` task runs publish again for a run whose publish
+    already committed: nothing changes, not even the audit row's timestamps; report after it too."""
+    wh, settings, night = cloned["warehouse"], cloned["settings"], E2E_NIGHTS[1]
+    first = run_night(night, settings)
+    expected, audit = dump(wh), _audit(wh, night)
+    for _ in range(2):
+        again = run_night(night, settings, run_id=first["extract"]["run_id"], stages=("publish", "report"))
+        assert again["publish"] == first["publish"]
+        assert dump(wh) == expected and _audit(wh, night) == audit
+
+
+def test_two_runs_of_one_night_at_once_leave_one_audit_row_and_the_same_state(cloned):
+    """A manual re-run started while the scheduled run of the same night works: each run keeps
+    its own folder, their publishes serialise, and the night ends with one audit row and exactly
+    the state one run leaves."""
+    wh, settings, night = cloned["warehouse"], cloned["settings"], E2E_NIGHTS[1]
+    expected = dump(wh)
+    code = ("import time\nfrom pipeline.nightly import run_night\nprint('start', time.time())\n"
+            "print('run', run_night('{night}', SETTINGS)['extract']['run_id'])\nprint('end', time.time())\n")
+    with ThreadPoolExecutor(2) as pool:
+        children = list(pool.map(lambda _: run_child(settings, code.format(night=night)), range(2)))
+    spans, run_ids = [], []
+    for child in children:
+        assert child.returncode == 0, child.stderr[-3000:]
+        marks = dict(line.split() for line in child.stdout.splitlines() if line.startswith(("start", "end", "run")))
+        spans.append((float(marks["start"]), float(marks["end"])))
+        run_ids.append(marks["run"])
+    assert max(s for s, _ in spans) < min(e for _, e in spans), f"the runs did not overlap: {spans}"
+    assert dump(wh) == expected
+    runs = wh.read("SELECT run_id FROM vigil_audit.runs WHERE night = :n", {"n": night})
+    assert len(runs) == 1 and runs["run_id"].iloc[0] in run_ids
+    assert wh.read("SELECT DISTINCT run_id FROM vigil_audit.run_counts WHERE night = :n",
+                   {"n": night})["run_id"].tolist() == runs["run_id"].tolist()
 
 
 def test_two_nights_running_concurrently_publish_what_they_publish_in_turn(cloned_postgres):

@@ -106,6 +106,15 @@ def acl_snapshot(admin) -> list[tuple]:
         ) for row in conn.execute(text(query), {"schemas": list(SCHEMAS)})]
 
 
+FACTORS = ('[{"factor": "age", "contribution": 0.2, "value": 70.0}, '
+           '{"factor": "sex", "contribution": 0.1, "value": "F"}, '
+           '{"factor": "lactate", "contribution": -0.05, "value": "not measured"}, '
+           '{"factor": "notes", "contribution": 0.01, "value": null}]')
+INSERT_RISK = ("INSERT INTO vigil_risk.risk_scores (night, stay_id, model_name, subject_id, model_version, "
+               "prediction_time, probability, risk_band, operating_threshold, modalities, top_factors) "
+               "VALUES (:night, 1, 'm', 10, 'v1', :t, :p, 'medium', 0.3, 'tabular', :factors)")
+
+
 @pytest.fixture
 def roles_db(postgres_url):
     """A fresh database with Vigil's schema, the roles applied, and one risk row to read.
@@ -117,13 +126,9 @@ def roles_db(postgres_url):
     with wh.begin() as conn:
         conn.execute(text(f"REVOKE ALL ON DATABASE {make_url(postgres_url).database} FROM PUBLIC"))
     wh.apply_roles()
-    with wh.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO vigil_risk.risk_scores (night, stay_id, model_name, subject_id, model_version, "
-            "prediction_time, probability, risk_band, operating_threshold, modalities, top_factors) "
-            "VALUES (:night, 1, 'm', 10, 'v1', :t, 0.5, 'medium', 0.3, 'tabular', "
-            "'[{\"factor\": \"age\", \"contribution\": 0.2, \"value\": 70.0}]')"),
-            {"night": date(2026, 1, 1), "t": datetime(2026, 1, 2)})
+    with wh.begin() as conn:  # a numeric, a categorical, an unmeasured and an empty factor value
+        conn.execute(text(INSERT_RISK), {"night": date(2026, 1, 1), "t": datetime(2026, 1, 2), "p": 0.5,
+                                         "factors": FACTORS})
     admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
     yield postgres_url, admin
     admin.dispose()
@@ -248,10 +253,66 @@ def test_pipeline_role_runs_a_night_and_the_reader_sees_it(trained_postgres, pos
     assert results["publish"]["risk_rows"] == len(before)
     after = wh.read(dump, {"night": night})
     assert after.equals(before)  # nothing run-specific in the risk table: a re-run is identical
-    assert wh.scalar("SELECT COUNT(*) FROM vigil_audit.runs WHERE night = :night", {"night": night}) == runs_before + 1
+    assert wh.scalar("SELECT COUNT(*) FROM vigil_audit.runs WHERE night = :night", {"night": night}) == runs_before == 1
     expected = int(wh.scalar("SELECT COUNT(*) FROM vigil_risk.latest_risk"))
     with login_user(postgres_server, settings.warehouse_url, "vigil_bi_reader") as user_url, \
             engine_for(user_url) as bi:
         with bi.connect() as conn:
             assert conn.execute(text("SELECT COUNT(*) FROM vigil_risk.latest_risk")).scalar() == expected > 0
         assert "permission denied" in refusal(bi, "SELECT * FROM vigil_risk.risk_scores")
+
+
+def test_bi_reader_reads_every_view_and_column_over_categorical_and_unmeasured_factors(roles_db, postgres_server):
+    url, admin = roles_db
+    views = [v for v in relations(admin, "VIEW") if v.startswith("vigil_risk.")]
+    assert {"vigil_risk.latest_risk", "vigil_risk.risk_factors", "vigil_risk.alerts", "vigil_risk.risk_history"} <= \
+        set(views)
+    with login_user(postgres_server, url, "vigil_bi_reader") as user_url, engine_for(user_url) as bi:
+        with bi.connect() as conn:
+            for view in views:
+                columns = conn.execute(text(
+                    "SELECT column_name FROM information_schema.columns WHERE table_schema || '.' || table_name = :v"),
+                    {"v": view}).scalars().all()
+                for column in columns:  # each column on its own: a failing cast names its column
+                    assert conn.execute(text(f"SELECT {column} FROM {view}")).all(), (view, column)
+            factors = conn.execute(text("SELECT factor, value, value_numeric, contribution FROM vigil_risk.risk_factors "
+                                        "ORDER BY rank")).all()
+    assert [tuple(f) for f in factors] == [("age", "70.0", 70.0, 0.2), ("sex", "F", None, 0.1),
+                                           ("lactate", "not measured", None, -0.05), ("notes", None, None, 0.01)]
+
+
+LEAK = ("CREATE FUNCTION {schema}.vigil_t_leak(night date, probability double precision) RETURNS boolean "
+        "LANGUAGE plpgsql COST 0.0000001 AS $f$ BEGIN RAISE NOTICE 'leak % %', night, probability; "
+        "RETURN true; END $f$")
+
+
+def test_bi_reader_cannot_print_hidden_rows_through_a_cheap_function(roles_db, postgres_server):
+    """The classic leak: a function cheaper than the view's own filter is evaluated first and
+    prints every row it is shown. The reader may not create one (no TEMPORARY, no CREATE), and
+    one made by someone who could is shown only the rows the view returns (security barrier)."""
+    url, admin = roles_db
+    with admin.begin() as conn:  # an earlier night of the same stay: risk_scores has it, latest_risk does not
+        conn.execute(text(INSERT_RISK), {"night": date(2025, 12, 31), "t": datetime(2026, 1, 1), "p": 0.987654,
+                                         "factors": FACTORS})
+    with login_user(postgres_server, url, "vigil_bi_reader") as user_url, engine_for(user_url) as bi:
+        for schema in ("pg_temp", "public", "vigil_risk"):
+            assert "permission denied" in (refusal(bi, LEAK.format(schema=schema)) or ""), schema
+        with admin.begin() as conn:
+            conn.execute(text(LEAK.format(schema="public")))
+            conn.execute(text("GRANT EXECUTE ON FUNCTION public.vigil_t_leak(date, double precision) "
+                              "TO vigil_bi_reader"))
+        try:
+            for view in ("vigil_risk.latest_risk", "vigil_risk.alerts"):
+                raw = bi.raw_connection()  # psycopg2's own cursor: SQLAlchemy consumes the notices
+                try:
+                    cursor = raw.cursor()
+                    cursor.execute(f"SELECT night, probability FROM {view} WHERE public.vigil_t_leak(night, probability)")
+                    shown = cursor.fetchall()
+                    printed = [n for n in raw.dbapi_connection.notices if "leak" in n]
+                finally:
+                    raw.close()
+                assert shown and all(float(p) != 0.987654 for _, p in shown), view
+                assert printed and not [n for n in printed if "0.987654" in n or "2025-12-31" in n], (view, printed)
+        finally:
+            with admin.begin() as conn:
+                conn.execute(text("DROP FUNCTION public.vigil_t_leak(date, double precision)"))

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 
-from pipeline.nightly import run_night
+from pipeline.nightly import run_folder, run_night
 from tests.conftest import E2E_NIGHTS, ROOT
 from tests.corpus.bad_inputs import Corpus
 
@@ -153,7 +153,7 @@ def test_no_phi_or_password_in_task_logs(cloned_postgres, tmp_path):
     logs = [p for folder in (airflow_home / "logs", settings.home / "logs") if folder.exists()
             for p in folder.rglob("*") if p.is_file()]
     texts = outputs + [p.read_text(errors="replace") for p in logs]
-    texts.append((settings.run_dir(NIGHT.isoformat()) / "report" / "report.json").read_text())
+    texts.append((run_folder(NIGHT, settings) / "report" / "report.json").read_text())
     leaks = [(what, i) for i, text in enumerate(texts) for what, secret in {**PHI, "password": password}.items()
              if secret in text]
     assert not leaks, f"found in logs: {leaks}"

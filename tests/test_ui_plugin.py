@@ -31,6 +31,7 @@ import pytest
 import requests
 
 from pipeline import ui
+from pipeline.nightly import run_folder
 from tests.conftest import E2E_NIGHTS, ROOT, clone_home, unavailable
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -144,7 +145,7 @@ def test_score_drift_is_the_report_stages_psi_per_night(trained):
             assert n.features_over_limit == int((features["psi"] > settings.alert_psi).sum())
         latest = mine[(mine["night"] == str(d.latest.night)) & (mine["feature"] != "score")]
         assert [p for _, p in d.top_features] == sorted(latest["psi"], reverse=True)[:5]
-        report = json.loads((settings.run_dir(str(d.latest.night)) / "report" / "report.json").read_text())
+        report = json.loads((run_folder(d.latest.night, settings) / "report" / "report.json").read_text())
         assert d.latest.score_psi == pytest.approx(report["models"][d.model_name]["score_psi_vs_training"])
 
 

@@ -32,7 +32,7 @@ def event(row_id, **values):
     base = {"source_table": "mimiciv_icu.chartevents", "source_row_id": row_id, "stay_id": 1, "subject_id": 10,
             "time": f"2026-02-28 {minute // 60 % 24:02d}:{minute % 60:02d}", "arrival_time": "2026-02-28 23:59", "itemid": 220045,
             "code": "VITAL//heart_rate", "value": 80.0, "value_text": "80", "source_unit": "bpm",
-            "expected_unit": "bpm", "unit": "bpm", "lower_bound": 0.0, "upper_bound": 300.0}
+            "expected_unit": "bpm", "unit": "bpm", "lower_bound": 0.0, "upper_bound": 300.0, "lower_exclusive": False}
     return {**base, **values}
 
 

@@ -110,3 +110,48 @@ def test_read_arrow_with_no_values_returns_no_rows_and_the_columns(any_warehouse
     empty = any_warehouse.read_arrow(query, {"night": date(2026, 1, 1)}, [])  # a night with no active stay
     assert empty.num_rows == 0 and empty.column_names == ["stay_id", "record_id"]
     assert any_warehouse.read_arrow(query, {"night": date(2026, 1, 1)}, [7]).num_rows == 1
+
+
+def test_risk_factors_view_keeps_categorical_and_unmeasured_values_as_text(any_warehouse):
+    """A factor's value may be a category or "not measured": the view gives it as text, and as a
+    number only where it is one, on both backends, and no row can make the view fail."""
+    from pipeline.score import to_json
+
+    factors = [{"factor": "age", "contribution": 0.2, "value": 70.5}, {"factor": "sex", "contribution": 0.1, "value": "F"},
+               {"factor": "lactate", "contribution": -0.05, "value": "not measured"},
+               {"factor": "notes", "contribution": float("nan"), "value": float("nan")}]
+    with any_warehouse.begin() as conn:
+        any_warehouse.bulk_insert(conn, "vigil_risk.risk_scores", pd.DataFrame([{
+            "night": date(2026, 1, 1), "stay_id": 1, "model_name": "m", "subject_id": 10, "model_version": "v1",
+            "prediction_time": datetime(2026, 1, 2), "probability": 0.5, "risk_band": "medium",
+            "operating_threshold": 0.3, "modalities": "tabular", "top_factors": to_json(factors)}]))
+    rows = any_warehouse.read("SELECT rank, factor, value, value_numeric, contribution FROM vigil_risk.risk_factors "
+                              "ORDER BY rank")
+    assert rows["factor"].tolist() == ["age", "sex", "lactate", "notes"]
+    assert rows["value"].tolist()[1:3] == ["F", "not measured"] and float(rows["value"].iloc[0]) == 70.5
+    assert pd.isna(rows["value"].iloc[3])
+    assert rows["value_numeric"].iloc[0] == 70.5 and rows["value_numeric"].iloc[1:].isna().all()
+    assert rows["contribution"].iloc[:3].tolist() == [0.2, 0.1, -0.05] and pd.isna(rows["contribution"].iloc[3])
+
+
+def test_init_brings_an_older_warehouse_to_one_audit_row_per_night(any_warehouse):
+    """Earlier versions kept a row per run; `vigil init` keeps each night's latest publish (and
+    its row counts) and from then on the database refuses a second row for a night."""
+    with any_warehouse.begin() as conn:
+        any_warehouse.execute(conn, "DROP INDEX vigil_audit.runs_one_per_night")
+        for run, published in (("a", datetime(2026, 1, 2, 1)), ("b", datetime(2026, 1, 2, 3))):
+            any_warehouse.bulk_insert(conn, "vigil_audit.runs", pd.DataFrame([{
+                "run_id": run, "night": date(2026, 1, 1), "prediction_time": datetime(2026, 1, 2),
+                "started_at": published, "published_at": published, "status": "published", "stays_active": 1,
+                "stays_scored": 1, "risk_rows": 1, "risk_rows_sha256": run * 64, "models": "{}"}]))
+            any_warehouse.bulk_insert(conn, "vigil_audit.run_counts", pd.DataFrame([{
+                "run_id": run, "night": date(2026, 1, 1), "source_table": "events", "records_in": 1, "used": 1,
+                "quarantined": 0, "excluded": 0}]))
+    any_warehouse.create_schema()
+    assert any_warehouse.read("SELECT run_id FROM vigil_audit.runs")["run_id"].tolist() == ["b"]
+    assert any_warehouse.read("SELECT run_id FROM vigil_audit.run_counts")["run_id"].tolist() == ["b"]
+    with pytest.raises(Exception, match="(?i)unique"):
+        with any_warehouse.begin() as conn:
+            any_warehouse.execute(conn, "INSERT INTO vigil_audit.runs SELECT 'c', night, prediction_time, started_at, "
+                                        "published_at, status, stays_active, stays_scored, stays_unscored, risk_rows, "
+                                        "risk_rows_sha256, models FROM vigil_audit.runs")

@@ -14,31 +14,39 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import torch
 import wfdb
 from scipy import fft as sp_fft
 from scipy import signal as sps
 from torch import nn
 
-from pipeline.embed.records import RecordError, files_sha256
+from pipeline.embed.records import RecordError, files_sha256, read_dicom, sop_class_name
+from pipeline.filestore import FileStore
 
 # Names how records become the encoder's input; part of the encoder id, so changing it re-embeds.
 SIGNAL_CONDITIONING = "fft-bandpass"
 STANDARD_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 _CANONICAL = {lead.upper(): lead for lead in STANDARD_LEADS}
+MAX_HEADER_BYTES = 64 * 1024       # a 12-lead header is ~1 kB; anything this long is not one
+SAMPLING_RATES = (25.0, 20_000.0)  # Hz: what an ECG cart or Holter records at, inclusive
 
 
-def record_files(path: Path) -> list[Path]:
-    """The header and data files of a WFDB record (``path`` without extension)."""
-    header = path.with_name(path.name + ".hea")
-    if not header.exists():
-        raise RecordError("ECG file not found")
-    files = [header] + [path.with_name(n) for n in _signal_files(header)]
-    missing = [f.name for f in files if not f.exists()]
-    if missing:
-        raise RecordError(f"WFDB data file missing: {', '.join(missing)}")
-    return files
+def record_files(path: Path, store: FileStore | None = None) -> list[Path]:
+    """The files of an ECG record (``path``): a DICOM waveform itself, or a WFDB record's header
+    and the data files it names. With ``store``, every file must pass its rules (inside the store,
+    a regular file, within the size limit)."""
+    if is_dicom_waveform(path):
+        return [_checked(path, store, "ECG file")]
+    header = _checked(path.with_name(path.name + ".hea"), store, "ECG file")
+    return [header] + [_checked(path.with_name(n), store, "WFDB data file") for n in _signal_files(header)]
+
+
+def _checked(path: Path, store: FileStore | None, what: str) -> Path:
+    if store is not None:
+        return store.regular(path, what)
+    if not path.is_file():
+        raise RecordError(f"{what} not found")
+    return path
 
 
 def _signal_files(header: Path) -> list[str]:
@@ -48,7 +56,11 @@ def _signal_files(header: Path) -> list[str]:
     (most of a record's decode time), so hashing a record does not parse it.
     """
     try:
-        lines = [line.strip() for line in header.read_text(encoding="ascii").splitlines()]
+        with open(header, "rb") as handle:
+            text = handle.read(MAX_HEADER_BYTES + 1)
+        if len(text) > MAX_HEADER_BYTES:
+            raise RecordError(f"unreadable WFDB header (longer than {MAX_HEADER_BYTES // 1024} kB)")
+        lines = [line.strip() for line in text.decode("ascii").splitlines()]
         lines = [line for line in lines if line and not line.startswith("#")]
         signals = int(lines[0].split()[1])
         names = [line.split()[0] for line in lines[1:1 + signals]]
@@ -63,12 +75,8 @@ def is_dicom_waveform(path: Path) -> bool:
     return path.suffix.lower() == ".dcm"
 
 
-def ecg_sha256(path: Path) -> str:
-    if is_dicom_waveform(path):
-        if not path.exists():
-            raise RecordError("ECG file not found")
-        return files_sha256([path])
-    return files_sha256(record_files(path))
+def ecg_sha256(path: Path, store: FileStore | None = None) -> str:
+    return files_sha256(record_files(path, store))
 
 
 _UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "μv": 1e-3, "v": 1e3}
@@ -81,15 +89,16 @@ def _to_mv(units) -> float:
 
 def read_dicom_waveform(path: Path) -> tuple[np.ndarray, list[str], float]:
     """``(samples, channels)`` in mV, channel names and sampling rate of a DICOM 12-lead ECG."""
-    if not path.exists():
+    if not path.is_file():
         raise RecordError("ECG file not found")
     try:
-        ds = pydicom.dcmread(path)
+        ds = read_dicom(path)
+    except RecordError:
+        raise
     except Exception as error:  # pydicom raises several types for damaged files
         raise RecordError(f"not a readable DICOM file ({type(error).__name__})") from error
     if "WaveformSequence" not in ds:
-        kind = getattr(ds, "SOPClassUID", None)
-        raise RecordError(f"DICOM object holds no waveform ({kind.name if kind else 'unknown SOP class'})")
+        raise RecordError(f"DICOM object holds no waveform ({sop_class_name(ds) or 'unknown SOP class'})")
     group = next((i for i, w in enumerate(ds.WaveformSequence) if int(w.NumberOfWaveformChannels) >= 12), 0)
     waveform = ds.WaveformSequence[group]
     try:
@@ -110,12 +119,12 @@ def read_leads(path: Path) -> tuple[np.ndarray, float]:
     lead order, at its own sampling rate."""
     if is_dicom_waveform(path):
         signal, sig_names, fs = read_dicom_waveform(path)
-        return _standard_leads(signal, sig_names), fs
+        return _standard_leads(signal, sig_names), _plausible_rate(fs)
     record_files(path)
     plain = _read_format16(path)
     if plain is not None:
         signal, sig_names, fs = plain
-        return _standard_leads(signal, sig_names), fs
+        return _standard_leads(signal, sig_names), _plausible_rate(fs)
     try:
         record = wfdb.rdrecord(str(path))
     except Exception as error:
@@ -123,7 +132,15 @@ def read_leads(path: Path) -> tuple[np.ndarray, float]:
     if record.p_signal is None:
         raise RecordError("WFDB record holds no physical signal")
     scale = np.asarray([_to_mv(u) for u in record.units or [None] * record.n_sig])
-    return _standard_leads(record.p_signal * scale, record.sig_name), float(record.fs)
+    return _standard_leads(record.p_signal * scale, record.sig_name), _plausible_rate(record.fs)
+
+
+def _plausible_rate(fs) -> float:
+    """The sampling rate, if an ECG can have it (0, negative, NaN or 10^-9 Hz cannot)."""
+    rate = float(fs)
+    if not SAMPLING_RATES[0] <= rate <= SAMPLING_RATES[1]:  # False for NaN too
+        raise RecordError(f"implausible ECG sampling rate (outside {SAMPLING_RATES[0]:g}-{SAMPLING_RATES[1]:,.0f} Hz)")
+    return rate
 
 
 _FORMAT_FIELD = re.compile(r"(?P<fmt>\d+)(?:x(?P<spf>\d+))?(?::(?P<skew>\d+))?(?:\+(?P<offset>\d+))?$")
@@ -178,10 +195,11 @@ def _read_format16(path: Path) -> tuple[np.ndarray, list[str], float] | None:
     parts = []
     for name, members in files.items():
         data = path.with_name(name)
-        count = length if length is not None else (data.stat().st_size - offsets[name]) // (2 * len(members))
-        samples = np.fromfile(data, dtype="<i2", count=count * len(members), offset=offsets[name])
-        if samples.size < count * len(members):  # one wording for all such records: the quarantine groups them
+        available = (data.stat().st_size - offsets[name]) // (2 * len(members))
+        count = length if length is not None else available
+        if count > available or count < 0:  # before allocating: a header may claim 10^10 samples
             raise RecordError("unreadable or truncated WFDB record (data file shorter than its header says)")
+        samples = np.fromfile(data, dtype="<i2", count=count * len(members), offset=offsets[name])
         parts.append(samples.reshape(count, len(members)))
     digital = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
     physical = (digital - np.asarray(baselines, np.float32)) * (np.asarray(scales, np.float32) /
@@ -208,11 +226,12 @@ def _standard_leads(signal: np.ndarray, sig_names) -> np.ndarray:
 
 def condition_signal(raw: np.ndarray, fs: float, target_fs: int, seconds: float) -> np.ndarray:
     """Resample, band-pass and fix the length of a ``(samples, 12)`` signal in mV."""
-    nan_share = float(np.isnan(raw).mean())
+    missing = ~np.isfinite(raw)  # gaps (NaN) and gains that overflow (inf)
+    nan_share = float(missing.mean()) if raw.size else 1.0
     if nan_share > 0.1:
-        raise RecordError(f"signal is {nan_share:.0%} NaN")
+        raise RecordError(f"signal is {nan_share:.0%} NaN or infinite")
     if nan_share:
-        raw = np.nan_to_num(raw, nan=0.0)
+        raw = np.where(missing, 0.0, raw)
     if raw.shape[0] < fs * seconds * 0.5:
         raise RecordError(f"signal too short ({raw.shape[0] / fs:.1f} s, need {seconds * 0.5:.0f} s)")
     kept = int(round(fs * seconds))
@@ -225,6 +244,8 @@ def condition_signal(raw: np.ndarray, fs: float, target_fs: int, seconds: float)
     length = int(target_fs * seconds)
     fixed = np.zeros((12, length), dtype=np.float32)
     fixed[:, : min(length, filtered.shape[1])] = filtered[:, :length]
+    if not np.isfinite(fixed).all():
+        raise RecordError("signal is not finite after conditioning")
     return np.clip(fixed, -5, 5)
 
 

@@ -16,18 +16,23 @@ import pydicom
 import torch
 import torch.nn.functional as F
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
+from pydicom.uid import UID
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from torch import nn
 from transformers import ResNetConfig, ResNetModel
 
-from pipeline.embed.records import RecordError, files_sha256
+from pipeline.embed.records import RecordError, files_sha256, read_dicom, sop_class_name
+from pipeline.filestore import FileStore
 
 # Names how files become the encoder's input; part of the encoder id, so changing it re-embeds.
 IMAGE_CONDITIONING = "reduce-then-window"
 
 
-def image_sha256(path: Path) -> str:
-    if not path.exists():
+def image_sha256(path: Path, store: FileStore | None = None) -> str:
+    if store is not None:
+        return files_sha256([store.regular(path, "DICOM file")])
+    if not path.is_file():
         raise RecordError("DICOM file not found")
     return files_sha256([path])
 
@@ -41,27 +46,30 @@ def read_image(path: Path, size: int = 64) -> np.ndarray:
     of ~200 ms. Averaging before the window differs from windowing first only where the window
     clips inside one output pixel (the tests bound the difference).
     """
-    if not path.exists():
+    if not path.is_file():
         raise RecordError("DICOM file not found")
     try:
-        ds = pydicom.dcmread(path)
+        ds = read_dicom(path)
     except (InvalidDicomError, EOFError, OSError, ValueError) as error:
         raise RecordError(f"not a readable DICOM file ({type(error).__name__})") from error
-    kind = getattr(ds, "SOPClassUID", None)
-    known_non_image = kind is not None and kind.name != str(kind) and "Image Storage" not in kind.name
-    if "PixelData" not in ds or known_non_image:  # e.g. segmentations, waveforms, structured reports
-        raise RecordError(f"DICOM object holds no image ({kind.name if kind else 'unknown SOP class'})")
+    kind = sop_class_name(ds)
+    if "PixelData" not in ds or (kind is not None and "Image Storage" not in kind):  # SEG, waveforms, SR
+        raise RecordError(f"DICOM object holds no image ({kind or 'unknown SOP class'})")
     try:
         pixels = ds.pixel_array
     except Exception as error:  # missing decoder plugins raise RuntimeError / NotImplementedError
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        raise RecordError(f"cannot decode pixel data ({syntax.name if syntax else 'unknown transfer syntax'}): "
-                          f"{type(error).__name__}") from error
+        known = isinstance(syntax, UID) and syntax.is_transfer_syntax and syntax.name != str(syntax)
+        raise RecordError(f"cannot decode pixel data ({syntax.name if known else 'unknown transfer syntax'}): "
+                          f"{type(error).__name__}") from error  # a name from the registry, never the file's text
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     if frames > 1:
         pixels = pixels[frames // 2]
     if pixels.ndim == 3:  # colour: luminance
         pixels = pixels[..., :3].mean(axis=-1)
+    widths = ds.get("WindowWidth")
+    if widths is not None and min(float(w) for w in (widths if isinstance(widths, MultiValue) else [widths])) <= 0:
+        raise RecordError("DICOM window width is not positive")
     image = apply_modality_lut(pixels, ds)
     if "VOILUTSequence" in ds:  # a lookup table indexes stored values: on the full grid
         image = apply_voi_lut(image, ds)
@@ -73,7 +81,9 @@ def read_image(path: Path, size: int = 64) -> np.ndarray:
     if not np.isfinite([low, high]).all() or high - low < 1e-6:
         raise RecordError("image has no contrast (constant pixels)")
     image = np.clip((image - low) / (high - low), 0, 1, dtype=np.float32)
-    if getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1":
+    if not np.isfinite(image).all():
+        raise RecordError("image pixels are not finite after windowing")
+    if ds.get("PhotometricInterpretation", "") == "MONOCHROME1":
         image = 1.0 - image
     return image[None]
 

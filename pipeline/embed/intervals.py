@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from pipeline.embed.ecg import STANDARD_LEADS, read_leads
+from pipeline.embed.isolation import Budget
 from pipeline.embed.modalities import embed_records
 from pipeline.filestore import FileStore
 from pipeline.warehouse import Warehouse
@@ -55,27 +56,37 @@ def measure_intervals(lead: np.ndarray, fs: float) -> np.ndarray:
     return values
 
 
+def measure_record(path: Path) -> np.ndarray:
+    """``INTERVALS`` of a record's lead II."""
+    signal, fs = read_leads(path)
+    return measure_intervals(signal[:, STANDARD_LEADS.index(LEAD)], fs)
+
+
 class IntervalMeasurer:
-    """Reads a record and measures it. It has a signal encoder's ``read`` / ``encode`` shape, so
-    :func:`embed_records` caches, decodes (in DataLoader workers) and stores its measurements."""
+    """Reads a record and measures it. It has a signal encoder's ``reader`` / ``encode`` shape,
+    so :func:`embed_records` caches, decodes (in the guarded decoder processes) and stores its
+    measurements; an interval that cannot be placed stays NaN."""
 
     modality = "ecg"
+    step = "ECG interval measurement"
+    missing_values = True
     encoder_id = f"ecg-intervals:neurokit2={nk.__version__}:lead={LEAD}:prominence"
+    reader = staticmethod(measure_record)
 
     def read(self, path: Path) -> np.ndarray:
-        signal, fs = read_leads(path)
-        return measure_intervals(signal[:, STANDARD_LEADS.index(LEAD)], fs)
+        return measure_record(path)
 
     def encode(self, measured: torch.Tensor, device: str, batch_size: int = 64) -> np.ndarray:
         return measured.numpy()  # the measurement is made in ``read``
 
 
-def ecg_intervals(wh: Warehouse, records: pd.DataFrame, filestore: FileStore, *, workers: int = 0) -> pd.DataFrame:
+def ecg_intervals(wh: Warehouse, records: pd.DataFrame, filestore: FileStore, *, workers: int = 0,
+                  budget: Budget = Budget()) -> pd.DataFrame:
     """Per record (``record_id``, ``stay_id``, ``time``, ``content_hash`` and the cart's
     ``rr_interval`` / ``qrs_duration``): the ``INTERVALS`` and ``measured_by`` ("cart" where the
     cart reported heart rate and QRS, whose values are kept; else "signal"). Records measured on
     an earlier night come from the cache."""
-    values, _, _ = embed_records(wh, "ecg", records, IntervalMeasurer(), filestore, workers=workers)
+    values, _, _ = embed_records(wh, "ecg", records, IntervalMeasurer(), filestore, workers=workers, budget=budget)
     empty = np.full(len(INTERVALS), np.nan, dtype=np.float32)
     table = pd.DataFrame(np.stack([values.get(h, empty) for h in records["content_hash"]]) if len(records)
                          else np.zeros((0, len(INTERVALS))), columns=list(INTERVALS), dtype="float64")

@@ -1,9 +1,12 @@
 """Embedding records of every modality, with the cache, and pooling them per stay.
 
 Records (notes, ECGs, images) are hashed by content, looked up in the cache, and only the
-missing ones are decoded and encoded. Files are decoded in a torch ``DataLoader`` (worker
-processes, pinned memory on CUDA); a file that cannot be read becomes a failure row with its
-reason instead of stopping the night.
+missing ones are decoded and encoded. Every per-record step runs under one guard
+(``pipeline/embed/isolation.py``): files are opened only after the file store's rules, decoded
+in decoder processes under a time and memory budget (batches pinned for the GPU), and encoded
+in batches that fall back to one record at a time; a record that fails any step, or whose
+vector is not finite, becomes a failure row with its reason instead of stopping the night, and
+is never cached.
 """
 
 from __future__ import annotations
@@ -11,24 +14,25 @@ from __future__ import annotations
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from pipeline.embed import cache
 from pipeline.embed.ecg import SIGNAL_CONDITIONING, EcgResNet, ecg_sha256, read_ecg
 from pipeline.embed.imaging import IMAGE_CONDITIONING, ImageEncoder, image_sha256, read_image
-from pipeline.embed.records import RecordError, text_sha256
+from pipeline.embed.isolation import Budget, Isolated, guarded
+from pipeline.embed.records import text_sha256
 from pipeline.filestore import FileStore
 from pipeline.warehouse import Warehouse
 
 MODALITY_TABLE = {"notes": "notes", "ecg": "ecgs", "images": "images"}
 FAILURE_COLUMNS = ["source_table", "record_id", "stay_id", "reason", "check_name"]
-DECODE_CHUNK = 8  # files a decode worker reads per hand-over
+NOT_FINITE = "embedding is not finite (NaN or infinite values)"
 
 
 def state_digest(module: torch.nn.Module) -> str:
@@ -53,10 +57,19 @@ class SignalEncoder:
         settings = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
         return f"{kind}:{settings}@{state_digest(self.network)}"
 
-    def read(self, path: Path) -> np.ndarray:
+    @property
+    def step(self) -> str:
+        return "ECG decoding" if self.modality == "ecg" else "image decoding"
+
+    @property
+    def reader(self):
+        """``path -> array``, picklable, for the decoder processes."""
         if self.modality == "ecg":
-            return read_ecg(path, target_fs=self.params["target_fs"], seconds=self.params["seconds"])
-        return read_image(path, size=self.params["size"])
+            return partial(read_ecg, target_fs=self.params["target_fs"], seconds=self.params["seconds"])
+        return partial(read_image, size=self.params["size"])
+
+    def read(self, path: Path) -> np.ndarray:
+        return self.reader(path)
 
     @torch.inference_mode()
     def encode(self, arrays: np.ndarray | torch.Tensor, device: str, batch_size: int = 64) -> np.ndarray:
@@ -109,7 +122,8 @@ def failure_rows(table: str, records: pd.DataFrame, reasons: list[str], check: s
 
 def hash_records(records: pd.DataFrame, modality: str, filestore: FileStore, *, workers: int = 0
                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Add ``content_hash``; records whose file is missing or unreadable become failures.
+    """Add ``content_hash``; records whose file is missing, unreadable or breaks the file store's
+    rules (outside the store, not a regular file, too large) become failures.
     ``workers`` > 1 hashes files on that many threads (hashlib and file reads release the GIL),
     so a GPU worker's cores hash a night's files in parallel rather than one after another."""
     table = MODALITY_TABLE[modality]
@@ -120,10 +134,7 @@ def hash_records(records: pd.DataFrame, modality: str, filestore: FileStore, *, 
     hasher = ecg_sha256 if modality == "ecg" else image_sha256
 
     def hashed(uri: str) -> tuple[str | None, str | None]:
-        try:
-            return hasher(filestore.path(uri)), None
-        except (RecordError, ValueError) as error:
-            return None, getattr(error, "reason", str(error))
+        return guarded("reading the file", lambda: hasher(filestore.path(uri), filestore))
 
     uris = records["uri"].tolist()
     if workers > 1 and len(uris) > 1:
@@ -137,103 +148,119 @@ def hash_records(records: pd.DataFrame, modality: str, filestore: FileStore, *, 
     return records[~bad].reset_index(drop=True), failed
 
 
-class _FileDataset(Dataset):
-    def __init__(self, paths: list[Path], encoder: SignalEncoder):
-        self.paths, self.encoder = paths, encoder
-
-    def __len__(self):
-        return len(self.paths)
-
-    def __getitem__(self, index):
-        try:
-            return index, self.encoder.read(self.paths[index]), None
-        except RecordError as error:
-            return index, None, error.reason
-
-
-def _collate(items):
-    """One batch as ``(indices, stacked arrays, failures)``: stacking here, in the worker process,
-    hands the DataLoader one tensor it can pin for an asynchronous copy to the GPU."""
-    good = [(index, array) for index, array, _ in items if array is not None]
-    stacked = torch.from_numpy(np.stack([a for _, a in good])) if good else torch.zeros(0)
-    return [i for i, _ in good], stacked, [(index, reason) for index, array, reason in items if array is None]
-
-
-def _decoded_batches(records: pd.DataFrame, encoder: SignalEncoder, filestore: FileStore, *, workers: int,
-                    batch_size: int, device: str, progress: bool, desc: str):
+def _decoded_batches(records: pd.DataFrame, encoder, filestore: FileStore, *, workers: int, batch_size: int,
+                     device: str, budget: Budget, progress: bool, desc: str):
     """Each distinct file decoded once, in batches of ``(content_hashes, tensor, {content_hash:
-    reason})``: up to ``batch_size`` decoded arrays stacked, and why the others cannot be used.
+    reason})``: up to ``batch_size`` decoded arrays stacked (pinned for an asynchronous copy to
+    a GPU), and why the others cannot be used.
 
-    Workers decode ``DECODE_CHUNK`` files at a time and the chunks are gathered into batches, so
-    the first batch is ready after one chunk per worker rather than a whole batch per worker.
+    Decoder processes (at least one, ``workers`` when more) read the files under ``budget`` while
+    this process encodes the previous batch.
     """
     unique = records.drop_duplicates("content_hash").reset_index(drop=True)
-    dataset = _FileDataset([filestore.path(u) for u in unique["uri"]], encoder)
-    pin = device.startswith("cuda")
-    loader = DataLoader(dataset, batch_size=min(DECODE_CHUNK, batch_size), num_workers=workers,
-                        collate_fn=_collate, prefetch_factor=8 if workers else None)
     hashes = unique["content_hash"].to_numpy()
-    decoded, tensors, failed = [], [], {}
+    pin = device.startswith("cuda")
+    decoded, arrays, failed = [], [], {}
 
     def gathered():
-        stacked = torch.cat(tensors) if tensors else torch.zeros(0)
-        return decoded, stacked.pin_memory() if pin and tensors else stacked, failed
+        stacked = torch.from_numpy(np.stack(arrays)) if arrays else torch.zeros(0)
+        return decoded, stacked.pin_memory() if pin and arrays else stacked, failed
 
-    for indices, stacked, failures in tqdm(loader, desc=desc, disable=not progress, unit="chunk"):
-        failed.update({hashes[index]: reason for index, reason in failures})
-        if indices:
-            decoded.extend(hashes[indices])
-            tensors.append(stacked)
-        if len(decoded) >= batch_size:
-            yield gathered()
-            decoded, tensors, failed = [], [], {}
+    paths = [filestore.path(uri) for uri in unique["uri"]]  # resolved when they were hashed
+    with Isolated(budget, workers=workers) as isolated:
+        for index, array, reason in tqdm(isolated.results(encoder.step, encoder.reader, paths), total=len(paths),
+                                         desc=desc, disable=not progress, unit="file"):
+            if reason is not None:
+                failed[hashes[index]] = reason
+                continue
+            decoded.append(hashes[index])
+            arrays.append(array)
+            if len(decoded) >= batch_size:
+                yield gathered()
+                decoded, arrays, failed = [], [], {}
     if decoded or failed:
         yield gathered()
 
 
 def decode_files(records: pd.DataFrame, encoder: SignalEncoder, filestore: FileStore, *, workers: int = 0,
-                 progress: bool = False) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+                 budget: Budget = Budget(), progress: bool = False) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Decode each distinct file once: ``{content_hash: array}`` and ``{content_hash: reason}``."""
     arrays: dict[str, np.ndarray] = {}
     failed: dict[str, str] = {}
     for decoded, stacked, failures in _decoded_batches(records, encoder, filestore, workers=workers, batch_size=32,
-                                                       device="cpu", progress=progress,
+                                                       device="cpu", budget=budget, progress=progress,
                                                        desc=f"Decoding {encoder.modality}"):
         arrays.update(zip(decoded, stacked.numpy()))
         failed.update(failures)
     return arrays, failed
 
 
+def encode_guarded(encode, keys: list, inputs, step: str, finite: bool = True) -> tuple[dict, dict[str, str]]:
+    """``encode(inputs)`` as ``{key: vector}``, and ``{key: reason}`` for the keys it could not
+    embed: a batch that raises is retried one input at a time, so one input that breaks the
+    encoder costs only itself; with ``finite``, a vector with NaN or infinite values is a
+    failure, never a result."""
+    vectors, reason = guarded(step, encode, inputs)
+    if reason is not None:
+        if len(keys) == 1:
+            return {}, {keys[0]: reason}
+        out, failed = {}, {}
+        for i, key in enumerate(keys):
+            one, bad = encode_guarded(encode, [key], inputs[i:i + 1], step, finite)
+            out.update(one)
+            failed.update(bad)
+        return out, failed
+    out, failed = {}, {}
+    for key, vector in zip(keys, vectors):
+        if not finite or np.isfinite(vector).all():
+            out[key] = vector
+        else:
+            failed[key] = NOT_FINITE
+    return out, failed
+
+
+def _finite(encoder) -> bool:
+    """Whether the encoder's vectors must be finite (measurements may hold NaN: not measurable)."""
+    return not getattr(encoder, "missing_values", False)
+
+
 def encode_files(records: pd.DataFrame, encoder: SignalEncoder, filestore: FileStore, *, device: str = "cpu",
-                 workers: int = 0, batch_size: int = 64, progress: bool = False
+                 workers: int = 0, batch_size: int = 64, budget: Budget = Budget(), progress: bool = False
                  ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Decode and encode each distinct file once, batch by batch as the DataLoader delivers them,
-    so worker processes decode the next batches while this one runs the forward pass:
+    """Decode and encode each distinct file once, batch by batch as the decoder processes deliver
+    them, so they decode the next batches while this one runs the forward pass:
     ``{content_hash: vector}`` and ``{content_hash: reason}``."""
     vectors: dict[str, np.ndarray] = {}
     failed: dict[str, str] = {}
     for decoded, stacked, failures in _decoded_batches(records, encoder, filestore, workers=workers,
-                                                       batch_size=batch_size, device=device, progress=progress,
-                                                       desc=f"Embedding {encoder.modality}"):
+                                                       batch_size=batch_size, device=device, budget=budget,
+                                                       progress=progress, desc=f"Embedding {encoder.modality}"):
         failed.update(failures)
         if decoded:
-            vectors.update(zip(decoded, encoder.encode(stacked, device, batch_size=batch_size)))
+            done, bad = encode_guarded(lambda batch: encoder.encode(batch, device, batch_size=batch_size),
+                                       list(decoded), stacked, f"{encoder.modality} encoding", _finite(encoder))
+            vectors.update(done)
+            failed.update(bad)
     return vectors, failed
 
 
 def embed_records(wh: Warehouse, modality: str, records: pd.DataFrame, encoder, filestore: FileStore, *,
-                  device: str = "cpu", workers: int = 0, progress: bool = False
+                  device: str = "cpu", workers: int = 0, budget: Budget = Budget(), progress: bool = False
                   ) -> tuple[dict[str, np.ndarray], pd.DataFrame, int]:
     """Vectors for every record's ``content_hash`` (cache first), failures, and how many were new."""
     vectors = cache.lookup(wh, encoder.encoder_id, records["content_hash"].dropna().unique().tolist())
+    if _finite(encoder):  # a cached vector that is not finite is embedded again
+        vectors = {h: v for h, v in vectors.items() if np.isfinite(v).all()}
     todo = records[~records["content_hash"].isin(vectors)].drop_duplicates("content_hash")
     failed: dict[str, str] = {}
     new: dict[str, np.ndarray] = {}
     if modality == "notes" and not todo.empty:
         with tqdm(total=len(todo), desc="Embedding notes", disable=not progress, unit="note") as bar:
-            new = dict(zip(todo["content_hash"], encoder.encode(todo["text"].tolist(), progress=bar)))
+            new, failed = encode_guarded(lambda texts: encoder.encode(list(texts), progress=bar),
+                                         todo["content_hash"].tolist(), todo["text"].to_numpy(), "note encoding")
     elif not todo.empty:
-        new, failed = encode_files(todo, encoder, filestore, device=device, workers=workers, progress=progress)
+        new, failed = encode_files(todo, encoder, filestore, device=device, workers=workers, budget=budget,
+                                   progress=progress)
     cache.store(wh, encoder.encoder_id, modality, new)
     vectors.update(new)
     bad = records[records["content_hash"].isin(failed)]

@@ -20,8 +20,9 @@ from sklearn.model_selection import GroupShuffleSplit
 
 from pipeline.config import Settings, resolve_device
 from pipeline.embed import cache
-from pipeline.embed.modalities import (MODALITY_TABLE, decode_files, embed_records, failure_rows, hash_records,
-                                       new_signal_encoder, stay_embedding)
+from pipeline.embed.isolation import Budget
+from pipeline.embed.modalities import (MODALITY_TABLE, decode_files, embed_records, encode_guarded, failure_rows,
+                                       hash_records, new_signal_encoder, stay_embedding)
 from pipeline.embed.text import TextEncoder
 from pipeline.features.windows import KEY, build_features
 from pipeline.filestore import FileStore
@@ -52,7 +53,7 @@ class TrainingSet:
 def training_set(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: datetime) -> TrainingSet:
     """Labelled examples (see :func:`labelled_examples`) and their features, from data known by ``as_of``."""
     extraction = extract(wh, until=as_of)
-    validation = validate(extraction.frames, as_of)
+    validation = validate(extraction.frames, as_of, extraction.quarantined, settings.max_open_stay_days)
     enforce_thresholds(validation, settings.failure_rate_limit)
     cohort = validation.valid("cohort")
     examples = labelled_examples(cohort, wh, spec, as_of)
@@ -140,7 +141,8 @@ def train_spec(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: dateti
     """Fit, evaluate and register every candidate; mark the best ``selected`` and, with
     ``promote``, make it the version the nightly run scores (else ``vigil promote`` does)."""
     device = resolve_device(settings.device)
-    store = FileStore(settings.filestore)
+    store = FileStore.from_settings(settings)
+    budget = Budget.from_settings(settings)
     data = training_set(wh, settings, spec, as_of)
     y = targets(spec, data.examples)
     groups = data.examples["subject_id"].to_numpy()
@@ -164,11 +166,13 @@ def train_spec(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: dateti
                                   batch_size=settings.embed_batch_size, device=device,
                                   pooling=options.get("text_pooling", "mean"),
                                   overlap=settings.text_window_overlap, max_windows=settings.text_max_windows)
-            vectors, failed, _ = embed_records(wh, source, hashed, encoder, store, device=device, progress=progress)
+            vectors, failed, _ = embed_records(wh, source, hashed, encoder, store, device=device, budget=budget,
+                                               progress=progress)
             text_info, dim = encoder.describe(), encoder.dim
         else:
             encoder = new_signal_encoder(source, {**options, "seed": spec.seed})
-            arrays, bad = decode_files(hashed, encoder, store, progress=progress)
+            arrays, bad = decode_files(hashed, encoder, store, workers=settings.decode_workers, budget=budget,
+                                       progress=progress)
             unreadable = hashed[hashed["content_hash"].isin(bad)]
             failed = failure_rows(MODALITY_TABLE[source], unreadable,
                                   [bad[h] for h in unreadable["content_hash"]], "decode_file")
@@ -181,7 +185,12 @@ def train_spec(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: dateti
                     usable["label"].to_numpy(), usable["subject_id"].to_numpy(),
                     epochs=int(options.get("epochs", 20)), seed=spec.seed, device=device)
             keys = list(arrays)
-            vectors = dict(zip(keys, encoder.encode(np.stack([arrays[k] for k in keys]), device)))
+            vectors, not_encoded = encode_guarded(lambda batch: encoder.encode(batch, device), keys,
+                                                  np.stack([arrays[k] for k in keys]) if keys else np.zeros(0),
+                                                  f"{source} encoding")
+            unencoded = hashed[hashed["content_hash"].isin(not_encoded)]
+            failures.append(failure_rows(MODALITY_TABLE[source], unencoded,
+                                         [not_encoded[h] for h in unencoded["content_hash"]], "encode"))
             cache.store(wh, encoder.encoder_id, source, vectors)
             signal_encoders[modality] = encoder
             dim = encoder.network.config["embedding_dim"]

@@ -15,6 +15,7 @@ from datetime import datetime
 import pandas as pd
 
 from pipeline.frames import CONTRACTS, TIME, conform, empty
+from pipeline.sources.screen import RawColumns, screen
 from pipeline.warehouse import Warehouse
 
 EPOCH = datetime(1900, 1, 1)
@@ -23,18 +24,69 @@ EPOCH = datetime(1900, 1, 1)
 # belong to a stay admitted at 01:00, and a nightly run would lose it for good.
 PRE_ADMISSION_TOLERANCE = pd.Timedelta(0)
 
+# What each extraction query's columns hold (sql/extract/<name>.sql), checked value by value.
+_EVENT_COLUMNS = dict(numbers=("valuenum",), times=("time", "arrival_time"), texts=("value_text", "source_unit"))
+RAW_COLUMNS = {
+    "cohort": RawColumns(keys=("stay_id", "subject_id"), integers=("hadm_id",), numbers=("anchor_age", "anchor_year"),
+                         times=("admit_time", "discharge_time"), texts=("unit", "sex", "admission_type")),
+    "chartevents": RawColumns(keys=("subject_id", "itemid"), integers=("stay_id",), **_EVENT_COLUMNS),
+    "outputevents": RawColumns(keys=("subject_id", "itemid"), integers=("stay_id",), **_EVENT_COLUMNS),
+    "labevents": RawColumns(keys=("labevent_id", "subject_id", "itemid"), **_EVENT_COLUMNS),
+    "notes": RawColumns(keys=("note_id", "subject_id"), integers=("hadm_id",), times=("time", "arrival_time"),
+                        texts=("note_id", "note_type", "text")),
+    "ecgs": RawColumns(keys=("study_id", "subject_id"), numbers=("rr_interval", "qrs_onset", "qrs_end", "t_end",
+                                                                 "qrs_axis"), times=("time",), texts=("path",)),
+    "images": RawColumns(keys=("dicom_id", "subject_id"), integers=("study_id", "studydate"), numbers=("studytime",),
+                         texts=("dicom_id", "path", "modality", "viewposition")),
+}
+QUARANTINE_COLUMNS = ["source_table", "record_id", "stay_id", "reason", "check_name"]
+
+
+def _no_quarantine() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="Int64" if c == "stay_id" else "string") for c in QUARANTINE_COLUMNS})
+
 
 @dataclass
 class Extraction:
-    """Canonical frames for one window, plus the rows the cohort definition excluded."""
+    """Canonical frames for one window, the rows the cohort definition excluded, and the rows
+    whose raw values could not be read (quarantined here, with the column that failed)."""
 
     frames: dict[str, pd.DataFrame]
     excluded: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
         {"table": pd.Series(dtype="string"), "record_id": pd.Series(dtype="string"),
          "reason": pd.Series(dtype="string")}))
+    quarantined: pd.DataFrame = field(default_factory=_no_quarantine)
 
     def records_in(self, table: str) -> int:
-        return len(self.frames[table]) + int((self.excluded["table"] == table).sum())
+        return (len(self.frames[table]) + int((self.excluded["table"] == table).sum())
+                + int((self.quarantined["source_table"] == table).sum()))
+
+
+class _Screened:
+    """Raw rows of one night's queries, screened: the unreadable ones are set aside with reasons."""
+
+    def __init__(self):
+        self.parts: list[pd.DataFrame] = []
+
+    def keep(self, table: str, raw: pd.DataFrame, reasons: pd.Series, record_ids: pd.Series) -> pd.DataFrame:
+        """The clean rows of ``raw``; the others are quarantined in canonical ``table``."""
+        bad = reasons.notna()
+        if bad.any():
+            stays = raw["stay_id"] if "stay_id" in raw else pd.Series(pd.NA, index=raw.index)
+            self.parts.append(pd.DataFrame({
+                "source_table": table, "record_id": record_ids[bad].astype("string").fillna("unknown"),
+                "stay_id": stays[bad].astype("Int64"), "reason": reasons[bad].astype("string"),
+                "check_name": "extract"}, columns=QUARANTINE_COLUMNS))
+        return raw[~bad].reset_index(drop=True)
+
+    def frame(self) -> pd.DataFrame:
+        return pd.concat(self.parts, ignore_index=True).astype(_no_quarantine().dtypes.to_dict()) \
+            if self.parts else _no_quarantine()
+
+
+def _read(wh: Warehouse, query: str, params: dict) -> tuple[pd.DataFrame, pd.Series]:
+    """A source query's rows, screened value by value against :data:`RAW_COLUMNS`."""
+    return screen(wh.read(wh.sql(f"extract/{query}"), params), RAW_COLUMNS[query])
 
 
 def read_concept_map(wh: Warehouse) -> pd.DataFrame:
@@ -48,18 +100,21 @@ def extract(wh: Warehouse, until: datetime, since: dict[str, datetime] | None = 
     incremental from their own watermark (default: the beginning of time).
     """
     since = {t: (since or {}).get(t) or EPOCH for t in ("events", "notes", "ecgs", "images")}
-    raw_cohort = wh.read(wh.sql("extract/cohort"), {"until": until}, times=("admit_time", "discharge_time"))
+    screened = _Screened()
+    raw_cohort, reasons = _read(wh, "cohort", {"until": until})
+    raw_cohort = screened.keep("cohort", raw_cohort, reasons, raw_cohort["stay_id"])
     cohort = _cohort(raw_cohort, until)
     stays = stay_spans(raw_cohort, until)
     excluded: list[pd.DataFrame] = []
-    events, dropped = _events(wh, stays, since["events"], until, read_concept_map(wh))
+    events, dropped = _events(wh, stays, since["events"], until, read_concept_map(wh), screened)
     excluded.append(dropped)
     frames = {"cohort": cohort, "events": events}
     for table, reader in (("notes", _notes), ("ecgs", _ecgs), ("images", _images)):
-        frame, dropped = reader(wh, stays, since[table], until)
+        frame, dropped = reader(wh, stays, since[table], until, screened)
         frames[table] = frame
         excluded.append(dropped)
-    return Extraction(frames=frames, excluded=pd.concat(excluded, ignore_index=True).astype("string"))
+    return Extraction(frames=frames, excluded=pd.concat(excluded, ignore_index=True).astype("string"),
+                      quarantined=screened.frame())
 
 
 def _cohort(raw: pd.DataFrame, until: datetime) -> pd.DataFrame:
@@ -107,24 +162,27 @@ def _exclusions(table: str, record_ids: pd.Series, reason) -> pd.DataFrame:
 
 
 def _events(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime,
-            concepts: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+            concepts: pd.DataFrame, screened: _Screened) -> tuple[pd.DataFrame, pd.DataFrame]:
     params = {"since": since, "until": until}
     charted = []
     for table in ("chartevents", "outputevents"):
-        rows = wh.read(wh.sql(f"extract/{table}"), params, times=("time", "arrival_time"))
+        rows, reasons = _read(wh, table, params)
         rows["source_table"] = f"mimiciv_icu.{table}"
         # neither table has a row key: subject, item and chart time, numbered within exact repeats
-        base_id = (f"{table}/" + rows["subject_id"].astype(str) + "/" + rows["itemid"].astype(str) + "/"
+        base_id = (f"{table}/" + rows["subject_id"].astype("string").fillna("?") + "/"
+                   + rows["itemid"].astype("string").fillna("?") + "/"
                    + rows["time"].dt.strftime("%Y%m%dT%H%M%S").fillna("NaT"))
         rows["source_row_id"] = base_id + "#" + rows.groupby(base_id).cumcount().astype(str)
+        rows = screened.keep("events", rows, reasons, rows["source_row_id"])
         missing_stay = rows["stay_id"].isna()
         rows.loc[missing_stay, "stay_id"] = assign_stays(rows[missing_stay], spans, "source_row_id")
         charted.append(rows)
     chart = pd.concat(charted, ignore_index=True)
 
-    labs = wh.read(wh.sql("extract/labevents"), params, times=("time", "arrival_time"))
+    labs, reasons = _read(wh, "labevents", params)
     labs["source_table"] = "mimiciv_hosp.labevents"
-    labs["source_row_id"] = "labevents/" + labs["labevent_id"].astype(str)
+    labs["source_row_id"] = "labevents/" + labs["labevent_id"].astype("string").fillna("?")
+    labs = screened.keep("events", labs, reasons, labs["source_row_id"])
     labs["stay_id"] = assign_stays(labs, spans, "source_row_id")
 
     rows = pd.concat([chart, labs.drop(columns=["labevent_id"])], ignore_index=True)
@@ -137,24 +195,28 @@ def _events(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime
         _exclusions("events", mapped.loc[outside, "source_row_id"], _outside_reason(mapped.loc[outside], until)),
     ], ignore_index=True)
     kept = mapped[~unmapped & ~outside].copy()
-    kept["value"] = kept["valuenum"] * kept["scale"] + kept["offset_value"]
+    scaled = kept["valuenum"] * kept["scale"]  # a sign the source wrote (-0 too) stays: validation judges it
+    kept["value"] = scaled.where(kept["offset_value"] == 0, scaled + kept["offset_value"])
+    kept["lower_exclusive"] = kept["lower_exclusive"].fillna(False).astype(bool)
     kept["expected_unit"] = kept["source_unit_concept"]
     kept["source_unit"] = kept["source_unit"].replace({"": None, "UNK": None})
     kept["value_text"] = kept["value_text"].astype("string").str.slice(0, 64)
     return conform(kept, "events"), excluded
 
 
-def _notes(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime):
-    raw = wh.read(wh.sql("extract/notes"), {"since": since, "until": until}, times=("time", "arrival_time"))
-    raw["record_id"] = raw["note_id"].astype(str)
+def _notes(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime, screened: _Screened):
+    raw, reasons = _read(wh, "notes", {"since": since, "until": until})
+    raw["record_id"] = raw["note_id"].astype("string")
+    raw = screened.keep("notes", raw, reasons, raw["record_id"])
     raw["category"] = raw["note_type"]
     raw["stay_id"] = assign_stays(raw, spans, "record_id")
     return _split_outside("notes", raw, until)
 
 
-def _ecgs(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime):
-    raw = wh.read(wh.sql("extract/ecgs"), {"since": since, "until": until}, times=("time",))
-    raw["record_id"] = raw["study_id"].astype(str)
+def _ecgs(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime, screened: _Screened):
+    raw, reasons = _read(wh, "ecgs", {"since": since, "until": until})
+    raw["record_id"] = raw["study_id"].astype("Int64").astype("string")
+    raw = screened.keep("ecgs", raw, reasons, raw["record_id"])
     raw["arrival_time"] = raw["time"]
     raw["uri"] = raw["path"]
     raw["qrs_duration"] = raw["qrs_end"] - raw["qrs_onset"]
@@ -162,12 +224,14 @@ def _ecgs(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime):
     return _split_outside("ecgs", raw, until)
 
 
-def _images(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime):
+def _images(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime, screened: _Screened):
     params = {"since_day": int(since.strftime("%Y%m%d")), "until_day": int(until.strftime("%Y%m%d"))}
-    raw = wh.read(wh.sql("extract/images"), params)
+    raw, reasons = _read(wh, "images", params)
+    raw["record_id"] = raw["dicom_id"].astype("string")
     raw["time"] = study_datetime(raw["studydate"], raw["studytime"])
+    reasons = reasons.mask(reasons.isna() & raw["time"].isna(), "study date and time is not a date and time")
+    raw = screened.keep("images", raw, reasons, raw["record_id"])
     raw = raw[(raw["time"] > pd.Timestamp(since)) & (raw["time"] <= pd.Timestamp(until))].copy()
-    raw["record_id"] = raw["dicom_id"].astype(str)
     raw["arrival_time"] = raw["time"]
     raw["uri"] = raw["path"]
     raw["category"] = raw["modality"]
@@ -186,7 +250,8 @@ def study_datetime(studydate: pd.Series, studytime: pd.Series) -> pd.Series:
         return pd.Series(pd.array([], dtype="datetime64[us]"), index=studydate.index)
     day = pd.to_datetime(studydate.astype("Int64").astype(str), format="%Y%m%d", errors="coerce")
     clock = studytime.fillna(0).astype(float).astype(int)
-    seconds = (clock // 10000) * 3600 + (clock // 100 % 100) * 60 + clock % 100
+    hours, minutes, secs = clock // 10000, clock // 100 % 100, clock % 100
+    seconds = (hours * 3600 + minutes * 60 + secs).where((hours < 24) & (minutes < 60) & (secs < 61))  # else NaT
     return (day + pd.to_timedelta(seconds, unit="s")).astype("datetime64[us]")
 
 

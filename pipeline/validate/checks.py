@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 
 logging.getLogger("great_expectations").setLevel(logging.WARNING)  # before GX logs its import
@@ -101,7 +102,8 @@ def _run_suite(context, table: str, frame: pd.DataFrame, checks: list) -> tuple[
     return found, pd.DataFrame(summary)
 
 
-def validate_table(table: str, frame: pd.DataFrame, checks: list, context=None) -> TableResult:
+def validate_table(table: str, frame: pd.DataFrame, checks: list, context=None, flags=None) -> TableResult:
+    """One table through its checks; ``flags(rows)`` adds the derived row flags its checks judge."""
     frame = frame.reset_index(drop=True)
     duplicated = frame.duplicated(subset=EXACT_DUPLICATE_KEYS[table], keep="first") if table in EXACT_DUPLICATE_KEYS \
         else pd.Series(False, index=frame.index)
@@ -114,6 +116,9 @@ def validate_table(table: str, frame: pd.DataFrame, checks: list, context=None) 
         text = checked["text"].astype("string")
         checked[suites.UNREADABLE_SHARE] = (text.str.count(suites.UNREADABLE_CHARACTERS)
                                             / text.str.len().clip(lower=1)).astype("float64")
+    derived_flags = flags(checked) if flags is not None else {}
+    for name, values in derived_flags.items():
+        checked[name] = values
     if checked.empty:
         failed, dq = pd.DataFrame(columns=[ROW, "reason", "check_name"]), pd.DataFrame()
     else:
@@ -128,22 +133,65 @@ def validate_table(table: str, frame: pd.DataFrame, checks: list, context=None) 
         "reason": quarantine["reason"].astype("string"),
         "check_name": quarantine["check_name"].astype("string"),
     }, columns=QUARANTINE_COLUMNS)
-    derived = [ROW, suites.ARRIVAL_NIGHT_END, suites.UNREADABLE_SHARE]
+    derived = [ROW, suites.ARRIVAL_NIGHT_END, suites.UNREADABLE_SHARE, *derived_flags]
     valid = checked[~bad].drop(columns=derived, errors="ignore").reset_index(drop=True)
     return TableResult(table=table, valid=valid, quarantine=quarantine, duplicates=duplicates, dq=dq,
                        rows_quarantined=int(bad.sum()))
 
 
-def validate(frames: dict[str, pd.DataFrame], until: datetime) -> Validation:
-    """Validate the cohort first; every other table's rows must belong to a valid stay."""
+def validate(frames: dict[str, pd.DataFrame], until: datetime, quarantined: pd.DataFrame | None = None,
+             max_open_stay_days: int = 365) -> Validation:
+    """Validate the cohort first; every other table's rows must belong to a valid stay.
+
+    ``quarantined``: rows extraction could not read (``source_table`` names the canonical table);
+    they join each table's quarantine and count towards its failure rate.
+    """
     outcome, context = Validation(), gx_context()
-    outcome.tables["cohort"] = validate_table("cohort", frames["cohort"], suites.cohort_checks(until), context)
-    stays = outcome.tables["cohort"].valid["stay_id"].astype(int).tolist()
-    outcome.tables["events"] = validate_table("events", frames["events"], suites.events_checks(stays), context)
+    outcome.tables["cohort"] = validate_table("cohort", frames["cohort"],
+                                              suites.cohort_checks(until, max_open_stay_days), context,
+                                              lambda rows: cohort_flags(rows, until))
+    cohort = outcome.tables["cohort"].valid
+    stays = cohort["stay_id"].astype(int).tolist()
+    outcome.tables["events"] = validate_table("events", frames["events"], suites.events_checks(stays), context,
+                                              lambda rows: event_flags(rows, cohort))
     for table in RECORD_TABLES:
         outcome.tables[table] = validate_table(table, frames[table], suites.record_checks(table, stays),
                                                context)
+    if quarantined is not None:
+        for table, rows in quarantined.groupby("source_table"):
+            result = outcome.tables[table]
+            result.quarantine = pd.concat([result.quarantine, rows[QUARANTINE_COLUMNS]], ignore_index=True)
+            result.rows_quarantined += len(rows)
     return outcome
+
+
+def cohort_flags(rows: pd.DataFrame, until: datetime) -> dict[str, pd.Series]:
+    """How long each open stay has been open, and whether a later stay of its patient began."""
+    is_open = rows["discharge_time"].isna() & rows["admit_time"].notna()
+    open_days = ((pd.Timestamp(until) - rows["admit_time"]) / pd.Timedelta(days=1)).where(is_open)
+    latest_admission = rows.groupby("subject_id")["admit_time"].transform("max")
+    return {suites.OPEN_DAYS: open_days.astype("float64"),
+            suites.SUPERSEDED: (is_open & (rows["admit_time"] < latest_admission)).astype(bool)}
+
+
+def event_flags(rows: pd.DataFrame, cohort: pd.DataFrame) -> dict[str, pd.Series]:
+    """Row flags of measurements: a unit missing where one is required, a sign or a zero the
+    quantity cannot have, a chart time a day or more outside the row's own ICU stay."""
+    value = rows["value"].to_numpy(dtype="float64", na_value=np.nan)
+    lower = rows["lower_bound"].to_numpy(dtype="float64", na_value=np.nan)
+    exclusive = rows["lower_exclusive"].fillna(False).to_numpy(dtype=bool)
+    spans = rows[["stay_id"]].merge(cohort[["stay_id", "admit_time", "discharge_time"]].astype({"stay_id": "Int64"}),
+                                    on="stay_id", how="left")
+    margin = pd.Timedelta(hours=suites.STAY_MARGIN_HOURS)
+    time = rows["time"].reset_index(drop=True)
+    outside = (time < spans["admit_time"] - margin) | (time > spans["discharge_time"] + margin)
+    return {
+        suites.UNIT_MISSING: (rows["expected_unit"].notna() & rows["source_unit"].isna()).astype(bool),
+        # a minus sign the range check lets through (-0, which compares equal to 0)
+        suites.NEGATIVE_SIGN: pd.Series(np.signbit(value) & (lower >= 0) & (value >= lower), index=rows.index),
+        suites.AT_EXCLUSIVE_BOUND: pd.Series(exclusive & (value <= lower), index=rows.index),
+        suites.OUTSIDE_STAY: pd.Series(outside.fillna(False).to_numpy(dtype=bool), index=rows.index),
+    }
 
 
 def enforce_thresholds(outcome: Validation, limit_for) -> None:

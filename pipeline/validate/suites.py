@@ -29,6 +29,14 @@ def _not_after(column: str, until: datetime, reason: str) -> gxe.Expectation:
 
 ARRIVAL_NIGHT_END = "arrival_night_end"
 UNREADABLE_SHARE = "unreadable_share"
+# Row flags derived before the suite runs (validate_table), each judged by one expectation.
+OPEN_DAYS = "open_days"                          # days an open stay has been open at the prediction time
+SUPERSEDED = "superseded_by_later_stay"          # open while a later stay of the same patient began
+UNIT_MISSING = "unit_missing"                    # no unit where the concept map expects one
+NEGATIVE_SIGN = "negative_sign"                  # a minus sign (-0 too) on a quantity that cannot be negative
+AT_EXCLUSIVE_BOUND = "at_exclusive_lower_bound"  # 0 for a strictly positive quantity
+OUTSIDE_STAY = "outside_stay"                    # charted a day or more outside its ICU stay
+STAY_MARGIN_HOURS = 24
 # Control characters (bar tab/newline/carriage return) and U+FFFD, the mark a failed decode leaves.
 UNREADABLE_CHARACTERS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]"
 MAX_UNREADABLE_SHARE = 0.01
@@ -45,7 +53,11 @@ def _charted_by_arrival_night() -> gxe.Expectation:
         "charted after the night it arrived in")
 
 
-def cohort_checks(until: datetime) -> list[gxe.Expectation]:
+def _never(flag: str, reason: str) -> gxe.Expectation:
+    return check(gxe.ExpectColumnValuesToBeInSet(column=flag, value_set=[False]), reason)
+
+
+def cohort_checks(until: datetime, max_open_stay_days: int = 365) -> list[gxe.Expectation]:
     return [
         _not_null("admit_time", "admission time is empty"),
         check(gxe.ExpectColumnValuesToBeUnique(column="stay_id"), "stay id appears more than once"),
@@ -57,6 +69,9 @@ def cohort_checks(until: datetime) -> list[gxe.Expectation]:
         check(gxe.ExpectColumnPairValuesAToBeGreaterThanB(
             column_A="discharge_time", column_B="admit_time", or_equal=True, ignore_row_if="either_value_is_missing"),
             "discharged before admission"),
+        check(gxe.ExpectColumnValuesToBeBetween(column=OPEN_DAYS, max_value=max_open_stay_days),
+              f"still open more than {max_open_stay_days} days after ICU admission (a discharge never recorded)"),
+        _never(SUPERSEDED, "still open while a later ICU stay of the same patient began"),
     ]
 
 
@@ -78,6 +93,12 @@ def events_checks(stays: list[int]) -> list[gxe.Expectation]:
             "unit differs from the concept map's unit"),
         check(gxe.ExpectCompoundColumnsToBeUnique(column_list=["source_table", "stay_id", "itemid", "time"]),
               "conflicting values for the same item and time"),
+        check(gxe.ExpectColumnValuesToBeUnique(column="source_row_id"),
+              "source row id appears more than once (two rows share one primary key)"),
+        _never(UNIT_MISSING, "unit is empty but the concept map requires one"),
+        _never(NEGATIVE_SIGN, "negative sign on a quantity that cannot be negative"),
+        _never(AT_EXCLUSIVE_BOUND, "at the lower bound of a strictly positive quantity (0 is not possible)"),
+        _never(OUTSIDE_STAY, f"charted more than {STAY_MARGIN_HOURS} h before ICU admission or after discharge"),
     ]
 
 

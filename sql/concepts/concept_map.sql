@@ -71,3 +71,11 @@ VALUES
     ('mimiciv_icu.chartevents', 228640, 'VITAL//etco2',        'EtCO2',                              'mmHg',     'mmHg',     1, 0, 0, 150),
     -- output volumes, mimiciv_icu.outputevents
     ('mimiciv_icu.outputevents', 226559, 'OUTPUT//urine',      'Foley (urine output)',               'ml',       'mL',       1, 0, 0, 10000);
+
+-- Strictly positive quantities: a living patient cannot have none, so a value at the lower
+-- bound (0) is quarantined like one below it. Any minus sign, -0 included, on a quantity whose
+-- range starts at or above 0 is quarantined as well (pipeline/validate/checks.py).
+UPDATE vigil_features.concept_map SET lower_exclusive = TRUE
+WHERE code IN ('LAB//creatinine', 'LAB//bun', 'LAB//glucose', 'VITAL//glucose', 'LAB//hemoglobin',
+               'LAB//hematocrit', 'LAB//albumin', 'LAB//inr', 'LAB//ptt', 'LAB//po2', 'LAB//pco2',
+               'LAB//calcium', 'LAB//magnesium', 'LAB//cholesterol', 'LAB//fibrinogen');

@@ -4,7 +4,8 @@
 --                    and writes the rows of Vigil's own tables (vigil_*). No CREATE on any schema,
 --                    no TRUNCATE, no DDL (it owns nothing), not a superuser.
 --   vigil_bi_reader  BI tools: reads the views in vigil_risk and nothing else. A view runs with
---                    its owner's privileges, so it needs no grant on vigil_risk.risk_scores.
+--                    its owner's privileges, so it needs no grant on vigil_risk.risk_scores. It may
+--                    create nothing (no TEMPORARY on the database, no CREATE on any schema).
 --
 -- Both are NOLOGIN groups. This file creates no login user and holds no password: a deployer
 -- creates the users (password in a secret store) and grants them a group, for example
@@ -66,12 +67,17 @@ END
 $$;
 
 -- This database: both may connect; the pipeline may create temporary tables (long key lists are
--- bulk-loaded into one to delete by, see Warehouse.delete_in). Neither may create schemas.
+-- bulk-loaded into one to delete by, see Warehouse.delete_in). Neither may create schemas, and the
+-- reader may create nothing at all, not even a temporary function: TEMPORARY is revoked from
+-- PUBLIC (which every role inherits, and which PostgreSQL grants it by default) and granted by
+-- name to the roles that need it. With no schema to create in, a reader cannot write the cheap
+-- "leaky" function that would print rows a view filters out (the views are security barriers too).
 DO $$
 BEGIN
     EXECUTE format('GRANT CONNECT, TEMPORARY ON DATABASE %I TO vigil_pipeline', current_database());
     EXECUTE format('GRANT CONNECT ON DATABASE %I TO vigil_bi_reader', current_database());
     EXECUTE format('REVOKE CREATE ON DATABASE %I FROM vigil_pipeline, vigil_bi_reader', current_database());
+    EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC, vigil_bi_reader', current_database());
     IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'public') THEN
         REVOKE CREATE ON SCHEMA public FROM PUBLIC;
     END IF;

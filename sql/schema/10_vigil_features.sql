@@ -13,6 +13,7 @@ CREATE TABLE IF NOT EXISTS vigil_features.concept_map (
     offset_value  DOUBLE PRECISION NOT NULL,
     lower_bound   DOUBLE PRECISION,         -- physiologically possible range (canonical unit)
     upper_bound   DOUBLE PRECISION,
+    lower_exclusive BOOLEAN,                -- TRUE: the quantity is strictly positive (the lower bound itself is impossible)
     PRIMARY KEY (source_table, itemid)
 );
 

@@ -15,6 +15,8 @@ fragment of the reason that must be recorded for them.
 from __future__ import annotations
 
 import math
+import os
+import zlib
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,22 +37,33 @@ HEART_RATE, CREATININE, SODIUM, POTASSIUM, SPO2, TEMP_C, WEIGHT, GCS_VERBAL, URI
 
 @dataclass
 class Corpus:
-    """Source rows and files for one night, built case by case."""
+    """Source rows and files for one night, built case by case; ``statements`` are SQL run after
+    the rows are inserted (text that is not UTF-8 can only be written that way)."""
 
     night_start: datetime
     filestore: Path
     rows: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
     next_lab: int = 990_000_000
+    statements: list[tuple[str, dict]] = field(default_factory=list)
+
+    @property
+    def outside(self) -> Path:
+        """A folder beside the file store, not in it (links pointing out of the store go here)."""
+        folder = self.filestore.parent / "outside-the-store"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     @property
     def arrival(self) -> datetime:
         return self.night_start + timedelta(hours=12)
 
     # ------------------------------------------------------------------ patients and stays
-    def stay(self, i: int, *, age: int | None = 60, sex: str | None = "F", no_intime: bool = False,
-             outtime: datetime | None = None, patient: bool = True, good_reading: bool = True) -> int:
+    def stay(self, i: int, *, age: int | str | None = 60, sex: str | None = "F", no_intime: bool = False,
+             outtime: datetime | None = None, patient: bool = True, good_reading: bool = True,
+             intime_text: str | None = None) -> int:
         subject, hadm, stay = SUBJECT0 + i, HADM0 + i, STAY0 + i
         intime = None if no_intime else self.night_start - timedelta(days=1)
+        intime = intime_text if intime_text is not None else intime
         if patient:
             self.rows["mimiciv_hosp.patients"].append({"subject_id": subject, "gender": sex, "anchor_age": age,
                                                        "anchor_year": self.night_start.year})
@@ -71,10 +84,10 @@ class Corpus:
             "charttime": at, "storetime": stored or self.arrival, "itemid": itemid,
             "value": value if value is not None else (None if valuenum is None else str(valuenum)),
             "valuenum": valuenum, "valueuom": unit})
-        clock = "NaT" if at is None or (isinstance(at, float) and math.isnan(at)) else at.strftime("%Y%m%dT%H%M%S")
+        clock = "NaT" if not isinstance(at, datetime) else at.strftime("%Y%m%dT%H%M%S")  # a bad time has none
         repeat = sum(1 for r in self.rows["mimiciv_icu.chartevents"][:-1]
                      if (r["subject_id"], r["itemid"], r["charttime"]) == (SUBJECT0 + i, itemid, at))
-        return f"chartevents/{SUBJECT0 + i}/{itemid}/{clock}#{repeat}"
+        return f"chartevents/{SUBJECT0 + i}/{itemid if isinstance(itemid, int) else '?'}/{clock}#{repeat}"
 
     def chart_without_time(self, i: int) -> str:
         self.rows["mimiciv_icu.chartevents"].append({
@@ -83,14 +96,15 @@ class Corpus:
         return f"chartevents/{SUBJECT0 + i}/{HEART_RATE}/NaT#0"
 
     def lab(self, i: int, itemid: int, valuenum, unit, *, value: str | None = None, at: datetime | None = None,
-            subject: int | None = None, no_time: bool = False) -> str:
+            subject: int | None = None, no_time: bool = False, labevent_id: int | None = None) -> str:
         self.next_lab += 1
+        labevent_id = self.next_lab if labevent_id is None else labevent_id
         at = None if no_time else (self.night_start + timedelta(hours=3) if at is None else at)
         self.rows["mimiciv_hosp.labevents"].append({
-            "labevent_id": self.next_lab, "subject_id": SUBJECT0 + i if subject is None else subject,
+            "labevent_id": labevent_id, "subject_id": SUBJECT0 + i if subject is None else subject,
             "itemid": itemid, "charttime": at, "storetime": self.arrival,
             "value": value if value is not None else str(valuenum), "valuenum": valuenum, "valueuom": unit})
-        return f"labevents/{self.next_lab}"
+        return f"labevents/{labevent_id}"
 
     def output(self, i: int, volume: float) -> str:
         at = self.night_start + timedelta(hours=4)
@@ -112,7 +126,7 @@ class Corpus:
 
     # ------------------------------------------------------------------ ECGs
     def ecg(self, i: int, write: Callable[[Path], None] | None, *, path: str | None = "default",
-            subject: int | None = None) -> str:
+            subject: int | None = None, at=None) -> str:
         study = 97_000_000 + i
         uri = f"corpus/ecg/{study}/{study}" if path == "default" else path
         if write is not None:
@@ -121,12 +135,13 @@ class Corpus:
             write(target)
         self.rows["mimiciv_ecg.record_list"].append({
             "subject_id": SUBJECT0 + i if subject is None else subject, "study_id": study,
-            "file_name": str(study), "ecg_time": self.night_start + timedelta(hours=6), "path": uri})
+            "file_name": str(study), "ecg_time": self.night_start + timedelta(hours=6) if at is None else at,
+            "path": uri})
         return str(study)
 
     # ------------------------------------------------------------------ images
     def image(self, i: int, write: Callable[[Path], None] | None, *, path: str | None = "default",
-              subject: int | None = None) -> str:
+              subject: int | None = None, study_time: float | None = None) -> str:
         dicom_id = f"corpus-{i}"
         uri = f"corpus/cxr/{dicom_id}.dcm" if path == "default" else path
         if write is not None:
@@ -139,7 +154,8 @@ class Corpus:
                                                      "dicom_id": dicom_id, "path": uri})
         self.rows["mimiciv_cxr.metadata"].append({
             "dicom_id": dicom_id, "subject_id": subject, "study_id": 98_000_000 + i, "viewposition": "AP",
-            "studydate": int(when.strftime("%Y%m%d")), "studytime": float(when.strftime("%H%M%S")),
+            "studydate": int(when.strftime("%Y%m%d")),
+            "studytime": float(when.strftime("%H%M%S")) if study_time is None else study_time,
             "modality": "CR"})
         return dicom_id
 
@@ -201,9 +217,10 @@ def _bytes(content: bytes) -> Callable[[Path], None]:
 class Case:
     name: str
     table: str                      # canonical table the bad row is judged in
-    outcome: str                    # "quarantined" or "excluded"
-    reason: str                     # fragment of the recorded reason
+    outcome: str                    # "quarantined", "excluded" or "used"
+    reason: str                     # fragment of the recorded reason ("" for "used")
     plant: Callable[[Corpus, int], list[str] | str]
+    backends: tuple[str, ...] = ("sqlite", "postgres")  # where the feed can write such a row
 
 
 def _host(plant):
@@ -361,7 +378,7 @@ CASES: list[Case] = [
          _host(lambda c, i: [c.ecg(i, lambda t: t.with_suffix(".hea").write_bytes(b"\x89PNG\r\n garbage \xff\xfe"))])),
     Case("ECG header empty", "ecgs", "quarantined", "unreadable WFDB header",
          _host(lambda c, i: [c.ecg(i, lambda t: t.with_suffix(".hea").write_bytes(b""))])),
-    Case("ECG header without its data file", "ecgs", "quarantined", "WFDB data file missing",
+    Case("ECG header without its data file", "ecgs", "quarantined", "WFDB data file not found",
          _host(lambda c, i: [c.ecg(i, _ecg_header_without_data)])),
     Case("ECG with 6 leads", "ecgs", "quarantined", "wrong lead set",
          _host(lambda c, i: [c.ecg(i, _wfdb(_signal()[:, :6], synthetic_ecg.LEADS[:6]))])),
@@ -400,11 +417,357 @@ CASES: list[Case] = [
 ]
 
 
-def plant(night_start: datetime, filestore: Path) -> tuple[Corpus, dict[str, list[str]]]:
-    """Build every case; returns the rows to write and each case's expected record ids."""
+# ---------------------------------------------------------------------- hostile files and rows
+# What an adversarial review found stopping a whole night (crashes, hangs, memory blow-ups) or
+# passing silently wrong values; each now costs one record a reason, and the night goes on.
+
+def _header(edit: Callable[[list[str]], list[str]], signal: np.ndarray | None = None) -> Callable[[Path], None]:
+    """A valid 12-lead WFDB record whose header lines ``edit`` rewrites."""
+    def write(target: Path) -> None:
+        _wfdb(_signal() if signal is None else signal)(target)
+        header = target.with_suffix(".hea")
+        header.write_text("\n".join(edit(header.read_text().splitlines())) + "\n")
+    return write
+
+
+def _record_field(index: int, value: str) -> Callable[[list[str]], list[str]]:
+    def edit(lines: list[str]) -> list[str]:
+        fields = lines[0].split()
+        fields[index] = value
+        return [" ".join(fields)] + lines[1:]
+    return edit
+
+
+def _gains(gain: str) -> Callable[[list[str]], list[str]]:
+    def edit(lines: list[str]) -> list[str]:
+        signals = [line.split() for line in lines[1:13]]
+        for fields in signals:
+            fields[2] = f"{gain}(0)/mV"
+        return lines[:1] + [" ".join(f) for f in signals] + lines[13:]
+    return edit
+
+
+def _data_files_named(name: str) -> Callable[[list[str]], list[str]]:
+    return lambda lines: lines[:1] + [" ".join([name] + line.split()[1:]) for line in lines[1:13]] + lines[13:]
+
+
+def _replace(suffix: str, make: Callable[[Path, Corpus], None], corpus: Corpus) -> Callable[[Path], None]:
+    """A valid record whose ``suffix`` file (``""``: the DICOM itself) is swapped for ``make``."""
+    def write(target: Path) -> None:
+        if suffix in (".hea", ".dat"):
+            _wfdb(_signal())(target)
+        else:
+            _dicom()(target)
+        path = target.with_suffix(suffix) if suffix else target
+        path.unlink()
+        make(path, corpus)
+    return write
+
+
+def _link_to(destination: str) -> Callable[[Path, Corpus], None]:
+    return lambda path, corpus: path.symlink_to(destination)
+
+
+def _link_outside(path: Path, corpus: Corpus) -> None:
+    """A link to a perfectly good copy of the file, kept outside the store."""
+    copy = corpus.outside / f"{path.parent.name}-{path.name}"
+    if path.suffix == ".dcm":
+        _dicom()(copy)
+    else:
+        _wfdb(_signal())(copy.with_suffix(""))
+    path.symlink_to(copy)
+
+
+def _fifo(path: Path, corpus: Corpus) -> None:
+    os.mkfifo(path)
+
+
+def _directory(path: Path, corpus: Corpus) -> None:
+    path.mkdir()
+
+
+def _sparse(size: int) -> Callable[[Path, Corpus], None]:
+    def make(path: Path, corpus: Corpus) -> None:
+        with open(path, "wb") as handle:
+            handle.truncate(size)  # no disk used: a hole of ``size`` bytes
+    return make
+
+
+def _loop(path: Path, corpus: Corpus) -> None:
+    other = path.with_name(path.name + ".loop")
+    other.symlink_to(path.name)
+    path.symlink_to(other.name)
+
+
+def _inside_link(target: Path) -> None:
+    """A record that is a link to another good record inside the store (allowed)."""
+    real = target.with_name(target.name + "-real")
+    _wfdb(_signal())(real)
+    for suffix in (".hea", ".dat"):
+        target.with_suffix(suffix).symlink_to(real.with_suffix(suffix).name)
+    target.with_suffix(".hea").unlink()
+    target.with_suffix(".hea").write_text(real.with_suffix(".hea").read_text().replace(real.name, target.name))
+
+
+def _microvolts(target: Path) -> None:
+    leads = synthetic_ecg.LEADS
+    wfdb.wrsamp(target.name, fs=synthetic_ecg.FS, units=["uV"] * len(leads), sig_name=list(leads),
+                p_signal=_signal() * 1000, fmt=["16"] * len(leads), adc_gain=[1.0] * len(leads),
+                baseline=[0] * len(leads), write_dir=str(target.parent))
+
+
+def _dicom_meta(target: Path, syntax: str) -> bytes:
+    meta = pydicom.dataset.FileMetaDataset()
+    meta.MediaStorageSOPClassUID = pydicom.uid.DigitalXRayImageStorageForPresentation
+    meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid(entropy_srcs=[target.name])
+    meta.TransferSyntaxUID = syntax
+    buffer = pydicom.filebase.DicomBytesIO()
+    pydicom.filewriter.write_file_meta_info(buffer, meta, enforce_standard=True)
+    return b"\0" * 128 + b"DICM" + buffer.getvalue()
+
+
+def _fake_deflate(target: Path) -> None:
+    """A file meta that claims Deflated Explicit VR over a body that is not deflated."""
+    _dicom()(target)
+    data = target.read_bytes()
+    length = int.from_bytes(data[140:144], "little")  # (0002,0000) group length
+    target.write_bytes(_dicom_meta(target, pydicom.uid.DeflatedExplicitVRLittleEndian) + data[144 + length:])
+
+
+BOMB_BYTES = (4 << 30) - 2  # inflated size of the corpus's decompression bomb (a ~18 MB file): 4 GB, even
+
+
+def _deflate_bomb(target: Path) -> None:
+    """A real DICOM header then 4 GB of zero pixel data, deflated: pydicom would inflate all of it."""
+    header = pydicom.dataset.Dataset()
+    header.SOPClassUID = pydicom.uid.DigitalXRayImageStorageForPresentation
+    header.Rows, header.Columns, header.BitsAllocated, header.SamplesPerPixel = 46340, 46340, 16, 1
+    body = pydicom.filebase.DicomBytesIO()
+    body.is_little_endian, body.is_implicit_VR = True, False
+    pydicom.filewriter.write_dataset(body, header)
+    prefix = body.getvalue() + b"\xe0\x7f\x10\x00OB\x00\x00" + BOMB_BYTES.to_bytes(4, "little")
+    squeeze = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
+    zeros = bytes(1 << 24)
+    with open(target, "wb") as handle:
+        handle.write(_dicom_meta(target, pydicom.uid.DeflatedExplicitVRLittleEndian))
+        handle.write(squeeze.compress(prefix))
+        for _ in range(BOMB_BYTES // len(zeros)):
+            handle.write(squeeze.compress(zeros))
+        handle.write(squeeze.compress(zeros[:BOMB_BYTES % len(zeros)]))
+        handle.write(squeeze.flush())
+
+
+LONG_NAME = "é" * 130  # 260 bytes: past the file system's 255 a name, within the 255 characters a path column holds
+PHI_FOLDER = "DOE_JOHN_MRN48213977"  # a patient's name in a file path: never in a reason or a report
+MAX_FILE_MB = 64                     # the corpus night's file-size limit (VIGIL_MAX_FILE_MB)
+
+
+def _not_utf8(table: str, column: str, key: str, raw: bytes):
+    """Rewrite one column of the planted row as TEXT holding bytes that are not UTF-8."""
+    def plant(c: Corpus, row_key: str) -> None:
+        c.statements.append((f"UPDATE {table} SET {column} = CAST(:raw AS TEXT) WHERE {key} = :key",
+                             {"raw": raw, "key": row_key}))
+    return plant
+
+
+def _note_not_utf8(column: str):
+    def build(c: Corpus, i: int):
+        c.stay(i)
+        note_id = c.note(i, "Chest film: clear.")
+        _not_utf8("mimiciv_note.radiology", column, "note_id", b"Impression: \xff\xfe\xc3(")(c, note_id)
+        return [note_id]
+    return build
+
+
+def _chart_not_utf8(c: Corpus, i: int):
+    c.stay(i)
+    row = c.chart(i, SPO2, 97.0, "%", value="97")
+    c.statements.append(("UPDATE mimiciv_icu.chartevents SET value = CAST(:raw AS TEXT) "
+                         "WHERE subject_id = :s AND itemid = :item", {"raw": b"9\xff7", "s": SUBJECT0 + i, "item": SPO2}))
+    return [row]
+
+
+def _overlapping_open_stays(c: Corpus, i: int):
+    earlier = c.stay(i)
+    later = STAY0 + 500 + i  # the same patient, admitted again while the first stay never closed
+    c.rows["mimiciv_hosp.admissions"].append({"subject_id": SUBJECT0 + i, "hadm_id": HADM0 + 500 + i,
+                                              "admittime": c.night_start, "admission_type": "URGENT"})
+    c.rows["mimiciv_icu.icustays"].append({"subject_id": SUBJECT0 + i, "hadm_id": HADM0 + 500 + i,
+                                           "stay_id": later, "first_careunit": "MICU",
+                                           "intime": c.night_start, "outtime": None})
+    c.chart(i, HEART_RATE, 91.0, "bpm", at=c.night_start + timedelta(hours=3), stay=later)
+    return [str(earlier)]
+
+
+def _ancient_open_stay(c: Corpus, i: int):
+    stay = c.stay(i, good_reading=False)
+    c.rows["mimiciv_icu.icustays"][-1]["intime"] = datetime(1925, 1, 30, 8)
+    c.rows["mimiciv_hosp.admissions"][-1]["admittime"] = datetime(1925, 1, 30, 8)
+    c.chart(i, HEART_RATE, 88.0, "bpm", at=c.night_start + timedelta(hours=1))
+    return [str(stay)]
+
+
+def _shared_primary_key(c: Corpus, i: int):
+    c.stay(i)
+    first = c.lab(i, SODIUM, 139.0, "mEq/L", labevent_id=990_900_000 + i)
+    c.lab(i, SODIUM, 127.0, "mEq/L", labevent_id=990_900_000 + i, at=c.night_start + timedelta(hours=5))
+    return [first]
+
+
+def _swapped(name: str, table: str, suffix: str, make, reason: str) -> Case:
+    """A case whose file (``suffix`` of a WFDB record, or the DICOM) is replaced by ``make``."""
+    if table == "ecgs":
+        return Case(name, "ecgs", "quarantined", reason, _host(lambda c, i: [c.ecg(i, _replace(suffix, make, c))]))
+    return Case(name, "images", "quarantined", reason, _host(lambda c, i: [c.image(i, _replace(suffix, make, c))]))
+
+
+HOSTILE_CASES: list[Case] = [
+    # --- WFDB headers that crashed the reader or asked for all the memory there is
+    Case("WFDB sampling rate 0", "ecgs", "quarantined", "implausible ECG sampling rate",
+         _host(lambda c, i: [c.ecg(i, _header(_record_field(2, "0")))])),
+    Case("WFDB sampling rate NaN", "ecgs", "quarantined", "implausible ECG sampling rate",
+         _host(lambda c, i: [c.ecg(i, _header(_record_field(2, "nan")))])),
+    Case("WFDB sampling rate negative", "ecgs", "quarantined", "implausible ECG sampling rate",
+         _host(lambda c, i: [c.ecg(i, _header(_record_field(2, "-500")))])),
+    Case("WFDB sampling rate 1e-9 Hz", "ecgs", "quarantined", "implausible ECG sampling rate",
+         _host(lambda c, i: [c.ecg(i, _header(_record_field(2, "1e-9")))])),
+    Case("WFDB header claiming 10^10 samples", "ecgs", "quarantined", "data file shorter than its header says",
+         _host(lambda c, i: [c.ecg(i, _header(_record_field(3, "10000000000")))])),
+    Case("WFDB gains that overflow every sample", "ecgs", "quarantined", "NaN or infinite",
+         _host(lambda c, i: [c.ecg(i, _header(_gains("1e-45")))])),
+    Case("WFDB gains that make every sample denormal", "ecgs", "quarantined", "flat-line signal",
+         _host(lambda c, i: [c.ecg(i, _header(_gains("1e300")))])),
+    Case("WFDB header of 70 kB", "ecgs", "quarantined", "unreadable WFDB header",
+         _host(lambda c, i: [c.ecg(i, _header(lambda lines: lines + ["# " + "x" * 70_000]))])),
+    Case("WFDB signal count not a number", "ecgs", "quarantined", "unreadable WFDB header",
+         _host(lambda c, i: [c.ecg(i, _header(_record_field(1, "12x")))])),
+    Case("WFDB data file named outside its folder", "ecgs", "quarantined", "do not name data files",
+         _host(lambda c, i: [c.ecg(i, _header(_data_files_named("../../../x.dat")))])),
+    Case("WFDB record with no signals", "ecgs", "quarantined", "WFDB",
+         _host(lambda c, i: [c.ecg(i, _header(lambda lines: [" ".join([lines[0].split()[0], "0", "500"])]))])),
+    Case("WFDB record in microvolts", "ecgs", "used", "", _host(lambda c, i: [c.ecg(i, _microvolts)])),
+    Case("WFDB record linked to another record in the store", "ecgs", "used", "",
+         _host(lambda c, i: [c.ecg(i, _inside_link)])),
+    # --- files that are not what a path promises: links out, devices, pipes, folders, giants
+    _swapped("WFDB data file linked to /dev/zero", "ecgs", ".dat", _link_to("/dev/zero"),
+             "WFDB data file points outside the file store"),
+    _swapped("WFDB data file linked outside the store", "ecgs", ".dat", _link_outside,
+             "WFDB data file points outside the file store"),
+    _swapped("WFDB header linked outside the store", "ecgs", ".hea", _link_outside,
+             "ECG file points outside the file store"),
+    _swapped("WFDB data file that is a FIFO", "ecgs", ".dat", _fifo, "WFDB data file is not a regular file"),
+    _swapped("WFDB header that is a folder", "ecgs", ".hea", _directory, "ECG file is not a regular file"),
+    _swapped("WFDB data file of 100 MB", "ecgs", ".dat", _sparse(100 << 20),
+             f"WFDB data file is larger than the {MAX_FILE_MB} MB file limit"),
+    _swapped("WFDB header in a link loop", "ecgs", ".hea", _loop, "ECG file cannot be opened"),
+    _swapped("DICOM linked to /dev/zero", "images", "", _link_to("/dev/zero"), "points outside the file store"),
+    _swapped("DICOM linked outside the store", "images", "", _link_outside, "points outside the file store"),
+    _swapped("DICOM that is a FIFO", "images", "", _fifo, "DICOM file is not a regular file"),
+    _swapped("DICOM that is a folder", "images", "", _directory, "DICOM file is not a regular file"),
+    _swapped("DICOM of 100 MB", "images", "", _sparse(100 << 20),
+             f"DICOM file is larger than the {MAX_FILE_MB} MB file limit"),
+    _swapped("DICOM in a link loop", "images", "", _loop, "file path cannot be resolved"),
+    # --- paths
+    Case("ECG path empty string", "ecgs", "quarantined", "file path is empty",
+         _host(lambda c, i: [c.ecg(i, None, path="")])),
+    Case("ECG path of blanks", "ecgs", "quarantined", "file path is empty",
+         _host(lambda c, i: [c.ecg(i, None, path="   ")])),
+    Case("ECG path absolute", "ecgs", "quarantined", "points outside the file store",
+         _host(lambda c, i: [c.ecg(i, None, path="/etc/passwd")])),
+    Case("ECG path naming the store itself", "ecgs", "quarantined", "points outside the file store",
+         _host(lambda c, i: [c.ecg(i, None, path=".")])),
+    Case("ECG file name longer than the file system allows", "ecgs", "quarantined",
+         "longer than the file system allows", _host(lambda c, i: [c.ecg(i, None, path=f"corpus/{LONG_NAME}")])),
+    Case("ECG path naming a patient, file missing", "ecgs", "quarantined", "ECG file not found",
+         _host(lambda c, i: [c.ecg(i, None, path=f"corpus/{PHI_FOLDER}/{i}")])),
+    Case("DICOM ECG that is a text file", "ecgs", "quarantined", "not a readable DICOM file",
+         _host(lambda c, i: [c.ecg(i, _bytes(b"12-lead ECG: sinus rhythm\n"), path=f"corpus/ecg/{i}.dcm")])),
+    Case("image path empty string (the store root)", "images", "quarantined", "file path is empty",
+         _host(lambda c, i: [c.image(i, None, path="")])),
+    Case("image file name longer than the file system allows", "images", "quarantined",
+         "longer than the file system allows", _host(lambda c, i: [c.image(i, None, path=f"{LONG_NAME}.dcm")])),
+    Case("image path naming a patient, file missing", "images", "quarantined", "DICOM file not found",
+         _host(lambda c, i: [c.image(i, None, path=f"corpus/{PHI_FOLDER}/{i}.dcm")])),
+    # --- DICOM headers
+    Case("DICOM window width 0", "images", "quarantined", "window width is not positive",
+         _host(lambda c, i: [c.image(i, _dicom(WindowCenter=500, WindowWidth=0))])),
+    Case("DICOM deflate claimed over a body that is not deflated", "images", "quarantined", "not deflate data",
+         _host(lambda c, i: [c.image(i, _fake_deflate)])),
+    Case("DICOM deflate bomb (18 MB inflating to 4 GB)", "images", "quarantined", "decompression bomb",
+         _host(lambda c, i: [c.image(i, _deflate_bomb)])),
+    Case("DICOM with two SOP class UIDs", "images", "used", "",
+         _host(lambda c, i: [c.image(i, _dicom(SOPClassUID=["1.2.840.10008.5.1.4.1.1.1", "1.2.3.4"]))])),
+    Case("DICOM declaring 65535 x 65535 pixels", "images", "quarantined", "cannot decode pixel data",
+         _host(lambda c, i: [c.image(i, _dicom(Rows=65535, Columns=65535))])),
+    Case("DICOM with 0 bits allocated", "images", "quarantined", "cannot decode pixel data",
+         _host(lambda c, i: [c.image(i, _dicom(BitsAllocated=0))])),
+    Case("DICOM with -1 frames", "images", "quarantined", "cannot decode pixel data",
+         _host(lambda c, i: [c.image(i, _dicom(NumberOfFrames=-1))])),
+    Case("DICOM with an unknown photometric interpretation", "images", "quarantined", "cannot decode pixel data",
+         _host(lambda c, i: [c.image(i, _dicom(PhotometricInterpretation="GARBAGE"))])),
+    Case("DICOM claiming 3 samples a pixel", "images", "quarantined", "cannot decode pixel data",
+         _host(lambda c, i: [c.image(i, _dicom(SamplesPerPixel=3))])),
+    Case("DICOM rescale slope NaN", "images", "quarantined", "no contrast",
+         _host(lambda c, i: [c.image(i, _dicom(RescaleSlope="NaN", RescaleIntercept=0))])),
+    Case("DICOM rescale slope 1e308", "images", "quarantined", "no contrast",
+         _host(lambda c, i: [c.image(i, _dicom(RescaleSlope=1e308, RescaleIntercept=0))])),
+    Case("image study time 99:60:60", "images", "quarantined", "study date and time is not a date and time",
+         _host(lambda c, i: [c.image(i, _dicom(), study_time=996060.0)])),
+    # --- source rows a loosely typed warehouse (SQLite) accepts and extraction could not read
+    Case("note text that is not UTF-8", "notes", "quarantined", "text in text is not valid UTF-8",
+         _note_not_utf8("text"), backends=("sqlite",)),
+    Case("note type that is not UTF-8", "notes", "quarantined", "text in note_type is not valid UTF-8",
+         _note_not_utf8("note_type"), backends=("sqlite",)),
+    Case("vital value text that is not UTF-8", "events", "quarantined", "text in value_text is not valid UTF-8",
+         _chart_not_utf8, backends=("sqlite",)),
+    Case("lab value number that is text", "events", "quarantined", "valuenum holds text where a number belongs",
+         _host(lambda c, i: [c.lab(i, SODIUM, "one-forty", "mEq/L")]), backends=("sqlite",)),
+    Case("vital item id that is text", "events", "quarantined", "itemid holds text where a number belongs",
+         _host(lambda c, i: [c.chart(i, "HR", 80.0, "bpm")]), backends=("sqlite",)),
+    Case("vital charted with a time-zone offset", "events", "quarantined", "carries a time-zone offset",
+         _host(lambda c, i: [c.chart(i, HEART_RATE, 84.0, "bpm", at="2026-01-30 09:00:00+02:00")]),
+         backends=("sqlite",)),
+    Case("lab charted 'yesterday'", "events", "quarantined", "is not a date and time",
+         _host(lambda c, i: [c.lab(i, POTASSIUM, 4.1, "mEq/L", at="yesterday")]), backends=("sqlite",)),
+    Case("patient age that is text", "cohort", "quarantined", "anchor_age holds text where a number belongs",
+         _bad_stay(age="old"), backends=("sqlite",)),
+    Case("ICU admission with a time-zone offset", "cohort", "quarantined", "carries a time-zone offset",
+         lambda c, i: [str(c.stay(i, intime_text="2026-01-29 00:00:00-05:00"))], backends=("sqlite",)),
+    Case("ECG time with a time-zone offset", "ecgs", "quarantined", "carries a time-zone offset",
+         _host(lambda c, i: [c.ecg(i, _wfdb(_signal()), at="2026-01-30 06:00:00+01:00")]), backends=("sqlite",)),
+    Case("ECG RR interval that is text", "ecgs", "quarantined", "rr_interval holds text where a number belongs",
+         _host(lambda c, i: (lambda study: (c.rows["mimiciv_ecg.machine_measurements"].append(
+             {"subject_id": SUBJECT0 + i, "study_id": int(study), "rr_interval": "irregular"}), [study])[1])(
+             c.ecg(i, _wfdb(_signal())))), backends=("sqlite",)),
+    # --- values that were used silently wrong
+    Case("lab with an empty unit where one is required", "events", "quarantined",
+         "unit is empty but the concept map requires one", _host(lambda c, i: [c.lab(i, SODIUM, 139.0, None)])),
+    Case("vital charted in 1900 under a stay id", "events", "quarantined", "before ICU admission or after discharge",
+         _host(lambda c, i: [c.chart(i, HEART_RATE, 77.0, "bpm", at=datetime(1900, 1, 30, 8))])),
+    Case("creatinine -0", "events", "quarantined", "lower bound of a strictly positive quantity",
+         _host(lambda c, i: [c.lab(i, CREATININE, -0.0, "mg/dL", value="-0")])),
+    Case("creatinine 0", "events", "quarantined", "lower bound of a strictly positive quantity",
+         _host(lambda c, i: [c.lab(i, CREATININE, 0.0, "mg/dL")])),
+    Case("urine output -0", "events", "quarantined", "negative sign on a quantity that cannot be negative",
+         _host(lambda c, i: [c.output(i, -0.0)]), backends=("postgres",)),  # SQLite stores -0.0 as 0
+    Case("two lab rows sharing one primary key", "events", "quarantined", "source row id appears more than once",
+         _shared_primary_key),
+    Case("one patient in two open ICU stays", "cohort", "quarantined",
+         "still open while a later ICU stay of the same patient began", _overlapping_open_stays),
+    Case("an open ICU stay admitted a century ago", "cohort", "quarantined", "still open more than 365 days",
+         _ancient_open_stay),
+]
+CASES += HOSTILE_CASES
+
+
+def plant(night_start: datetime, filestore: Path, backend: str = "sqlite"
+          ) -> tuple[Corpus, dict[str, list[str]]]:
+    """Build every case a ``backend`` warehouse can hold; returns the rows to write and each
+    planted case's expected record ids."""
     corpus = Corpus(night_start=night_start, filestore=filestore)
     expected = {}
     for i, case in enumerate(CASES):
-        ids = case.plant(corpus, i)
-        expected[case.name] = [ids] if isinstance(ids, str) else list(ids)
+        if backend in case.backends:
+            ids = case.plant(corpus, i)
+            expected[case.name] = [ids] if isinstance(ids, str) else list(ids)
     return corpus, expected
