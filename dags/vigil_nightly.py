@@ -28,15 +28,12 @@ def _cron() -> str | None:
     return nightly_schedule()
 
 
-def _night() -> str:
+def _run() -> dict:
+    """The night this DAG run scores, and its id: its tasks share a run folder no other run touches."""
     from pipeline.nightly import night_for_run
     context = get_current_context()
-    return night_for_run(context.get("logical_date"), context["dag_run"].run_after).isoformat()
-
-
-def _run() -> str:
-    """This DAG run's id: its tasks share one run folder, which no other run of the night touches."""
-    return get_current_context()["run_id"]
+    return {"night": night_for_run(context.get("logical_date"), context["dag_run"].run_after).isoformat(),
+            "run_id": context["run_id"]}
 
 
 @dag(
@@ -53,56 +50,49 @@ def vigil_nightly():
     def extract() -> dict:
         """New rows since each source table's watermark, as canonical frames."""
         from pipeline.nightly import extract_stage
-
-        return extract_stage(_night(), run_id=_run())
+        return extract_stage(**_run())
 
     @task
     def validate() -> dict:
         """Great-expectations suites; quarantine with reasons; fail above the failure-rate limit."""
         from pipeline.nightly import validate_stage
-
-        return validate_stage(_night(), run_id=_run())
+        return validate_stage(**_run())
 
     @task
     def features() -> dict:
         """Windowed lab/vital aggregates and static fields for every active stay."""
         from pipeline.nightly import features_stage
-
-        return features_stage(_night(), run_id=_run())
+        return features_stage(**_run())
 
     @task(queue="gpu", pool="gpu")
     def embed(modality: str) -> dict:
         """One modality's embeddings (cached by content hash and encoder version), pooled per stay."""
         from pipeline.nightly import embed_stage
-
-        return embed_stage(_night(), modality=modality, run_id=_run())
+        return embed_stage(modality=modality, **_run())
 
     @task
     def models() -> list[str]:
         """The night's promoted models: a score task is mapped over each."""
         from pipeline.nightly import night_models
-        return night_models(_night(), run_id=_run())
+        return night_models(**_run())
 
     @task
     def score(model: str) -> dict:
         """One model's cohort of active stays through its promoted version: probability, band, factors."""
         from pipeline.nightly import score_stage
-
-        return score_stage(_night(), model=model, run_id=_run())
+        return score_stage(model=model, **_run())
 
     @task
     def publish() -> dict:
         """One transaction: risk rows, audit, accounting, quarantine, watermarks."""
         from pipeline.nightly import publish_stage
-
-        return publish_stage(_night(), run_id=_run())
+        return publish_stage(**_run())
 
     @task
     def report() -> dict:
         """Accounting, quarantine reasons, score distribution; drift and performance; alerts."""
         from pipeline.nightly import report_stage
-
-        return report_stage(_night(), run_id=_run())
+        return report_stage(**_run())
 
     validated = extract() >> validate()
     scored = score.expand(model=validated >> models())

@@ -55,6 +55,7 @@ class Settings:
     record_memory_mb: int = 2048       # memory budget of one record's decoding (the decode process's growth)
     max_file_mb: int = 1024            # a file in the store larger than this is refused unread
     max_open_stay_days: int = 365      # an ICU stay still open after this long is quarantined
+    failure_rate_min_rows: int = 10    # the failure-rate brake needs at least this many quarantined rows
 
     @property
     def runs_dir(self) -> Path:
@@ -142,6 +143,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         record_memory_mb=int(env.get("VIGIL_RECORD_MEMORY_MB", "2048")),
         max_file_mb=int(env.get("VIGIL_MAX_FILE_MB", "1024")),
         max_open_stay_days=int(env.get("VIGIL_MAX_OPEN_STAY_DAYS", "365")),
+        failure_rate_min_rows=int(env.get("VIGIL_FAILURE_RATE_MIN_ROWS", "10")),
     )
 
 

@@ -104,6 +104,9 @@ class Night:
     night: date
     run_id: str | None = None
 
+    def __post_init__(self) -> None:
+        self._folder = None if self.run_id is None else self.night_folder / run_key(self.run_id)
+
     @property
     def prediction_time(self) -> datetime:
         return datetime.combine(self.night + timedelta(days=1), datetime.min.time())
@@ -114,29 +117,34 @@ class Night:
 
     @property
     def folder(self) -> Path:
-        if self.run_id is not None:
-            return self.night_folder / run_key(self.run_id)
-        pointer = self.night_folder / "current"
-        try:
-            return self.night_folder / pointer.read_text().strip()
-        except FileNotFoundError as error:
-            raise FileNotFoundError(f"night {self.night} has not been extracted ({pointer} missing)") from error
-        except OSError as error:
-            raise RunFolderError(f"night {self.night}: cannot read {pointer}: {error.strerror or error}") from error
+        """This run's folder; without a run id, the night's current run, looked up once so a
+        stage never reads one run's files and writes another's."""
+        if self._folder is None:
+            pointer = self.night_folder / "current"
+            try:
+                self._folder = self.night_folder / pointer.read_text().strip()
+            except FileNotFoundError as error:
+                raise FileNotFoundError(f"night {self.night} has not been extracted ({pointer} missing)") from error
+            except OSError as error:
+                raise RunFolderError(f"night {self.night}: cannot read {pointer}: {error.strerror or error}") from error
+        return self._folder
 
     def start(self) -> None:
-        """Begin this run: an empty folder, named as the night's current run; earlier runs'
-        folders of the night that nobody has touched for a day are removed."""
+        """Begin this run in an empty folder; earlier runs' folders of the night in which nothing
+        was written for a day are removed."""
         shutil.rmtree(self.folder, ignore_errors=True)
         self.path("extract", "")
-        pointer = self.night_folder / "current"
-        staged = pointer.with_name(f".current-{uuid.uuid4().hex[:8]}")
-        staged.write_text(run_key(self.run_id))
-        os.replace(staged, pointer)  # atomic: a reader sees the old run or the new one, never half
         cutoff = datetime.now().timestamp() - RUN_FOLDERS_KEPT_HOURS * 3600
         for other in self.night_folder.iterdir():
-            if other.is_dir() and other != self.folder and other.stat().st_mtime < cutoff:
+            if other != self.folder and other.is_dir() and _last_written(other) < cutoff:
                 shutil.rmtree(other, ignore_errors=True)
+
+    def make_current(self) -> None:
+        """Name this run the night's current one (after its extraction is complete)."""
+        pointer = self.night_folder / "current"
+        staged = pointer.with_name(f".current-{uuid.uuid4().hex[:8]}")
+        staged.write_text(self.folder.name)
+        os.replace(staged, pointer)  # atomic: a reader sees the old run or the new one, never half
 
     def path(self, stage: str, name: str) -> Path:
         folder = self.folder / stage
@@ -166,6 +174,14 @@ class Night:
         if not path.exists():
             raise FileNotFoundError(f"night {self.night} has not been extracted ({path} missing)")
         return json.loads(path.read_text())
+
+
+def _last_written(folder: Path) -> float:
+    """When anything in a run folder was last written (0 when it vanished meanwhile)."""
+    try:
+        return max([folder.stat().st_mtime] + [p.stat().st_mtime for p in folder.rglob("*")])
+    except OSError:
+        return 0.0
 
 
 def run_folder(night, settings: Settings | None = None, run_id: str | None = None) -> Path:
@@ -242,6 +258,7 @@ def extract_stage(night, settings: Settings | None = None, run_id: str | None = 
         "records_in": {t: extraction.records_in(t) for t in TABLES},
     }
     ctx.path("extract", "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    ctx.make_current()
     return {"run_id": manifest["run_id"], "records_in": manifest["records_in"]}
 
 
@@ -267,7 +284,7 @@ def validate_stage(night, settings: Settings | None = None, run_id: str | None =
                    "duplicates": len(r.duplicates), "failure_rate": round(r.failure_rate, 4)}
                for t, r in outcome.tables.items()}
     summary["unscored_stays"] = len(unscored)
-    enforce_thresholds(outcome, ctx.settings.failure_rate_limit)
+    enforce_thresholds(outcome, ctx.settings.failure_rate_limit, ctx.settings.failure_rate_min_rows)
     return summary
 
 
@@ -415,7 +432,8 @@ def embed_stage(night, settings: Settings | None = None, modality: str | None = 
                                            workers=ctx.settings.decode_workers)
         failures = [unreadable]
         past = history[history["modality"] == MODALITY_OF[table]]
-        past = past[~past["record_id"].isin(tonight["record_id"])]  # re-sent tonight: tonight's version wins
+        # a record re-sent tonight is tonight's version or nothing (quarantined), never its stale past one
+        past = past[~past["record_id"].isin(ctx.read("extract", table)["record_id"].astype(str))]
         everything = pd.concat([tonight, past], ignore_index=True)
         for name, bundle in bundles.items():
             spec = parse_spec(bundle.spec_raw, name)

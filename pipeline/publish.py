@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
 import pandas as pd
 
 from pipeline.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
 
 INCREMENTAL_TABLES = ("events", "notes", "ecgs", "images")
 STORE_EVENT_COLUMNS = ["stay_id", "time", "code", "value", "unit", "arrival_time", "source_table", "source_row_id"]
@@ -32,6 +35,22 @@ def risk_digest(risk: pd.DataFrame) -> str:
     """sha256 of the night's risk rows in key order; equal digests mean identical rows."""
     ordered = risk.sort_values(["stay_id", "model_name"], kind="stable")
     return hashlib.sha256(ordered.to_csv(index=False, date_format="%Y-%m-%d %H:%M:%S").encode()).hexdigest()
+
+
+def content_digest(results: NightResults, risk_sha256: str) -> str:
+    """sha256 of everything a publish writes but its timestamps: two publishes of one run with
+    the same digest leave the same state, so the second may skip its writes."""
+    digest = hashlib.sha256(risk_sha256.encode())
+    for frame, key in ((results.stay_features, ["stay_id", "feature"]), (results.events, ["source_row_id"]),
+                       (results.records, ["modality", "record_id"]),
+                       (results.quarantine, ["source_table", "record_id", "reason"]),
+                       (results.exclusions, ["source_table", "record_id", "reason"]),
+                       (results.dq, ["source_table", "expectation", "column_name"]),
+                       (results.counts, ["source_table"])):
+        ordered = frame.sort_values([k for k in key if k in frame], kind="stable") if len(frame) else frame
+        digest.update(ordered.to_csv(index=False, date_format="%Y-%m-%d %H:%M:%S").encode())
+    digest.update(json.dumps([results.stays_active, results.stays_unscored, results.models], sort_keys=True).encode())
+    return digest.hexdigest()
 
 
 def accounting(records_in: dict[str, int], used: dict[str, int], quarantined: dict[str, int],
@@ -98,12 +117,19 @@ def publish(wh: Warehouse, results: NightResults) -> dict:
     watermarks = pd.DataFrame({"source_table": list(INCREMENTAL_TABLES), "night": night,
                                "high_water": results.prediction_time})
     summary = {"risk_rows": len(results.risk), "risk_rows_sha256": digest, "stays_scored": stays_scored}
+    content = content_digest(results, digest)
+    run["content_sha256"] = content
     with wh.begin() as conn:
         wh.serialise_writers(conn)
-        published = wh.read("SELECT run_id, risk_rows_sha256 FROM vigil_audit.runs WHERE night = :night", key,
-                            conn=conn)
-        if published[["run_id", "risk_rows_sha256"]].values.tolist() == [[results.run_id, digest]]:
+        published = wh.read("SELECT run_id, started_at, content_sha256 FROM vigil_audit.runs WHERE night = :night",
+                            key, conn=conn, times=("started_at",))
+        if published[["run_id", "content_sha256"]].values.tolist() == [[results.run_id, content]]:
             return summary  # this run is already published: a retry leaves the state as it is
+        if len(published) and published["run_id"].iloc[0] != results.run_id and \
+                published["started_at"].iloc[0] > pd.Timestamp(results.started_at):
+            log.warning("night %s was published by run %s, started after this run %s: nothing written",
+                        night, published["run_id"].iloc[0], results.run_id)
+            return {**summary, "superseded_by": str(published["run_id"].iloc[0])}
         wh.replace_rows(conn, "vigil_risk.risk_scores", "night = :night", key, results.risk)
         wh.replace_rows(conn, "vigil_features.stay_features", "night = :night", key, results.stay_features)
         wh.execute(conn, "DELETE FROM vigil_features.stay_events WHERE ingest_night = :night", key)

@@ -142,7 +142,8 @@ class Warehouse:
                      ("vigil_models.model_versions", "selected", "BOOLEAN"),
                      ("vigil_models.model_versions", "promoted_at", "TIMESTAMP"),
                      ("vigil_features.outcome_events", "value", "DOUBLE PRECISION"),
-                     ("vigil_features.concept_map", "lower_exclusive", "BOOLEAN"))
+                     ("vigil_features.concept_map", "lower_exclusive", "BOOLEAN"),
+                     ("vigil_audit.runs", "content_sha256", "VARCHAR(64)"))
 
     def _add_missing_columns(self) -> None:
         """Bring a warehouse created by an earlier version up to date (``CREATE TABLE IF NOT

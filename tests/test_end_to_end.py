@@ -28,12 +28,16 @@ def risk_dump(wh, night=None) -> str:
 
 
 def expected_active(wh, night) -> set[int]:
-    """Stays in the ICU at the prediction time, from the source tables, minus rejected cohort rows."""
+    """Stays in the ICU at the prediction time, from the source tables, minus rejected cohort rows
+    (an impossible age; a stay still open when a later stay of its patient began)."""
     t = datetime.combine(night + timedelta(days=1), datetime.min.time())
-    stays = wh.read("SELECT i.stay_id, i.intime, i.outtime, p.anchor_age FROM mimiciv_icu.icustays i "
+    stays = wh.read("SELECT i.stay_id, i.subject_id, i.intime, i.outtime, p.anchor_age FROM mimiciv_icu.icustays i "
                     "JOIN mimiciv_hosp.patients p ON p.subject_id = i.subject_id", times=("intime", "outtime"))
-    inside = (stays["intime"] <= t) & (stays["outtime"].isna() | (stays["outtime"] > t)) & (stays["anchor_age"] >= 0)
-    return set(stays.loc[inside, "stay_id"].astype(int))
+    stays = stays[stays["intime"] <= t]
+    inside = (stays["outtime"].isna() | (stays["outtime"] > t)) & (stays["anchor_age"] >= 0)
+    superseded = stays["intime"] < stays.groupby("subject_id")["intime"].transform("max")
+    assert superseded[inside].any(), "the synthetic cohort should hold an overlapping readmission to quarantine"
+    return set(stays.loc[inside & ~superseded, "stay_id"].astype(int))
 
 
 def test_training_promotes_a_model_with_a_patient_level_split(trained):

@@ -107,3 +107,54 @@ def test_assign_stays_prefers_the_latest_overlapping_stay():
 def test_mimic_cxr_study_date_and_time():
     stamps = study_datetime(pd.Series([21800506, 20260301]), pd.Series([213014.531, 5.0]))
     assert stamps.tolist() == [ts("2180-05-06 21:30:14"), ts("2026-03-01 00:00:05")]
+
+
+@pytest.fixture
+def sqlite_warehouse(tmp_path):
+    from pipeline.warehouse import Warehouse
+    from tests.conftest import ROOT
+
+    wh = Warehouse(f"sqlite:///{tmp_path / 'wh' / 'vigil.db'}", ROOT / "sql")
+    wh.create_schema()
+    yield wh
+    wh.dispose()
+
+
+def test_one_unreadable_raw_value_quarantines_its_row_and_extraction_goes_on(sqlite_warehouse):
+    """SQLite stores what a feed writes; each of these once failed extraction for the whole night."""
+    wh = sqlite_warehouse
+    good = {"subject_id": 2, "stay_id": 201, "itemid": 220045, "storetime": "2026-02-28 12:00:00",
+            "value": "90", "valuenum": 90.0, "valueuom": "bpm"}
+    load(wh, {
+        "mimiciv_hosp.patients": [{"subject_id": 2, "gender": "M", "anchor_age": 70, "anchor_year": 2026},
+                                  {"subject_id": 3, "gender": "F", "anchor_age": "old", "anchor_year": 2026}],
+        "mimiciv_icu.icustays": [
+            {"subject_id": 2, "hadm_id": 21, "stay_id": 201, "intime": "2026-02-27 10:00:00", "outtime": None},
+            {"subject_id": 3, "hadm_id": 31, "stay_id": 301, "intime": "2026-02-27 10:00:00", "outtime": None}],
+        "mimiciv_icu.chartevents": [
+            {**good, "charttime": "2026-02-28 10:00:00"},
+            {**good, "charttime": "2026-02-28 10:01:00", "itemid": 1e300},
+            {**good, "charttime": "2026-02-28 10:02:00", "subject_id": "inf"},
+            {**good, "charttime": "2026-02-28 10:03:00", "stay_id": 9e999},
+            {**good, "charttime": "2026-02-28T11:00:00+05"},
+            {**good, "charttime": "2026-02-28 11:00:00-05:30"},
+            {**good, "charttime": "the day before"},
+            {**good, "charttime": "2026-02-28 10:04:00", "valuenum": "ninety"}],
+        "mimiciv_cxr.record_list": [{"subject_id": 2, "study_id": 5, "dicom_id": "x", "path": "x.dcm"}],
+        "mimiciv_cxr.metadata": [{"dicom_id": "x", "subject_id": 2, "study_id": 5, "studydate": 20260228,
+                                  "studytime": float("inf"), "modality": "CR"}],
+    })
+    before = extract(wh, until=datetime(2026, 2, 28), since={t: datetime(2026, 2, 27) for t in
+                                                            ("events", "notes", "ecgs", "images")})
+    assert before.records_in("images") == 0  # the image's day is read, but it is the next night's
+    extraction = extract(wh, until=T0, since={t: datetime(2026, 2, 28) for t in ("events", "notes", "ecgs", "images")})
+    assert len(extraction.frames["events"]) == 1
+    reasons = extraction.quarantined.groupby("source_table")["reason"].apply(list).to_dict()
+    assert sorted(reasons["events"]) == sorted([
+        "itemid is not a whole number", "subject_id is not a whole number", "stay_id is not a whole number",
+        *["time in time carries a time-zone offset (times are stored naive, in one clock)"] * 2,
+        "time in time is not a date and time", "valuenum holds text where a number belongs"])
+    assert reasons["cohort"] == ["anchor_age holds text where a number belongs"]
+    assert reasons["images"] == ["study date and time is not a date and time"]
+    for table in ("cohort", "events", "images"):  # every row read is accounted for
+        assert extraction.records_in(table) == {"cohort": 2, "events": 8, "images": 1}[table]

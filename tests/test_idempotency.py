@@ -9,7 +9,7 @@ from datetime import date
 
 import pytest
 
-from pipeline.nightly import run_night
+from pipeline.nightly import STAGES, run_night
 from pipeline.publish import risk_digest
 from tests.conftest import E2E_NIGHTS
 from tests.state import dump, night_rows, run_child, unpublish
@@ -53,13 +53,25 @@ def test_publish_retried_after_it_committed_leaves_the_same_state(cloned):
         assert dump(wh) == expected and _audit(wh, night) == audit
 
 
+def test_a_late_publish_of_an_older_run_never_overwrites_a_newer_runs_publish(cloned):
+    """Run A is held up before publishing; run B of the same night starts later and publishes;
+    A's publish then finds the night published by a run that started after it and writes nothing."""
+    wh, settings, night = cloned["warehouse"], cloned["settings"], E2E_NIGHTS[1]
+    older = run_night(night, settings, stages=STAGES[:STAGES.index("publish")])["extract"]["run_id"]
+    newer = run_night(night, settings)["extract"]["run_id"]
+    expected, audit = dump(wh), _audit(wh, night)
+    late = run_night(night, settings, run_id=older, stages=("publish",))
+    assert late["publish"]["superseded_by"] == newer
+    assert dump(wh) == expected and _audit(wh, night) == audit
+
+
 def test_two_runs_of_one_night_at_once_leave_one_audit_row_and_the_same_state(cloned):
     """A manual re-run started while the scheduled run of the same night works: each run keeps
     its own folder, their publishes serialise, and the night ends with one audit row and exactly
     the state one run leaves."""
     wh, settings, night = cloned["warehouse"], cloned["settings"], E2E_NIGHTS[1]
     expected = dump(wh)
-    code = ("import time\nfrom pipeline.nightly import run_night\nprint('start', time.time())\n"
+    code = ("import time\nfrom pipeline.nightly import STAGES, run_night\nprint('start', time.time())\n"
             "print('run', run_night('{night}', SETTINGS)['extract']['run_id'])\nprint('end', time.time())\n")
     with ThreadPoolExecutor(2) as pool:
         children = list(pool.map(lambda _: run_child(settings, code.format(night=night)), range(2)))
@@ -85,7 +97,7 @@ def test_two_nights_running_concurrently_publish_what_they_publish_in_turn(clone
     expected = dump(wh)
     for night in E2E_NIGHTS:
         unpublish(wh, night)
-    code = ("import time\nfrom pipeline.nightly import run_night\nprint('start', time.time())\n"
+    code = ("import time\nfrom pipeline.nightly import STAGES, run_night\nprint('start', time.time())\n"
             "run_night('{night}', SETTINGS)\nprint('end', time.time())\n")
     with ThreadPoolExecutor(2) as pool:
         children = list(pool.map(lambda n: run_child(settings, code.format(night=n)), E2E_NIGHTS))

@@ -152,3 +152,21 @@ def test_fuzzed_headers_are_embedded_or_refused_with_a_reason_never_raised_or_hu
     assert all(reasons) and not [r for r in reasons if str(folder) in r or "/" in r.split("(")[0][-3:]]
     assert len(refused) >= 0.2 * len(records) and len(embedded) >= 0.1 * len(records), \
         f"{len(refused)} refused, {len(embedded)} embedded: the mutations no longer exercise both outcomes"
+
+
+def test_a_record_hashed_earlier_then_replaced_by_a_link_out_of_the_store_is_refused_when_decoded(tmp_path):
+    """A past night's record is decoded again (a new encoder version) without being hashed again:
+    the file store's rules run in the decoder too."""
+    store_folder, outside = tmp_path / "store", tmp_path / "outside"
+    for folder in (store_folder, outside):
+        folder.mkdir()
+    for target in (store_folder / "a.dcm", store_folder / "b.dcm", outside / "x.dcm"):
+        synthetic_imaging.write_dicom(target, synthetic_imaging.synth_chest(np.random.default_rng(1), 1.0),
+                                      patient_id="p", study_uid_seed=target.name, when=datetime(2026, 3, 1))
+    store = FileStore(store_folder)
+    hashed, _ = hash_records(pd.DataFrame({"record_id": ["a", "b"], "stay_id": 1, "uri": ["a.dcm", "b.dcm"]}),
+                             "images", store)
+    (store_folder / "a.dcm").unlink()
+    (store_folder / "a.dcm").symlink_to(outside / "x.dcm")
+    vectors, failed = encode_files(hashed, new_signal_encoder("images", {"size": 64}), store)
+    assert list(failed.values()) == ["file path points outside the file store"] and len(vectors) == 1

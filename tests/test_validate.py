@@ -122,3 +122,10 @@ def test_failure_rate_above_the_limit_stops_the_night_naming_the_table():
                                                r"3 x value is empty or not numeric"):
         enforce_thresholds(outcome, lambda table: 0.5 if table == "events" else 1.0)
     enforce_thresholds(outcome, lambda table: 1.0)  # under the limit: passes
+
+
+def test_the_brake_needs_enough_quarantined_rows_so_one_bad_row_never_stops_a_small_night():
+    outcome = validate(frames([event("ok"), event("impossible", value=999.0)]), UNTIL)
+    enforce_thresholds(outcome, lambda table: 0.25, min_rows=10)  # half the rows, but one row
+    with pytest.raises(DataQualityError, match="events: 50.0% of 2 rows"):
+        enforce_thresholds(outcome, lambda table: 0.25, min_rows=1)

@@ -152,6 +152,8 @@ def test_init_brings_an_older_warehouse_to_one_audit_row_per_night(any_warehouse
     assert any_warehouse.read("SELECT run_id FROM vigil_audit.run_counts")["run_id"].tolist() == ["b"]
     with pytest.raises(Exception, match="(?i)unique"):
         with any_warehouse.begin() as conn:
-            any_warehouse.execute(conn, "INSERT INTO vigil_audit.runs SELECT 'c', night, prediction_time, started_at, "
-                                        "published_at, status, stays_active, stays_scored, stays_unscored, risk_rows, "
-                                        "risk_rows_sha256, models FROM vigil_audit.runs")
+            any_warehouse.execute(conn, "INSERT INTO vigil_audit.runs (run_id, night, prediction_time, started_at, "
+                                        "published_at, status, stays_active, stays_scored, risk_rows, risk_rows_sha256, "
+                                        "models) SELECT 'c', night, prediction_time, started_at, published_at, status, "
+                                        "stays_active, stays_scored, risk_rows, risk_rows_sha256, models "
+                                        "FROM vigil_audit.runs")

@@ -28,6 +28,7 @@ SIGNAL_CONDITIONING = "fft-bandpass"
 STANDARD_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 _CANONICAL = {lead.upper(): lead for lead in STANDARD_LEADS}
 MAX_HEADER_BYTES = 64 * 1024       # a 12-lead header is ~1 kB; anything this long is not one
+MAX_DATA_FILES = 32                # a 12- or 15-lead record has one file a signal at most
 SAMPLING_RATES = (25.0, 20_000.0)  # Hz: what an ECG cart or Holter records at, inclusive
 
 
@@ -68,7 +69,10 @@ def _signal_files(header: Path) -> list[str]:
         raise RecordError(f"unreadable WFDB header ({type(error).__name__})") from error
     if len(names) != signals or any("/" in n or "\\" in n or n.startswith(".") for n in names):
         raise RecordError("unreadable WFDB header (signal lines do not name data files)")
-    return list(dict.fromkeys(names))
+    files = list(dict.fromkeys(names))
+    if len(files) > MAX_DATA_FILES:
+        raise RecordError(f"unreadable WFDB header (names more than {MAX_DATA_FILES} data files)")
+    return files
 
 
 def is_dicom_waveform(path: Path) -> bool:
@@ -76,7 +80,10 @@ def is_dicom_waveform(path: Path) -> bool:
 
 
 def ecg_sha256(path: Path, store: FileStore | None = None) -> str:
-    return files_sha256(record_files(path, store))
+    files = record_files(path, store)
+    if store is not None and store.max_bytes is not None and sum(f.stat().st_size for f in files) > store.max_bytes:
+        raise RecordError(f"ECG record is larger than the {store.max_bytes // 2**20:,} MB file limit")
+    return files_sha256(files)
 
 
 _UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "μv": 1e-3, "v": 1e3}

@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline.embed import cache
-from pipeline.embed.ecg import SIGNAL_CONDITIONING, EcgResNet, ecg_sha256, read_ecg
+from pipeline.embed.ecg import SIGNAL_CONDITIONING, EcgResNet, ecg_sha256, read_ecg, record_files
 from pipeline.embed.imaging import IMAGE_CONDITIONING, ImageEncoder, image_sha256, read_image
 from pipeline.embed.isolation import Budget, Isolated, guarded
 from pipeline.embed.records import text_sha256
@@ -148,6 +148,17 @@ def hash_records(records: pd.DataFrame, modality: str, filestore: FileStore, *, 
     return records[~bad].reset_index(drop=True), failed
 
 
+def read_stored(uri: str, *, filestore: FileStore, modality: str, reader):
+    """``reader`` of a record in the store, after the store's rules again (a record hashed on an
+    earlier night may have been replaced by a link, a pipe or a giant since)."""
+    path = filestore.path(uri)
+    if modality == "ecg":
+        record_files(path, filestore)
+    else:
+        filestore.regular(path, "DICOM file")
+    return reader(path)
+
+
 def _decoded_batches(records: pd.DataFrame, encoder, filestore: FileStore, *, workers: int, batch_size: int,
                      device: str, budget: Budget, progress: bool, desc: str):
     """Each distinct file decoded once, in batches of ``(content_hashes, tensor, {content_hash:
@@ -166,10 +177,10 @@ def _decoded_batches(records: pd.DataFrame, encoder, filestore: FileStore, *, wo
         stacked = torch.from_numpy(np.stack(arrays)) if arrays else torch.zeros(0)
         return decoded, stacked.pin_memory() if pin and arrays else stacked, failed
 
-    paths = [filestore.path(uri) for uri in unique["uri"]]  # resolved when they were hashed
+    read = partial(read_stored, filestore=filestore, modality=encoder.modality, reader=encoder.reader)
     with Isolated(budget, workers=workers) as isolated:
-        for index, array, reason in tqdm(isolated.results(encoder.step, encoder.reader, paths), total=len(paths),
-                                         desc=desc, disable=not progress, unit="file"):
+        for index, array, reason in tqdm(isolated.results(encoder.step, read, unique["uri"].tolist()),
+                                         total=len(unique), desc=desc, disable=not progress, unit="file"):
             if reason is not None:
                 failed[hashes[index]] = reason
                 continue

@@ -54,7 +54,7 @@ def training_set(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: date
     """Labelled examples (see :func:`labelled_examples`) and their features, from data known by ``as_of``."""
     extraction = extract(wh, until=as_of)
     validation = validate(extraction.frames, as_of, extraction.quarantined, settings.max_open_stay_days)
-    enforce_thresholds(validation, settings.failure_rate_limit)
+    enforce_thresholds(validation, settings.failure_rate_limit, settings.failure_rate_min_rows)
     cohort = validation.valid("cohort")
     examples = labelled_examples(cohort, wh, spec, as_of)
     if examples["label"].nunique() < 2:

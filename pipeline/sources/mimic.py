@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 
 from pipeline.frames import CONTRACTS, TIME, conform, empty
@@ -69,12 +70,14 @@ class _Screened:
         self.parts: list[pd.DataFrame] = []
 
     def keep(self, table: str, raw: pd.DataFrame, reasons: pd.Series, record_ids: pd.Series) -> pd.DataFrame:
-        """The clean rows of ``raw``; the others are quarantined in canonical ``table``."""
+        """The clean rows of ``raw``; the others are quarantined in canonical ``table`` (a row
+        without a usable id is named by its position in the night's read)."""
         bad = reasons.notna()
         if bad.any():
             stays = raw["stay_id"] if "stay_id" in raw else pd.Series(pd.NA, index=raw.index)
+            unnamed = pd.Series([f"{table}/row-{i}" for i in range(len(raw))], index=raw.index, dtype="string")
             self.parts.append(pd.DataFrame({
-                "source_table": table, "record_id": record_ids[bad].astype("string").fillna("unknown"),
+                "source_table": table, "record_id": record_ids.astype("string").fillna(unnamed)[bad],
                 "stay_id": stays[bad].astype("Int64"), "reason": reasons[bad].astype("string"),
                 "check_name": "extract"}, columns=QUARANTINE_COLUMNS))
         return raw[~bad].reset_index(drop=True)
@@ -181,7 +184,7 @@ def _events(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime
 
     labs, reasons = _read(wh, "labevents", params)
     labs["source_table"] = "mimiciv_hosp.labevents"
-    labs["source_row_id"] = "labevents/" + labs["labevent_id"].astype("string").fillna("?")
+    labs["source_row_id"] = "labevents/" + labs["labevent_id"].astype("string")
     labs = screened.keep("events", labs, reasons, labs["source_row_id"])
     labs["stay_id"] = assign_stays(labs, spans, "source_row_id")
 
@@ -230,8 +233,14 @@ def _images(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime
     raw["record_id"] = raw["dicom_id"].astype("string")
     raw["time"] = study_datetime(raw["studydate"], raw["studytime"])
     reasons = reasons.mask(reasons.isna() & raw["time"].isna(), "study date and time is not a date and time")
-    raw = screened.keep("images", raw, reasons, raw["record_id"])
-    raw = raw[(raw["time"] > pd.Timestamp(since)) & (raw["time"] <= pd.Timestamp(until))].copy()
+    # the query reads whole days, and a day falls in two nights' windows: a row with a usable time
+    # is this night's when its time is; one without, when its study day begins within the night
+    day = pd.to_datetime(raw["studydate"].astype("Int64").astype("string"), format="%Y%m%d", errors="coerce")
+    first_day = day.notna() & (day >= pd.Timestamp(since)) & (day < pd.Timestamp(until))
+    no_day = day.isna() & (raw["studydate"] >= params["since_day"]) & (raw["studydate"] < params["until_day"])
+    timely = (raw["time"] > pd.Timestamp(since)) & (raw["time"] <= pd.Timestamp(until))
+    raw = raw[(reasons.isna() & timely) | (reasons.notna() & (first_day | no_day).fillna(False))]
+    raw = screened.keep("images", raw, reasons[raw.index], raw["record_id"])
     raw["arrival_time"] = raw["time"]
     raw["uri"] = raw["path"]
     raw["category"] = raw["modality"]
@@ -249,9 +258,10 @@ def study_datetime(studydate: pd.Series, studytime: pd.Series) -> pd.Series:
     if studydate.empty:
         return pd.Series(pd.array([], dtype="datetime64[us]"), index=studydate.index)
     day = pd.to_datetime(studydate.astype("Int64").astype(str), format="%Y%m%d", errors="coerce")
-    clock = studytime.fillna(0).astype(float).astype(int)
+    time = pd.to_numeric(studytime, errors="coerce").astype(float)
+    clock = time.where(np.isfinite(time.fillna(0)) & (time.fillna(0).abs() < 1e7)).fillna(-1).astype(int)
     hours, minutes, secs = clock // 10000, clock // 100 % 100, clock % 100
-    seconds = (hours * 3600 + minutes * 60 + secs).where((hours < 24) & (minutes < 60) & (secs < 61))  # else NaT
+    seconds = (hours * 3600 + minutes * 60 + secs).where((clock >= 0) & (hours < 24) & (minutes < 60) & (secs < 61))
     return (day + pd.to_timedelta(seconds, unit="s")).astype("datetime64[us]")
 
 

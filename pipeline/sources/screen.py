@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
-# A trailing UTC designator or numeric offset: "...Z", "...+02:00", "...-0500".
-_OFFSET = r"(?:Z|[+-]\d{2}:?\d{2})$"
+# A trailing UTC designator or numeric offset after a clock time: "...Z", "...+02:00", "...-0500", "...+05".
+_OFFSET = r"\d(?:[Zz]|[+-]\d{1,2}(?::?\d{2})?)$"
+_INT64 = 2.0 ** 63
 
 
 @dataclass(frozen=True)
@@ -62,10 +64,10 @@ def screen(raw: pd.DataFrame, columns: RawColumns) -> tuple[pd.DataFrame, pd.Ser
             flag(frame[column].notna() & parsed.isna(), f"{column} holds text where a number belongs")
             frame[column] = parsed
     for column in integers:
-        values = pd.to_numeric(frame[column], errors="coerce")
-        fractional = values.notna() & (values != values.round())
-        flag(fractional, f"{column} is not a whole number")
-        frame[column] = values.where(~fractional).astype("Int64")
+        values = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+        unusable = values.notna() & (~np.isfinite(values) | (values.abs() >= _INT64) | (values != values.round()))
+        flag(unusable, f"{column} is not a whole number")
+        frame[column] = values.where(~unusable).astype("Int64")
     for column in columns.times:
         frame[column], bad_offset, bad_time = _times(frame[column])
         flag(bad_offset, f"time in {column} carries a time-zone offset (times are stored naive, in one clock)")
@@ -94,5 +96,22 @@ def _times(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
     text = values.map(lambda v: None if v is None or (isinstance(v, float) and pd.isna(v)) else str(v))
     present = text.notna()
     offset = present & text.str.contains(_OFFSET, regex=True, na=False)
-    parsed = pd.to_datetime(text.where(present & ~offset), format="ISO8601", errors="coerce").astype("datetime64[us]")
+    plain = text.where(present & ~offset)
+    try:
+        parsed = pd.to_datetime(plain, format="ISO8601", errors="coerce")
+    except (ValueError, TypeError, OverflowError):  # an offset the pattern missed: value by value
+        parsed = pd.Series([_one_time(v) for v in plain], index=plain.index, dtype="datetime64[us]")
+    if getattr(parsed.dt, "tz", None) is not None:  # every value carried an offset the pattern missed
+        offset = offset | parsed.notna()
+        parsed = pd.Series(pd.NaT, index=plain.index, dtype="datetime64[us]")
+    parsed = parsed.astype("datetime64[us]")
     return parsed, offset, present & ~offset & parsed.isna()
+
+
+def _one_time(value):
+    """One naive time, or NaT (an offset or anything else that is not a plain date and time)."""
+    try:
+        stamp = pd.Timestamp(value) if value is not None else pd.NaT
+    except (ValueError, TypeError, OverflowError):
+        return pd.NaT
+    return pd.NaT if stamp is pd.NaT or stamp.tzinfo is not None else stamp

@@ -70,25 +70,6 @@ def _ts(values) -> pd.Series:
     return pd.Series(pd.to_datetime(values)).dt.floor("s")
 
 
-def _readmit(subject: np.ndarray, readmitted: np.ndarray, patient_of: np.ndarray, admitted, discharged,
-             died: np.ndarray) -> None:
-    """Give stay ``readmitted[k]`` the patient of stay ``patient_of[k]`` where that stays true to
-    life: a patient is in one hospital admission at a time, and none follows a death."""
-    spans: dict[int, list[int]] = {}
-    for index, value in enumerate(subject):
-        spans.setdefault(int(value), []).append(index)
-    for stay, other in zip(readmitted, patient_of):
-        patient = int(subject[other])
-        if stay == other or len(spans.get(int(subject[stay]), [])) > 1:
-            continue
-        apart = all((discharged[stay] < admitted[o] and not died[stay]) or
-                    (discharged[o] < admitted[stay] and not died[o]) for o in spans[patient])
-        if apart:
-            spans.pop(int(subject[stay]))
-            subject[stay] = patient
-            spans[patient].append(stay)
-
-
 def generate(n_stays: int = 2000, start: datetime = datetime(2026, 1, 1), days: int = 60,
              seed: int = 7, bad_row_rate: float = 0.003, *, id_offset: int = 0, died=None,
              image_rate: float = 0.75) -> SyntheticCohort:
@@ -99,8 +80,11 @@ def generate(n_stays: int = 2000, start: datetime = datetime(2026, 1, 1), days: 
     rng = np.random.default_rng(seed)
     n = n_stays
     subject = SUBJECT_BASE + id_offset + np.arange(n)
-    readmitted = np.flatnonzero(rng.uniform(size=n) < 0.08)  # some patients have two ICU stays
-    earlier_patient = rng.integers(0, n, len(readmitted))
+    # some patients have two ICU stays, drawn independently: an earlier stay that is still open when
+    # the later one begins is the feed error a night quarantines ("still open while a later ICU stay
+    # of the same patient began"), as a hospital's ADT feed produces when a transfer is not closed
+    readmitted = np.flatnonzero(rng.uniform(size=n) < 0.08)
+    subject[readmitted] = subject[rng.integers(0, n, len(readmitted))]
     stay_id = STAY_BASE + id_offset + np.arange(n)
     hadm_id = HADM_BASE + id_offset + np.arange(n)
     risk = {m: rng.normal(size=n) for m in ("tabular", "ecg", "image", "text")}
@@ -115,7 +99,6 @@ def generate(n_stays: int = 2000, start: datetime = datetime(2026, 1, 1), days: 
     outtime = intime + pd.to_timedelta(los_days, unit="D")
     admittime = intime - pd.to_timedelta(rng.uniform(1, 12, n), unit="h")
     dischtime = outtime + pd.to_timedelta(np.where(died, 0, rng.uniform(1, 5, n)), unit="D")
-    _readmit(subject, readmitted, earlier_patient, admittime, dischtime, died)
     anchor_year = intime.year.values - rng.integers(0, 3, n)
     anchor_age = age - (intime.year.values - anchor_year)
     broken_cohort = rng.uniform(size=n) < bad_row_rate / 2

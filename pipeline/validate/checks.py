@@ -194,12 +194,14 @@ def event_flags(rows: pd.DataFrame, cohort: pd.DataFrame) -> dict[str, pd.Series
     }
 
 
-def enforce_thresholds(outcome: Validation, limit_for) -> None:
-    """Raise naming every table whose share of quarantined rows is above its limit."""
+def enforce_thresholds(outcome: Validation, limit_for, min_rows: int = 1) -> None:
+    """Raise naming every table whose share of quarantined rows is above its limit, once at
+    least ``min_rows`` of its rows are quarantined (one bad image on a night with one image is
+    that image's problem, not a broken feed)."""
     problems = []
     for table, result in outcome.tables.items():
         limit = limit_for(table)
-        if result.rows_checked and result.failure_rate > limit:
+        if result.rows_checked and result.failure_rate > limit and result.rows_quarantined >= min_rows:
             top = result.quarantine.drop_duplicates("record_id")["reason"].value_counts().head(3)
             causes = "; ".join(f"{count} x {reason}" for reason, count in top.items())
             problems.append(f"{table}: {result.failure_rate:.1%} of {result.rows_checked} rows failed "

@@ -13,6 +13,7 @@ CREATE TABLE IF NOT EXISTS vigil_audit.runs (
     stays_unscored   INTEGER NOT NULL DEFAULT 0,  -- active stays with no data at all (see exclusions)
     risk_rows        INTEGER NOT NULL,
     risk_rows_sha256 VARCHAR(64) NOT NULL,    -- digest of the night's risk rows, for idempotency checks
+    content_sha256   VARCHAR(64),             -- digest of everything the publish wrote (a retry with the same skips)
     models           TEXT NOT NULL            -- JSON {model_name: version}
 );
 
