@@ -6,26 +6,21 @@ enrols them, and publishes the risk table in one transaction: `extract` (increme
 (great-expectations; quarantine with reasons) → `features` and one embedding task per modality
 (**gpu** queue and pool, CPU fallback; a failing modality does not stop the others) → `models` →
 `score` (mapped: one task per promoted model) → `publish` → `report`. Stages exchange Parquet files
-in `$VIGIL_HOME/runs/<D>/<run>/`; a re-run replaces the night's rows. Logic: `pipeline/nightly.py`.
+in `$VIGIL_HOME/runs/<D>/<run>/`; a re-run replaces the night's rows. `begin` and `report` are the
+run's setup and teardown: clearing any task re-runs the report after it, and the run's state is that
+of its work (a failed `publish` fails the run). Logic: `pipeline/nightly.py`.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pendulum
-from airflow.sdk import dag, get_current_context, task
-from airflow.timetables.interval import CronDataIntervalTimetable
+from airflow.sdk import dag, get_current_context, setup, task
+from airflow.sdk.exceptions import AirflowSkipException
 
 
-def _alert_on_failure(context) -> None:
-    from pipeline.alerts import task_failure_callback
-    task_failure_callback(context)
-
-
-def _cron() -> str | None:
-    from pipeline.config import nightly_schedule  # VIGIL_NIGHTLY_SCHEDULE; imports nothing heavy
-    return nightly_schedule()
+def _wiring() -> dict:
+    from pipeline.dag_defaults import nightly  # schedule, retries, priority, alerts: nothing heavy
+    return nightly()
 
 
 def _run() -> dict:
@@ -37,15 +32,19 @@ def _run() -> dict:
 
 
 @dag(
-    schedule=CronDataIntervalTimetable(_cron(), timezone="UTC") if _cron() else None,
+    **_wiring(),
     start_date=pendulum.datetime(2000, 1, 1, tz="UTC"),  # catchup is off: early only so historical nights can run
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "on_failure_callback": _alert_on_failure},
     doc_md=__doc__,
     tags=["vigil", "scoring"],
 )
 def vigil_nightly():
+    @setup
+    def begin() -> str:
+        """The run's setup: the night it scores."""
+        return _run()["night"]
+
     @task
     def extract() -> dict:
         """New rows since each source table's watermark, as canonical frames."""
@@ -90,16 +89,21 @@ def vigil_nightly():
 
     @task
     def report() -> dict:
-        """Accounting, quarantine reasons, score distribution; drift and performance; alerts."""
-        from pipeline.nightly import report_stage
-        return report_stage(**_run())
+        """Accounting, quarantine reasons, score distribution; drift and performance; alerts (skipped
+        when no run has published the night)."""
+        from pipeline.nightly import NightNotPublished, report_stage
+        try:
+            return report_stage(**_run())
+        except NightNotPublished as unpublished:
+            raise AirflowSkipException(str(unpublished)) from unpublished
 
-    validated = extract() >> validate()
+    begun = begin()
+    validated = begun >> extract() >> validate()
     scored = score.expand(model=validated >> models())
     validated >> features() >> scored
     for modality in ("notes", "ecg", "images"):
         validated >> embed.override(task_id=f"embed_{modality}")(modality) >> scored
-    scored >> publish() >> report()
+    scored >> publish() >> report().as_teardown(setups=begun)
 
 
 vigil_nightly()

@@ -5,29 +5,26 @@ Fits every model spec in `models/` (one mapped task per spec) on the outcomes kn
 run's logical date, compares the candidates on held-out patients, registers every version and
 marks the best *selected*. Promotion is explicit: trigger with `{"promote": true}` to promote
 each selected version, or run `vigil promote <model>` after reading the reports. The nightly
-DAG scores with the promoted versions from its next run. Logic lives in
+DAG scores with the promoted versions from its next run. Training tasks run in the `training`
+pool at low priority, so a night started meanwhile is never short of slots. Logic lives in
 `pipeline/modeling/train.py`.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
 
-def _alert_on_failure(context) -> None:
-    from pipeline.alerts import task_failure_callback
-    task_failure_callback(context)
-
+def _wiring() -> dict:
+    from pipeline.dag_defaults import training  # the training pool, low priority, alerts: nothing heavy
+    return training()
 
 
 @dag(
-    schedule=None,
+    **_wiring(),
     start_date=pendulum.datetime(2000, 1, 1, tz="UTC"),  # catchup is off: early only so historical nights can run
     catchup=False,
-    default_args={"retries": 0, "execution_timeout": timedelta(hours=6), "on_failure_callback": _alert_on_failure},
     doc_md=__doc__,
     params={"promote": Param(False, type="boolean", description="promote each spec's selected version")},
     tags=["vigil", "training"],
@@ -41,7 +38,7 @@ def vigil_training():
 
         return [spec.name for spec in load_specs(load_settings().models_dir)]
 
-    @task(queue="gpu")
+    @task
     def train(spec_name: str) -> dict:
         """Fit, evaluate, register and promote one model spec."""
         from pipeline.modeling.train import as_of_for_run, train_named_spec

@@ -1,13 +1,16 @@
-"""Operational alerts: a failed task, a data-quality breach, drift. Each is logged, then posted
-to the configured webhook (JSON: Slack/Teams/Mattermost-compatible ``text`` plus the details)
-and/or e-mailed. Delivery problems are logged, never raised: an alert must not fail a night.
-Alerts carry counts, names and links only, never patient data."""
+"""Operational alerts: a task that failed (a warning while it will be retried, critical when it
+will not), a data-quality breach, drift. Each is logged, then posted to the configured webhook
+(JSON: Slack/Teams/Mattermost-compatible ``text`` plus the level and details) and/or e-mailed.
+Delivery problems are logged, never raised: an alert must not fail a night. A night's
+conditions are alerted when they start, not every night they hold (``vigil_audit.alerts``
+remembers them). Alerts carry counts, names and links only, never patient data."""
 
 from __future__ import annotations
 
 import json
 import logging
 import smtplib
+from datetime import timedelta
 import urllib.request
 from email.message import EmailMessage
 
@@ -16,12 +19,17 @@ from pipeline.config import Settings, load_settings
 log = logging.getLogger("vigil.alerts")
 
 
-def send_alert(settings: Settings, title: str, details: dict) -> list[str]:
+LEVELS = {"warning": logging.WARNING, "critical": logging.CRITICAL}
+
+
+def send_alert(settings: Settings, title: str, details: dict, level: str = "warning") -> list[str]:
     """Log the alert and deliver it; returns the channels it reached (``log``, ``webhook``, ``email``)."""
-    log.warning("ALERT %s %s", title, json.dumps(details, default=str, sort_keys=True))
+    log.log(LEVELS[level], "ALERT %s %s", title, json.dumps(details, default=str, sort_keys=True))
     reached = ["log"]
+    prefix = "Vigil: " if level == "warning" else "Vigil CRITICAL: "
     if settings.alert_webhook:
-        body = json.dumps({"text": f"Vigil: {title}", "title": title, "details": details}, default=str).encode()
+        body = json.dumps({"text": f"{prefix}{title}", "title": title, "level": level, "details": details},
+                          default=str).encode()
         request = urllib.request.Request(settings.alert_webhook, data=body, method="POST",
                                          headers={"Content-Type": "application/json"})
         try:
@@ -32,7 +40,7 @@ def send_alert(settings: Settings, title: str, details: dict) -> list[str]:
             log.error("alert webhook unreachable (%s): %s", type(error).__name__, error)
     if settings.alert_email:
         message = EmailMessage()
-        message["Subject"], message["From"], message["To"] = f"Vigil: {title}", settings.alert_email_from, \
+        message["Subject"], message["From"], message["To"] = f"{prefix}{title}", settings.alert_email_from, \
             settings.alert_email
         message.set_content(json.dumps(details, default=str, indent=2, sort_keys=True))
         try:
@@ -53,25 +61,57 @@ def night_alerts(report: dict, settings: Settings) -> list[tuple[str, dict]]:
         share = row["quarantined"] / row["records_in"] if row["records_in"] else 0.0
         if share > settings.alert_quarantine_share:
             alerts.append((f"data quality: {share:.1%} of {row['source_table']} quarantined on {report['night']}",
-                           {"night": report["night"], "table": row["source_table"], "records_in": row["records_in"],
+                           {"condition": f"data_quality:{row['source_table']}", "night": report["night"],
+                            "table": row["source_table"], "records_in": row["records_in"],
                             "quarantined": row["quarantined"], "limit": settings.alert_quarantine_share}))
     for name, model in report["models"].items():
         drifted = {f: v for f, v in model.get("feature_psi_top", {}).items() if v > settings.alert_psi}
         score = model.get("score_psi_vs_training")
         if drifted or (score is not None and score > settings.alert_psi):
             alerts.append((f"drift: {name} {model['version']} on {report['night']}",
-                           {"night": report["night"], "model": name, "version": model["version"], "score_psi": score,
-                            "features_over_limit": drifted, "limit": settings.alert_psi}))
+                           {"condition": f"drift:{name}:{model['version']}", "night": report["night"], "model": name,
+                            "version": model["version"], "score_psi": score, "features_over_limit": drifted,
+                            "limit": settings.alert_psi}))
     return alerts
 
 
-def task_failure_callback(context) -> None:
-    """Airflow ``on_failure_callback``: which task of which run failed, why, and where its log is."""
+def starting_alerts(wh, night, alerts: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """The alerts of ``night`` whose condition did not hold the night before, and that were not
+    already sent for this night (a re-run of its report sends nothing twice). Records tonight's
+    conditions in ``vigil_audit.alerts``, replacing a re-run's."""
+    import pandas as pd
+
+    earlier = wh.read("SELECT night, condition_key FROM vigil_audit.alerts WHERE night IN (:before, :night)",
+                      {"before": night - timedelta(days=1), "night": night})
+    held = set(earlier.loc[earlier["night"].astype(str) == str(night - timedelta(days=1)), "condition_key"])
+    sent = set(earlier.loc[earlier["night"].astype(str) == str(night), "condition_key"])
+    rows = pd.DataFrame({"night": night, "condition_key": [d["condition"] for _, d in alerts],
+                         "title": [t for t, _ in alerts], "started": [d["condition"] not in held for _, d in alerts]},
+                        columns=["night", "condition_key", "title", "started"])
+    with wh.begin() as conn:
+        wh.replace_rows(conn, "vigil_audit.alerts", "night = :night", {"night": night}, rows)
+    return [(t, d) for t, d in alerts if d["condition"] not in held and d["condition"] not in sent]
+
+
+def _task_details(context) -> tuple[str, dict]:
     ti = context.get("task_instance") or context.get("ti")
     exception = context.get("exception")
-    send_alert(load_settings(), f"task failed: {getattr(ti, 'dag_id', '?')}.{getattr(ti, 'task_id', '?')}", {
+    return f"{getattr(ti, 'dag_id', '?')}.{getattr(ti, 'task_id', '?')}", {
         "dag_id": getattr(ti, "dag_id", None), "task_id": getattr(ti, "task_id", None),
         "run_id": getattr(ti, "run_id", None) or context.get("run_id"),
         "try_number": getattr(ti, "try_number", None), "error": f"{type(exception).__name__}: {exception}"
         if exception else None, "log_url": getattr(ti, "log_url", None),
-    })
+    }
+
+
+def task_failure_callback(context) -> None:
+    """Airflow ``on_failure_callback`` (no retry left): critical, with the error and the log link."""
+    task, details = _task_details(context)
+    send_alert(load_settings(), f"task failed: {task}", details, level="critical")
+
+
+def task_retry_callback(context) -> None:
+    """Airflow ``on_retry_callback``: a warning, once per failed try, that a task failed and will
+    be retried (a night that recovers on its own still tells someone it needed to)."""
+    task, details = _task_details(context)
+    send_alert(load_settings(), f"task failed, retrying: {task}", details, level="warning")

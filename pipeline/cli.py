@@ -12,7 +12,7 @@ import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from pipeline.config import PROJECT_ROOT, Settings, load_settings
+from pipeline.config import GPU_POOL, PROJECT_ROOT, TRAINING_POOL, Settings, load_settings
 
 log = logging.getLogger("vigil")
 ALL_TIME = datetime(9999, 12, 31)  # "no cut-off" for commands that look at everything
@@ -101,7 +101,7 @@ def cmd_check_data(args, settings: Settings) -> int:
     wh = _warehouse(settings)
     as_of = datetime.combine(args.as_of, datetime.min.time()) if args.as_of else ALL_TIME
     extraction = extract(wh, until=as_of)
-    outcome = validate(extraction.frames, as_of, extraction.quarantined, settings.max_open_stay_days)
+    outcome = validate(extraction.frames, as_of, extraction.quarantined)
     print("all data" if as_of == ALL_TIME else f"data known by {as_of:%Y-%m-%d %H:%M}")
     print(f"{'table':<8} {'in':>9} {'valid':>9} {'quarantined':>12} {'excluded':>9}")
     for table, result in outcome.tables.items():
@@ -149,7 +149,7 @@ def cmd_train(args, settings: Settings) -> int:
 def cmd_promote(args, settings: Settings) -> int:
     from pipeline.modeling import registry
 
-    row = registry.promote(_warehouse(settings), args.model, args.version)
+    row = registry.promote(_warehouse(settings), args.model, args.version, home=settings.home)
     print(f"{args.model}: promoted {row['version']} ({row['candidate']}, trained {row['trained_at']}); "
           f"the next nightly run scores with it")
     return 0
@@ -259,8 +259,25 @@ def cmd_top(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_sql(args, settings: Settings) -> int:
+    """Queries on the warehouse as the pipeline sees it: on the embedded SQLite default every
+    schema is a file attached under its name, which a plain ``sqlite3 vigil.db`` lacks."""
+    import pandas as pd
+
+    queries = [args.query] if args.query else [q for q in sys.stdin.read().split(";") if q.strip()]
+    wh = _warehouse(settings)
+    with pd.option_context("display.width", 200, "display.max_columns", 50, "display.max_colwidth", 60):
+        for query in queries:
+            print(wh.read(query.strip().rstrip(";")).to_string(index=False))
+    return 0
+
+
 def airflow_env(settings: Settings) -> dict[str, str]:
-    """Environment for Airflow processes running Vigil's DAGs on the embedded default."""
+    """Environment for Airflow processes running Vigil's DAGs on the embedded default.
+
+    Every setting that names a place is computed here, from the home, at each start: the home
+    can be copied, restored or mounted elsewhere and Airflow follows it (its ``airflow.cfg``
+    holds no path, see :func:`airflow_config`)."""
     env = dict(os.environ)
     airflow_home = settings.airflow_home
     env.setdefault("AIRFLOW_HOME", str(airflow_home))
@@ -269,6 +286,9 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     env.setdefault("AIRFLOW__CORE__PARALLELISM", "4")
     env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{airflow_home / 'airflow.db'}")
+    env.setdefault("AIRFLOW__LOGGING__BASE_LOG_FOLDER", str(airflow_home / "logs"))
+    env.setdefault("AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY",
+                   str(airflow_home / "logs" / "dag_processor"))
     env.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
     env["VIGIL_HOME"] = str(settings.home)
     if not env.get("VIGIL_WAREHOUSE_CONN_ID"):  # with a connection id the tasks resolve it themselves
@@ -279,22 +299,35 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-GPU_POOL = "gpu"  # the pool (and queue) of the nightly DAG's embedding tasks
+def airflow_config(airflow_home: Path) -> Path:
+    """Vigil's ``airflow.cfg``: written once, before Airflow would write its own (which bakes in
+    absolute paths), with the secrets Airflow needs and no path at all; chmod 600."""
+    import secrets
+
+    path = airflow_home / "airflow.cfg"
+    if not path.exists():
+        airflow_home.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            "# Written by Vigil (pipeline/cli.py). Paths come from the environment `vigil airflow` sets\n"
+            "# from VIGIL_HOME at each start, so this home can move; secrets are this home's own.\n"
+            "[core]\nload_examples = False\n\n"
+            f"[api_auth]\njwt_secret = {secrets.token_urlsafe(64)}\n\n"
+            f"[api]\nsecret_key = {secrets.token_urlsafe(32)}\n")
+        path.chmod(0o600)
+    return path
 
 
 def run_airflow(settings: Settings, arguments: list[str], check: bool = True, log_file: Path | None = None) -> int:
-    """Run ``airflow <arguments>`` on Vigil's DAGs and home (migrating its database first).
+    """Run ``airflow <arguments>`` on Vigil's DAGs and home, migrating its database and setting
+    its pools first when they changed (a stamp remembers: the 8-10 s of that is paid once).
 
     With ``log_file`` the output goes there instead of the terminal; a failure prints its tail.
     """
     env = airflow_env(settings)
-    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    airflow_config(Path(env["AIRFLOW_HOME"]))
     airflow = str(Path(sys.executable).parent / "airflow")
     if arguments[:2] != ["db", "migrate"]:
-        subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
-        subprocess.run([airflow, "pools", "set", GPU_POOL, str(settings.gpu_pool_slots),
-                        "embedding tasks: one slot per GPU model replica"],
-                       env=env, check=True, stdout=subprocess.DEVNULL)
+        prepare_airflow(settings, env, airflow)
     if log_file is None:
         result = subprocess.run([airflow, *arguments], env=env)
     else:
@@ -307,6 +340,29 @@ def run_airflow(settings: Settings, arguments: list[str], check: bool = True, lo
         raise SystemExit(f"airflow {' '.join(arguments)} failed with exit code {result.returncode}"
                          + (f" (log: {log_file})" if log_file else ""))
     return result.returncode
+
+
+POOLS = {GPU_POOL: ("gpu_pool_slots", "embedding tasks: one slot per GPU model replica"),
+         TRAINING_POOL: ("training_pool_slots", "training tasks: what a night never has to wait for")}
+
+
+def prepare_airflow(settings: Settings, env: dict[str, str], airflow: str) -> None:
+    """``airflow db migrate`` and the pools, unless this home's SQLite metadata database already
+    has them for this Airflow version and these slots."""
+    from importlib.metadata import version
+
+    slots = {pool: getattr(settings, attribute) for pool, (attribute, _) in POOLS.items()}
+    database = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    stamp = Path(env["AIRFLOW_HOME"]) / ".vigil-prepared"
+    wanted = json.dumps({"airflow": version("apache-airflow"), "database": database, "pools": slots}, sort_keys=True)
+    sqlite_file = database.removeprefix("sqlite:///") if database.startswith("sqlite:///") else None
+    if sqlite_file and Path(sqlite_file).exists() and stamp.exists() and stamp.read_text() == wanted:
+        return  # (a server database may have been recreated under the same URL: always prepared)
+    subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+    for pool, (_, description) in POOLS.items():
+        subprocess.run([airflow, "pools", "set", pool, str(slots[pool]), description], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+    stamp.write_text(wanted)
 
 
 def cmd_airflow(args, settings: Settings) -> int:
@@ -437,6 +493,10 @@ def build_parser() -> argparse.ArgumentParser:
     top = sub.add_parser("top", help="print the highest risks of the latest night")
     top.add_argument("--limit", type=int, default=10)
     top.set_defaults(func=cmd_top)
+
+    sql = sub.add_parser("sql", help="run a query on the warehouse (its schemas attached on SQLite) and print the rows")
+    sql.add_argument("query", nargs="?", help="one SELECT; without it, queries are read from standard input")
+    sql.set_defaults(func=cmd_sql)
 
     demo = sub.add_parser("demo", help="synthesise, train, run two nights through Airflow, print the top risks")
     demo.add_argument("--stays", type=int, default=2000)

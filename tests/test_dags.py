@@ -29,20 +29,30 @@ def test_dags_parse_without_errors(dagbag):
 def test_nightly_dag_is_the_flow_diagram(dagbag):
     dag = dagbag.dags["vigil_nightly"]  # get_dag would query the metadata DB
     embeds = ["embed_notes", "embed_ecg", "embed_images"]
-    assert sorted(dag.task_ids) == sorted(["extract", "validate", "features", *embeds, "models", "score", "publish",
-                                           "report"])
+    assert sorted(dag.task_ids) == sorted(["begin", "extract", "validate", "features", *embeds, "models", "score",
+                                           "publish", "report"])
+    assert dag.get_task("extract").upstream_task_ids == {"begin"}
     assert dag.get_task("validate").upstream_task_ids == {"extract"}
     for task_id in ["features", *embeds, "models"]:  # side by side, each on its own
         assert dag.get_task(task_id).upstream_task_ids == {"validate"}
     assert dag.get_task("score").upstream_task_ids == {"features", *embeds, "models"}
     assert type(dag.get_task("score")).__name__.endswith("MappedOperator")  # one score task per promoted model
     assert dag.get_task("publish").upstream_task_ids == {"score"}
-    assert dag.get_task("report").upstream_task_ids == {"publish"}
+    # the run's setup and teardown: a clear of any task re-runs the report after it, and a failed
+    # publish (then a leaf: teardowns do not count) fails the run
+    assert dag.get_task("begin").is_setup and dag.get_task("report").is_teardown
+    assert dag.get_task("report").upstream_task_ids == {"publish", "begin"}
     for task_id in embeds:
         assert dag.get_task(task_id).queue == "gpu" and dag.get_task(task_id).pool == "gpu"
     assert dag.get_task("features").queue != "gpu"
     assert all(dag.get_task(t).retries >= 1 for t in dag.task_ids)
-    assert all(dag.get_task(t).on_failure_callback for t in dag.task_ids)  # failures alert
+    assert all(dag.get_task(t).on_failure_callback and dag.get_task(t).on_retry_callback for t in dag.task_ids)
+    assert {(dag.get_task(t).priority_weight, dag.get_task(t).weight_rule) for t in dag.task_ids} == {(100, "absolute")}
+
+
+def test_training_never_takes_the_nights_slots(dagbag):
+    dag = dagbag.dags["vigil_training"]
+    assert {(t.pool, t.priority_weight, t.weight_rule) for t in dag.tasks} == {("training", 1, "absolute")}
 
 
 @pytest.mark.parametrize("setting, cron", [(None, "0 0 * * *"), ("30 2 * * *", "30 2 * * *"), ("none", None)])
@@ -85,8 +95,9 @@ def _dags_test(settings, dag_id: str, day, conf: dict | None = None) -> subproce
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     airflow = str(Path(sys.executable).parent / "airflow")
     subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
-    subprocess.run([airflow, "pools", "set", "gpu", "1", "embedding"], env=env, check=True, capture_output=True,
-                   timeout=300)
+    for pool in ("gpu", "training"):
+        subprocess.run([airflow, "pools", "set", pool, "1", pool], env=env, check=True, capture_output=True,
+                       timeout=300)
     extra = ["--conf", json.dumps(conf)] if conf else []
     return subprocess.run([airflow, "dags", "test", dag_id, day.isoformat(), *extra], env=env,
                           capture_output=True, text=True, timeout=900)
@@ -137,3 +148,45 @@ def test_airflow_dags_test_of_the_training_dag_registers_and_promotes(tmp_path):
     assert sorted(promoted["model_name"]) == sorted(versions["model_name"].unique())   # one per model
     assert promoted["selected"].astype(bool).all()
     assert (versions["training_as_of"] == datetime(2026, 1, 21)).all()
+
+
+@pytest.mark.slow
+def test_a_moved_home_runs_a_night_with_nothing_pointing_at_its_old_place(trained_sqlite, tmp_path, monkeypatch):
+    """A restore from backup or a new mount point: the home is used through Airflow, moved, and
+    used again. The registry and Airflow's config hold no path of the old place, and Airflow
+    writes its task logs in the new one."""
+    import dataclasses
+    import shutil
+
+    from pipeline.cli import run_airflow
+    from tests.conftest import clone_home
+
+    for key in [k for k in os.environ if k == "AIRFLOW_HOME" or k.startswith("AIRFLOW__")]:
+        monkeypatch.delenv(key)  # Vigil's own Airflow settings, as `vigil airflow` has them
+    night = E2E_NIGHTS[1]
+    old = clone_home(trained_sqlite, tmp_path / "old-place")
+    old["warehouse"].dispose()
+    run_airflow(old["settings"], ["dags", "list"], log_file=tmp_path / "first.log")  # Airflow's home, config, DB
+    new_home = tmp_path / "new-place"
+    shutil.move(old["settings"].home, new_home)
+    settings = dataclasses.replace(old["settings"], home=new_home, filestore=new_home / "files",
+                                   warehouse_url=f"sqlite:///{new_home / 'warehouse' / 'vigil.db'}")
+    run_airflow(settings, ["dags", "test", "vigil_nightly", night.isoformat()], log_file=tmp_path / "second.log")
+    assert "state=success" in (tmp_path / "second.log").read_text()
+
+    from pipeline.warehouse import connect
+
+    wh = connect(settings)
+    registry = wh.read("SELECT artifact_uri, report_uri FROM vigil_models.model_versions")
+    wh.dispose()
+    old_place = str(tmp_path / "old-place")
+    assert not [uri for uri in registry.to_numpy().ravel() if uri and old_place in str(uri)]
+    config = (new_home / "airflow" / "airflow.cfg").read_text()
+    assert old_place not in config and str(new_home) not in config  # no path at all: the environment has them
+    assert not (tmp_path / "old-place").exists()
+    from pipeline.cli import airflow_env
+
+    airflow = str(Path(sys.executable).parent / "airflow")  # where a scheduler of this home writes task logs
+    folder = subprocess.run([airflow, "config", "get-value", "logging", "base_log_folder"], env=airflow_env(settings),
+                            capture_output=True, text=True, timeout=120).stdout.strip().splitlines()[-1]
+    assert folder == str(new_home / "airflow" / "logs")

@@ -239,9 +239,9 @@ def test_training_selects_and_promotion_is_explicit(warehouse, tmp_path):
                      "report_uri": None, "data_snapshot": '{"rows": {}}', "code_version": "abc"})
     registry.register(warehouse, rows, "v1-b")
     assert registry.promoted(warehouse, "toy") is None        # training alone promotes nothing
-    assert registry.promote(warehouse, "toy")["version"] == "v1-b"   # the selected one by default
-    assert registry.promote(warehouse, "toy", "v0-a")["version"] == "v0-a"
+    assert registry.promote(warehouse, "toy", home=tmp_path)["version"] == "v1-b"   # the selected one by default
+    assert registry.promote(warehouse, "toy", "v0-a", home=tmp_path)["version"] == "v0-a"
     promoted = warehouse.read("SELECT version FROM vigil_models.model_versions WHERE promoted = :y", {"y": True})
     assert promoted["version"].tolist() == ["v0-a"]
     with pytest.raises(ValueError, match="no version v9 of model 'toy'"):
-        registry.promote(warehouse, "toy", "v9")
+        registry.promote(warehouse, "toy", "v9", home=tmp_path)

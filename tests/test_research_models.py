@@ -109,7 +109,7 @@ def test_versions_are_registered_with_their_snapshot_and_promoted_only_when_aske
     with pytest.raises(RuntimeError, match="no model has a promoted version"):
         run_night(NIGHT, settings)
     for name in [*RESEARCH, "icu_mortality"]:
-        registry.promote(wh, name)
+        registry.promote(wh, name, home=settings.home)
 
 
 def test_a_night_scores_each_cohort_with_its_promoted_model(research_home):

@@ -32,7 +32,7 @@ def test_a_night_runs_on_celery_workers_with_embeddings_on_the_gpu_queue(cloned_
         result = subprocess.run(
             ["bash", str(PROJECT_ROOT / "scripts" / "topology.sh"), "--night", E2E_NIGHTS[-1].isoformat(),
              "--metadata-db", metadata, "--postgres", PG_ADMIN_URL.replace("+psycopg2", ""), "--broker", broker,
-             "--timeout", "900"],
+             "--timeout", "900", "--operations"],
             env=env, capture_output=True, text=True, timeout=1500)
         folder = settings.home / "topology"
         logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(folder.glob("*.log")))
@@ -41,7 +41,7 @@ def test_a_night_runs_on_celery_workers_with_embeddings_on_the_gpu_queue(cloned_
     finally:
         with postgres_server.connect() as conn:
             conn.execute(text(f"DROP DATABASE IF EXISTS {metadata} WITH (FORCE)"))
-    assert outcome["state"] == "success"
+    assert outcome["state"] == "success", outcome
     tasks = outcome["tasks"]
     assert EMBED_TASKS <= set(tasks) and all(t["state"] == "success" for t in tasks.values())
     for task_id, task in tasks.items():
@@ -57,3 +57,17 @@ def test_a_night_runs_on_celery_workers_with_embeddings_on_the_gpu_queue(cloned_
     night_rows = cloned_postgres["warehouse"].scalar(
         "SELECT COUNT(*) FROM vigil_risk.risk_scores WHERE night = :n", {"n": E2E_NIGHTS[-1]})
     assert night_rows > 0
+
+    # an on-call engineer's clears, under the real scheduler: each re-runs to the same state, and a
+    # publish that fails fails the run (the report, its teardown, does not decide the run's state)
+    steps = {s["step"]: s for s in outcome["operations"]}
+    digest = cloned_postgres["warehouse"].scalar("SELECT risk_rows_sha256 FROM vigil_audit.runs WHERE night = :n",
+                                                 {"n": E2E_NIGHTS[-1]})
+    for name in ("clear publish", "clear score", "clear report", "clear the whole run", "clear publish, audit back"):
+        assert steps[name]["state"] == "success" and steps[name]["risk_rows_sha256"] == digest, steps[name]
+        assert steps[name]["tasks"]["report"]["state"] == "success", name  # the report follows every clear
+    cleared = steps["clear publish"]["tasks"]  # the cleared task ran again, with its setup and teardown
+    assert cleared["publish"]["try_number"] == cleared["begin"]["try_number"] == cleared["report"]["try_number"] == 2
+    failed = steps["clear publish, audit away"]
+    assert failed["state"] == "failed" and failed["tasks"]["publish"]["state"] == "failed", failed
+    assert failed["tasks"]["publish"]["try_number"] >= 3  # retried twice before it failed the run

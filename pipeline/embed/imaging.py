@@ -17,13 +17,16 @@ import torch
 import torch.nn.functional as F
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
-from pydicom.uid import UID
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
+from pydicom.uid import UID
 from torch import nn
 from transformers import ResNetConfig, ResNetModel
+from transformers.utils import logging as transformers_logging
 
 from pipeline.embed.records import RecordError, files_sha256, read_dicom, sop_class_name
 from pipeline.filestore import FileStore
+
+transformers_logging.disable_progress_bar()  # its weight-loading bar lands in task logs as errors
 
 # Names how files become the encoder's input; part of the encoder id, so changing it re-embeds.
 IMAGE_CONDITIONING = "reduce-then-window"

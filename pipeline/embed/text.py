@@ -17,6 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
+from transformers.utils import logging as transformers_logging
+
+transformers_logging.disable_progress_bar()  # its weight-loading bar lands in task logs as errors
 
 
 def encoder_digest(source: str) -> str:

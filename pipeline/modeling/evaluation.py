@@ -327,7 +327,7 @@ def evaluate_source(settings, spec, source: str, records: Path, outcomes: Path |
     siblings = wh.read("SELECT candidate, artifact_uri FROM vigil_models.model_versions "
                        "WHERE model_name = :name AND trained_at = :trained_at",
                        {"name": spec.name, "trained_at": promoted["trained_at"]})
-    bundles = {row.candidate: registry.load_bundle(row.artifact_uri) for row in siblings.itertuples()}
+    bundles = {row.candidate: registry.load_bundle(row.artifact_uri, settings.home) for row in siblings.itertuples()}
     seen = set(bundles[promoted["candidate"]].training.get("subjects", []))
     with tempfile.TemporaryDirectory(prefix="vigil-evaluate-") as scratch:
         scratch_settings = dataclasses.replace(settings, warehouse_url=f"sqlite:///{Path(scratch) / 'evaluate.db'}")

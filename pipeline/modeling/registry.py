@@ -52,8 +52,9 @@ def code_version() -> str:
         return f"vigil {version('vigil')}"
 
 
-def load_bundle(artifact_uri: str) -> Bundle:
-    path = Path(artifact_uri) / "bundle.joblib"
+def load_bundle(artifact_uri: str, home: Path) -> Bundle:
+    """The bundle a registry row points at (``artifact_uri`` relative to ``home``, or absolute)."""
+    path = Path(home) / artifact_uri / "bundle.joblib"  # an absolute URI stays as it is
     if not path.exists():
         raise FileNotFoundError(f"model artifact {path} is missing: re-run `vigil train`")
     return joblib.load(path)
@@ -76,7 +77,7 @@ def register(wh: Warehouse, rows: list[dict], selected_version: str, promote: bo
         wh.bulk_insert(conn, "vigil_models.model_versions", frame)
 
 
-def promote(wh: Warehouse, model_name: str, version: str | None = None) -> dict:
+def promote(wh: Warehouse, model_name: str, version: str | None = None, *, home: Path) -> dict:
     """Make ``version`` (default: the selected version of the model's latest training run) the
     one the nightly run scores with; returns its registry row."""
     if version is None:
@@ -92,7 +93,7 @@ def promote(wh: Warehouse, model_name: str, version: str | None = None) -> dict:
                          f"registered: {known[:10] or 'none: train it first (vigil train --spec ' + model_name + ')'}")
     chosen = rows["version"].iloc[0]
     load_bundle(wh.read("SELECT artifact_uri FROM vigil_models.model_versions WHERE model_name = :name "
-                        "AND version = :v", {"name": model_name, "v": chosen})["artifact_uri"].iloc[0])
+                        "AND version = :v", {"name": model_name, "v": chosen})["artifact_uri"].iloc[0], home)
     with wh.begin() as conn:
         wh.execute(conn, "UPDATE vigil_models.model_versions SET promoted = :no WHERE model_name = :name",
                    {"no": False, "name": model_name})

@@ -53,7 +53,7 @@ class TrainingSet:
 def training_set(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: datetime) -> TrainingSet:
     """Labelled examples (see :func:`labelled_examples`) and their features, from data known by ``as_of``."""
     extraction = extract(wh, until=as_of)
-    validation = validate(extraction.frames, as_of, extraction.quarantined, settings.max_open_stay_days)
+    validation = validate(extraction.frames, as_of, extraction.quarantined)
     enforce_thresholds(validation, settings.failure_rate_limit, settings.failure_rate_min_rows)
     cohort = validation.valid("cohort")
     examples = labelled_examples(cohort, wh, spec, as_of)
@@ -233,7 +233,8 @@ def train_spec(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: dateti
         rows.append({"model_name": spec.name, "version": version, "candidate": candidate.name, "task": spec.task,
                      "spec_sha256": spec.sha256, "training_as_of": as_of, "trained_at": trained_at,
                      "n_train": len(train_rows), "n_test": len(test_rows),
-                     "metrics_json": json.dumps(metrics, sort_keys=True), "artifact_uri": str(artifact),
+                     "metrics_json": json.dumps(metrics, sort_keys=True),
+                     "artifact_uri": settings.stored_path(artifact),
                      "data_snapshot": json.dumps(data.snapshot, sort_keys=True), "code_version": code})
     promotable = [c.name for c in spec.candidates if not c.baseline]
     best = max(promotable, key=lambda name: results[name].get(spec.promote_metric) or -1)
@@ -253,7 +254,7 @@ def train_spec(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: dateti
         report, held_out_scores, {k: v for k, v in ablation.items() if v}, spec.operating_threshold,
         stays_per_day=len(test_rows) / max(days, 1.0), folder=report_dir, stem=stamp))
     for row in rows:
-        row["report_uri"] = str(report_dir / f"{stamp}.md")
+        row["report_uri"] = settings.stored_path(report_dir / f"{stamp}.md")
     registry.register(wh, rows, promoted_version, promote=promote)
     report["promoted_version"] = promoted_version if promote else None
     return report

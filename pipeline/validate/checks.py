@@ -139,17 +139,15 @@ def validate_table(table: str, frame: pd.DataFrame, checks: list, context=None, 
                        rows_quarantined=int(bad.sum()))
 
 
-def validate(frames: dict[str, pd.DataFrame], until: datetime, quarantined: pd.DataFrame | None = None,
-             max_open_stay_days: int = 365) -> Validation:
+def validate(frames: dict[str, pd.DataFrame], until: datetime, quarantined: pd.DataFrame | None = None
+             ) -> Validation:
     """Validate the cohort first; every other table's rows must belong to a valid stay.
 
     ``quarantined``: rows extraction could not read (``source_table`` names the canonical table);
     they join each table's quarantine and count towards its failure rate.
     """
     outcome, context = Validation(), gx_context()
-    outcome.tables["cohort"] = validate_table("cohort", frames["cohort"],
-                                              suites.cohort_checks(until, max_open_stay_days), context,
-                                              lambda rows: cohort_flags(rows, until))
+    outcome.tables["cohort"] = validate_table("cohort", frames["cohort"], suites.cohort_checks(until), context)
     cohort = outcome.tables["cohort"].valid
     stays = cohort["stay_id"].astype(int).tolist()
     outcome.tables["events"] = validate_table("events", frames["events"], suites.events_checks(stays), context,
@@ -163,15 +161,6 @@ def validate(frames: dict[str, pd.DataFrame], until: datetime, quarantined: pd.D
             result.quarantine = pd.concat([result.quarantine, rows[QUARANTINE_COLUMNS]], ignore_index=True)
             result.rows_quarantined += len(rows)
     return outcome
-
-
-def cohort_flags(rows: pd.DataFrame, until: datetime) -> dict[str, pd.Series]:
-    """How long each open stay has been open, and whether a later stay of its patient began."""
-    is_open = rows["discharge_time"].isna() & rows["admit_time"].notna()
-    open_days = ((pd.Timestamp(until) - rows["admit_time"]) / pd.Timedelta(days=1)).where(is_open)
-    latest_admission = rows.groupby("subject_id")["admit_time"].transform("max")
-    return {suites.OPEN_DAYS: open_days.astype("float64"),
-            suites.SUPERSEDED: (is_open & (rows["admit_time"] < latest_admission)).astype(bool)}
 
 
 def event_flags(rows: pd.DataFrame, cohort: pd.DataFrame) -> dict[str, pd.Series]:

@@ -30,8 +30,6 @@ def _not_after(column: str, until: datetime, reason: str) -> gxe.Expectation:
 ARRIVAL_NIGHT_END = "arrival_night_end"
 UNREADABLE_SHARE = "unreadable_share"
 # Row flags derived before the suite runs (validate_table), each judged by one expectation.
-OPEN_DAYS = "open_days"                          # days an open stay has been open at the prediction time
-SUPERSEDED = "superseded_by_later_stay"          # open while a later stay of the same patient began
 UNIT_MISSING = "unit_missing"                    # no unit where the concept map expects one
 NEGATIVE_SIGN = "negative_sign"                  # a minus sign (-0 too) on a quantity that cannot be negative
 AT_EXCLUSIVE_BOUND = "at_exclusive_lower_bound"  # 0 for a strictly positive quantity
@@ -57,7 +55,7 @@ def _never(flag: str, reason: str) -> gxe.Expectation:
     return check(gxe.ExpectColumnValuesToBeInSet(column=flag, value_set=[False]), reason)
 
 
-def cohort_checks(until: datetime, max_open_stay_days: int = 365) -> list[gxe.Expectation]:
+def cohort_checks(until: datetime) -> list[gxe.Expectation]:
     return [
         _not_null("admit_time", "admission time is empty"),
         check(gxe.ExpectColumnValuesToBeUnique(column="stay_id"), "stay id appears more than once"),
@@ -69,9 +67,6 @@ def cohort_checks(until: datetime, max_open_stay_days: int = 365) -> list[gxe.Ex
         check(gxe.ExpectColumnPairValuesAToBeGreaterThanB(
             column_A="discharge_time", column_B="admit_time", or_equal=True, ignore_row_if="either_value_is_missing"),
             "discharged before admission"),
-        check(gxe.ExpectColumnValuesToBeBetween(column=OPEN_DAYS, max_value=max_open_stay_days),
-              f"still open more than {max_open_stay_days} days after ICU admission (a discharge never recorded)"),
-        _never(SUPERSEDED, "still open while a later ICU stay of the same patient began"),
     ]
 
 

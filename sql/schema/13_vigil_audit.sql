@@ -92,3 +92,13 @@ CREATE TABLE IF NOT EXISTS vigil_audit.performance (
     observed_rate          DOUBLE PRECISION,
     PRIMARY KEY (night, model_name, model_version, scored_night)
 );
+
+-- The conditions each night's report raised (drift of a model version, a table's quarantined
+-- share): an alert goes out when a condition starts, not on every night it holds.
+CREATE TABLE IF NOT EXISTS vigil_audit.alerts (
+    night          DATE NOT NULL,
+    condition_key  VARCHAR(255) NOT NULL,    -- e.g. 'drift:icu_mortality:<version>', 'data_quality:events'
+    title          VARCHAR(512) NOT NULL,
+    started        BOOLEAN NOT NULL,         -- it did not hold the night before (its alert was sent)
+    PRIMARY KEY (night, condition_key)
+);
