@@ -9,12 +9,11 @@ that names the failure, never the path (paths can carry a patient's name or MRN)
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 from pathlib import Path
 
-from pipeline.embed.records import RecordError
+from pipeline.embed.records import RecordError, error_name
 
 NAME_MAX = 255    # bytes in one path component (ext4, XFS, NFS)
 PATH_MAX = 4096   # bytes in a whole path
@@ -43,7 +42,7 @@ class FileStore:
             root = self.root.resolve()
             resolved = (root / uri).resolve()
         except (OSError, RuntimeError, ValueError) as error:  # a link loop, an embedded NUL
-            raise RecordError(f"file path cannot be resolved ({_error_name(error)})") from error
+            raise RecordError(f"file path cannot be resolved ({error_name(error)})") from error
         if root not in resolved.parents:
             raise RecordError("file path points outside the file store")
         return resolved
@@ -60,15 +59,9 @@ class FileStore:
         except FileNotFoundError as error:
             raise RecordError(f"{what} not found") from error
         except (OSError, RuntimeError, ValueError) as error:
-            raise RecordError(f"{what} cannot be opened ({_error_name(error)})") from error
+            raise RecordError(f"{what} cannot be opened ({error_name(error)})") from error
         if not stat.S_ISREG(info.st_mode):
             raise RecordError(f"{what} is not a regular file (a directory, device, pipe or socket)")
         if self.max_bytes is not None and info.st_size > self.max_bytes:
             raise RecordError(f"{what} is larger than the {self.max_bytes // 2**20:,} MB file limit")
         return resolved
-
-
-def _error_name(error: BaseException) -> str:
-    """``ENAMETOOLONG``-style name of an OS error, else its type: never its message (a path)."""
-    code = getattr(error, "errno", None)
-    return errno.errorcode.get(code, type(error).__name__) if code else type(error).__name__

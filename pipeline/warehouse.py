@@ -306,11 +306,17 @@ class Warehouse:
 
         Two nights publishing at once both move rows of the shared event and record stores, and
         two embedding stages may cache the same content; on PostgreSQL they would deadlock or
-        collide on a key. A transaction-scoped advisory lock makes the second wait instead.
-        SQLite already allows one writer at a time.
+        collide on a key. A transaction-scoped advisory lock makes the second wait instead. On
+        SQLite, whose driver opens a transaction only at the first write, the transaction is begun
+        IMMEDIATE (a write lock on every attached schema): a publish's check of what is already
+        published and its writes then happen with no other writer in between.
         """
         if not self.is_sqlite:
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITER_LOCK})
+        elif not conn.connection.dbapi_connection.in_transaction:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            raise RuntimeError("serialise_writers must come first in its transaction (SQLite cannot lock later)")
 
     def execute(self, conn: Connection, query: str, params: Mapping[str, Any] | None = None) -> int:
         result = conn.execute(text(query), {k: _bind(v) for k, v in (params or {}).items()})

@@ -466,3 +466,21 @@ def test_ecg_intervals_follow_the_signal_prefer_the_cart_and_are_measured_once(w
         ecg_intervals_module.measure_intervals = original
     assert calls == []  # the cache answers a second night
     pd.testing.assert_frame_equal(again, first)
+
+
+def test_a_non_finite_vector_in_the_cache_is_embedded_again_once_and_replaced(warehouse, settings, tiny_text_model):
+    """A vector cached before non-finite ones were refused is never used: its record is embedded
+    again, and the finite vector replaces it, so the next night finds it in the cache."""
+    from pipeline.embed import cache
+
+    records = pd.DataFrame({"record_id": ["a"], "stay_id": [1], "text": [NOTES[0]]})
+    hashed, _ = hash_records(records, "notes", FileStore(settings.filestore))
+    encoder = TextEncoder(str(tiny_text_model), max_tokens=32)
+    poisoned = np.full(encoder.dim, np.nan, dtype="<f4")
+    cache.store(warehouse, encoder.encoder_id, "notes", {hashed["content_hash"].iloc[0]: poisoned})
+    vectors, failures, new = embed_records(warehouse, "notes", hashed, encoder, FileStore(settings.filestore))
+    assert new == 1 and failures.empty and np.isfinite(vectors[hashed["content_hash"].iloc[0]]).all()
+    _, _, new_again = embed_records(warehouse, "notes", hashed, encoder, FileStore(settings.filestore))
+    assert new_again == 0
+    cached = cache.lookup(warehouse, encoder.encoder_id, hashed["content_hash"].tolist())
+    assert len(cached) == 1 and np.isfinite(next(iter(cached.values()))).all()

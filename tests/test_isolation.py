@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from contextlib import contextmanager
 from datetime import datetime
 
 import numpy as np
@@ -133,8 +134,31 @@ def fuzzed(tmp_path_factory):
     return folder, _fuzz_store(folder)
 
 
+FUZZ_DEADLINE_S = 600  # far above the ~5 s it takes: only a hang (a record outside every budget) reaches it
+
+
+@contextmanager
+def deadline(seconds: int):
+    """Fail, rather than hang CI, if the body runs past ``seconds``."""
+    def expired(*_):
+        raise TimeoutError(f"still running after {seconds} s: a record escaped the time budget")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 @pytest.mark.parametrize("modality", ["ecg", "images"])
 def test_fuzzed_headers_are_embedded_or_refused_with_a_reason_never_raised_or_hung(fuzzed, modality):
+    with deadline(FUZZ_DEADLINE_S):
+        _fuzz_night(fuzzed, modality)
+
+
+def _fuzz_night(fuzzed, modality: str) -> None:
     folder, uris = fuzzed
     store = FileStore(folder, max_bytes=64 << 20)
     records = pd.DataFrame({"record_id": [f"r{k}" for k in range(len(uris[modality]))], "stay_id": 1,
@@ -170,3 +194,41 @@ def test_a_record_hashed_earlier_then_replaced_by_a_link_out_of_the_store_is_ref
     (store_folder / "a.dcm").symlink_to(outside / "x.dcm")
     vectors, failed = encode_files(hashed, new_signal_encoder("images", {"size": 64}), store)
     assert list(failed.values()) == ["file path points outside the file store"] and len(vectors) == 1
+
+
+def _decode_in_a_daemonic_process(queue) -> None:
+    with Isolated(Budget(seconds=10), workers=1) as isolated:
+        queue.put(list(isolated.results("decoding", int, ["1", "x"])))
+
+
+def test_decoders_start_inside_a_daemonic_task_process():
+    """Celery runs each Airflow task in a daemonic process, which multiprocessing forbids to have
+    children: a night on the Celery topology must still decode its new files."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    process = context.Process(target=_decode_in_a_daemonic_process, args=(queue,), daemon=True)
+    process.start()
+    assert queue.get(timeout=60) == [(0, 1, None), (1, None, "decoding failed (ValueError)")]
+    process.join(timeout=60)
+    assert process.exitcode == 0
+
+
+def test_hashing_reads_no_link_no_pipe_and_no_more_than_the_limit(tmp_path):
+    """The file store checks a file before hashing it, but the file can be swapped in between:
+    hashing itself follows no link, never waits on a FIFO and stops at the size limit."""
+    from pipeline.embed.records import RecordError, files_sha256
+
+    (tmp_path / "a.dcm").write_bytes(b"x" * 4096)
+    (tmp_path / "link.dcm").symlink_to(tmp_path / "a.dcm")
+    os.mkfifo(tmp_path / "fifo.dcm")
+    assert len(files_sha256([tmp_path / "a.dcm"], max_bytes=4096)) == 64
+    with deadline(30):
+        for name, reason in (("link.dcm", "file cannot be opened (ELOOP)"),
+                             ("fifo.dcm", "file is not a regular file (a directory, device, pipe or socket)")):
+            with pytest.raises(RecordError) as refused:
+                files_sha256([tmp_path / name])
+            assert refused.value.reason == reason
+    with pytest.raises(RecordError, match="larger than the 0 MB file limit"):
+        files_sha256([tmp_path / "a.dcm", tmp_path / "a.dcm"], max_bytes=6000)

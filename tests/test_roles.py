@@ -135,6 +135,46 @@ def roles_db(postgres_url):
     wh.dispose()
 
 
+def server_version(admin) -> int:
+    with admin.connect() as conn:
+        return int(conn.execute(text("SHOW server_version_num")).scalar())
+
+
+def public_privileges(admin) -> dict[str, bool]:
+    """What PUBLIC (so every role) holds on this database and on schema ``public``."""
+    with admin.connect() as conn:
+        return dict(zip(("connect", "temporary", "create_database", "create_public"), conn.execute(text(
+            "SELECT has_database_privilege('public', current_database(), 'CONNECT'), "
+            "has_database_privilege('public', current_database(), 'TEMPORARY'), "
+            "has_database_privilege('public', current_database(), 'CREATE'), "
+            "has_schema_privilege('public', 'public', 'CREATE')")).one()))
+
+
+@pytest.fixture
+def default_privileges_db(postgres_url, monkeypatch, tmp_path):
+    """A fresh database as ``CREATE DATABASE`` leaves it, then ``vigil init --roles``, and the
+    latest and an earlier night of one stay (the earlier one is what latest_risk hides).
+
+    Unlike ``roles_db`` nothing is revoked from PUBLIC beforehand: PostgreSQL grants PUBLIC
+    CONNECT and TEMPORARY on every new database (and, before 15, CREATE on schema public), so
+    only Vigil's own roles file stands between the reader and a function of its own."""
+    from pipeline.cli import main
+
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    before = public_privileges(admin)
+    assert before["connect"] and before["temporary"] and not before["create_database"], before
+    assert before["create_public"] == (server_version(admin) < 150000), before  # PG 15 dropped that default
+    monkeypatch.setenv("VIGIL_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("VIGIL_WAREHOUSE_URL", postgres_url)
+    assert main(["init", "--roles"]) == 0
+    with admin.begin() as conn:
+        for night, t, p in ((date(2026, 1, 1), datetime(2026, 1, 2), 0.5),
+                            (date(2025, 12, 31), datetime(2026, 1, 1), 0.987654)):
+            conn.execute(text(INSERT_RISK), {"night": night, "t": t, "p": p, "factors": FACTORS})
+    yield postgres_url, admin
+    admin.dispose()
+
+
 def test_roles_need_postgresql(warehouse):
     with pytest.raises(RuntimeError, match="roles need PostgreSQL"):
         warehouse.apply_roles()
@@ -286,6 +326,24 @@ LEAK = ("CREATE FUNCTION {schema}.vigil_t_leak(night date, probability double pr
         "RETURN true; END $f$")
 
 
+def leak_attack(bi, view: str, function: str, create: str | None = None) -> tuple[list, list[str]]:
+    """The rows ``SELECT ... FROM view WHERE function(night, probability)`` returns and the
+    notices the function printed, after running ``create`` (the reader's own function) on the
+    same connection: a pg_temp function lives only in the session that made it. psycopg2's own
+    cursor, as SQLAlchemy consumes the notices; a refused ``create`` raises its error."""
+    raw = bi.raw_connection()
+    try:
+        cursor = raw.cursor()
+        if create:
+            cursor.execute(create)
+        cursor.execute(f"SELECT night, probability FROM {view} WHERE {function}(night, probability)")
+        shown = cursor.fetchall()
+        printed = [n for n in raw.dbapi_connection.notices if "leak" in n]
+    finally:
+        raw.close()
+    return shown, printed
+
+
 def test_bi_reader_cannot_print_hidden_rows_through_a_cheap_function(roles_db, postgres_server):
     """The classic leak: a function cheaper than the view's own filter is evaluated first and
     prints every row it is shown. The reader may not create one (no TEMPORARY, no CREATE), and
@@ -303,16 +361,67 @@ def test_bi_reader_cannot_print_hidden_rows_through_a_cheap_function(roles_db, p
                               "TO vigil_bi_reader"))
         try:
             for view in ("vigil_risk.latest_risk", "vigil_risk.alerts"):
-                raw = bi.raw_connection()  # psycopg2's own cursor: SQLAlchemy consumes the notices
-                try:
-                    cursor = raw.cursor()
-                    cursor.execute(f"SELECT night, probability FROM {view} WHERE public.vigil_t_leak(night, probability)")
-                    shown = cursor.fetchall()
-                    printed = [n for n in raw.dbapi_connection.notices if "leak" in n]
-                finally:
-                    raw.close()
+                shown, printed = leak_attack(bi, view, "public.vigil_t_leak")
                 assert shown and all(float(p) != 0.987654 for _, p in shown), view
                 assert printed and not [n for n in printed if "0.987654" in n or "2025-12-31" in n], (view, printed)
         finally:
             with admin.begin() as conn:
                 conn.execute(text("DROP FUNCTION public.vigil_t_leak(date, double precision)"))
+
+
+def test_bi_reader_creates_nothing_where_the_database_keeps_postgresql_defaults(default_privileges_db,
+                                                                                postgres_server):
+    """``roles_db`` revokes everything from PUBLIC itself, so it cannot tell whether Vigil's roles
+    file does. Here only ``vigil init --roles`` has run on a database with PostgreSQL's default
+    grants: the file must take TEMPORARY back from PUBLIC (every role inherits it), or the reader
+    writes a cheap function in pg_temp and calls it in a WHERE on the views."""
+    url, admin = default_privileges_db
+    after = public_privileges(admin)
+    assert after["connect"] and not after["temporary"] and not after["create_public"], after
+    with admin.connect() as conn:
+        assert conn.execute(text(
+            "SELECT has_database_privilege('vigil_bi_reader', current_database(), 'TEMPORARY') "
+            "OR has_database_privilege('vigil_bi_reader', current_database(), 'CREATE')")).scalar() is False
+    with login_user(postgres_server, url, "vigil_bi_reader") as user_url, engine_for(user_url) as bi:
+        temp = refusal(bi, LEAK.format(schema="pg_temp")) or ""
+        assert "permission denied to create temporary tables" in temp, temp
+        schema = refusal(bi, "CREATE SCHEMA vigil_t_probe") or ""
+        assert "permission denied for database" in schema, schema
+        table = refusal(bi, "CREATE TABLE public.vigil_t_probe (x INTEGER)") or ""
+        assert "permission denied for schema public" in table, table
+        # the whole attack as the reader would try it: wherever it could make its function, the
+        # security barrier still shows it only the rows the view returns
+        hidden = []
+        for view in ("vigil_risk.latest_risk", "vigil_risk.alerts"):
+            for where in ("pg_temp", "public", "vigil_risk"):
+                try:
+                    shown, printed = leak_attack(bi, view, f"{where}.vigil_t_leak", LEAK.format(schema=where)
+                                                 .replace("CREATE", "CREATE OR REPLACE", 1))  # pooled session
+                except psycopg2.errors.InsufficientPrivilege:
+                    continue
+                hidden += [(view, where, n) for n in printed if "0.987654" in n or "2025-12-31" in n]
+                hidden += [(view, where, row) for row in shown if float(row[1]) == 0.987654]
+        assert hidden == []
+        with bi.connect() as conn:
+            assert conn.execute(text("SELECT probability FROM vigil_risk.latest_risk")).scalars().all() == [0.5]
+
+
+def test_every_vigil_risk_view_is_a_security_barrier(postgres_url):
+    """A view that is not a security barrier lets the planner run a reader's cheap function on
+    rows the view filters out (earlier nights in latest_risk). Every view in vigil_risk, as the
+    catalogue lists them (a view added later is covered too), after a first and a repeated
+    ``vigil init`` (which drops and recreates the views)."""
+    wh = Warehouse(postgres_url, ROOT / "sql")
+    try:
+        for _ in range(2):
+            wh.create_schema()
+            with wh.begin() as conn:
+                options = dict(conn.execute(text(
+                    "SELECT v.viewname, COALESCE(c.reloptions, '{}') FROM pg_views v "
+                    "JOIN pg_namespace n ON n.nspname = v.schemaname "
+                    "JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = v.viewname AND c.relkind = 'v' "
+                    "WHERE v.schemaname = 'vigil_risk' ORDER BY 1")).all())
+            assert {"latest_risk", "risk_history", "alerts", "risk_factors"} <= set(options), options
+            assert [name for name, opts in options.items() if "security_barrier=true" not in opts] == [], options
+    finally:
+        wh.dispose()

@@ -26,6 +26,8 @@ def test_a_night_runs_on_celery_workers_with_embeddings_on_the_gpu_queue(cloned_
     metadata = f"vigil_airflow_{uuid.uuid4().hex[:10]}"
     broker = "redis://127.0.0.1:6379/9"
     redis.Redis.from_url(broker).flushdb()  # no message left by an earlier, killed run
+    with cloned_postgres["warehouse"].begin() as conn:  # the Celery workers decode and embed every file again
+        conn.execute(text("DELETE FROM vigil_features.embeddings"))
     env = {**os.environ, "VIGIL_HOME": str(settings.home), "VIGIL_WAREHOUSE_URL": settings.warehouse_url,
            "VIGIL_FILESTORE": str(settings.filestore)}
     try:

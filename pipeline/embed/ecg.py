@@ -83,7 +83,7 @@ def ecg_sha256(path: Path, store: FileStore | None = None) -> str:
     files = record_files(path, store)
     if store is not None and store.max_bytes is not None and sum(f.stat().st_size for f in files) > store.max_bytes:
         raise RecordError(f"ECG record is larger than the {store.max_bytes // 2**20:,} MB file limit")
-    return files_sha256(files)
+    return files_sha256(files, store.max_bytes if store is not None else None)
 
 
 _UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "μv": 1e-3, "v": 1e3}

@@ -34,7 +34,7 @@ IMAGE_CONDITIONING = "reduce-then-window"
 
 def image_sha256(path: Path, store: FileStore | None = None) -> str:
     if store is not None:
-        return files_sha256([store.regular(path, "DICOM file")])
+        return files_sha256([store.regular(path, "DICOM file")], store.max_bytes)
     if not path.is_file():
         raise RecordError("DICOM file not found")
     return files_sha256([path])

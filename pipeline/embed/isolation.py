@@ -116,13 +116,20 @@ class Isolated:
 
     def __enter__(self) -> Isolated:
         context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+        # A Celery worker runs each Airflow task in a daemonic process, which multiprocessing
+        # forbids to start children; the decoders are stopped in __exit__, so they never outlive it.
+        self._daemonic = multiprocessing.current_process().daemon
+        multiprocessing.current_process().daemon = False
         self._pool = ProcessPool(max_workers=self.workers, initializer=_decoder_process,
                                  initargs=(self.budget.memory_mb,), context=context)
         return self
 
     def __exit__(self, *exc) -> None:
-        self._pool.stop()
-        self._pool.join()
+        try:
+            self._pool.stop()
+            self._pool.join()
+        finally:
+            multiprocessing.current_process().daemon = self._daemonic
 
     def results(self, step: str, function: Callable, items: Iterable) -> Iterator[tuple[int, Any, str | None]]:
         """``(index, value, reason)`` per item, in order; ``function`` must be picklable (a

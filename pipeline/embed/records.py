@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
+import stat
 import zlib
 from pathlib import Path
 
@@ -22,13 +25,38 @@ def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
 
 
-def files_sha256(paths) -> str:
-    digest = hashlib.sha256()
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def files_sha256(paths, max_bytes: int | None = None) -> str:
+    """SHA-256 over the files' bytes in order, read with bounds that hold even if a file was
+    swapped after the store checked it: no link is followed, only a regular file is read (a FIFO
+    opened non-blocking is refused, never waited on), at most the size it had when opened, and
+    ``max_bytes`` at most in all."""
+    digest, total = hashlib.sha256(), 0
     for path in paths:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
+        try:
+            descriptor = os.open(path, _OPEN_FLAGS)
+        except OSError as error:
+            raise RecordError(f"file cannot be opened ({error_name(error)})") from error
+        with os.fdopen(descriptor, "rb") as handle:
+            info = os.fstat(descriptor)
+            if not stat.S_ISREG(info.st_mode):
+                raise RecordError("file is not a regular file (a directory, device, pipe or socket)")
+            total += info.st_size
+            if max_bytes is not None and total > max_bytes:
+                raise RecordError(f"record is larger than the {max_bytes // 2**20:,} MB file limit")
+            left = info.st_size
+            while left > 0 and (block := handle.read(min(1 << 20, left))):
                 digest.update(block)
+                left -= len(block)
     return digest.hexdigest()
+
+
+def error_name(error: BaseException) -> str:
+    """``ENAMETOOLONG``-style name of an OS error, else its type: never its message (a path)."""
+    code = getattr(error, "errno", None)
+    return errno.errorcode.get(code, type(error).__name__) if code else type(error).__name__
 
 
 MAX_INFLATED_BYTES = 1 << 30  # a deflated DICOM body may inflate to at most this (1 GiB)
