@@ -47,8 +47,15 @@ def _warehouse(settings: Settings):
 # ----------------------------------------------------------------------------- commands
 
 def cmd_init(args, settings: Settings) -> int:
+    """The schemas, and the registry's paths made relative to the home (a home trained before
+    they were recorded that way would keep loading its models from its old place once moved)."""
+    from pipeline.modeling import registry
+
     wh = _warehouse(settings)
     wh.create_schema()
+    rewritten = registry.relative_paths(wh, settings.home)
+    if rewritten:
+        print(f"registry: {rewritten} model version(s) now record their paths relative to {settings.home}")
     if getattr(args, "roles", False):  # `vigil demo` passes its own arguments
         wh.apply_roles()
         print("roles granted in this database: vigil_pipeline (nightly/training writer), "
@@ -299,21 +306,50 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+AIRFLOW_CFG_HEADER = "# Written by Vigil (pipeline/cli.py). Paths come from the environment `vigil airflow` sets"
+JWT_SECRET_BYTES = 64
+
+
+def _is_vigils_config(path: Path) -> bool:
+    """Whether ``path`` is an ``airflow.cfg`` Vigil wrote with a full-length JWT secret (not one
+    Airflow generated in an older home: absolute paths, a 24-byte secret)."""
+    import configparser
+
+    text = path.read_text(errors="replace")
+    if text.splitlines()[:1] != [AIRFLOW_CFG_HEADER]:
+        return False
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read_string(text)
+    except configparser.Error:
+        return False
+    return len(parser.get("api_auth", "jwt_secret", fallback="").encode()) >= JWT_SECRET_BYTES
+
+
 def airflow_config(airflow_home: Path) -> Path:
-    """Vigil's ``airflow.cfg``: written once, before Airflow would write its own (which bakes in
-    absolute paths), with the secrets Airflow needs and no path at all; chmod 600."""
+    """Vigil's ``airflow.cfg``, with the secrets Airflow needs and no path at all (chmod 600):
+    written before Airflow would write its own, which bakes in absolute paths. An existing one
+    that is not Vigil's is moved aside to ``airflow.cfg.before-vigil`` (chmod 600: it holds
+    secrets) and replaced."""
     import secrets
 
     path = airflow_home / "airflow.cfg"
-    if not path.exists():
-        airflow_home.mkdir(parents=True, exist_ok=True)
-        path.write_text(
-            "# Written by Vigil (pipeline/cli.py). Paths come from the environment `vigil airflow` sets\n"
-            "# from VIGIL_HOME at each start, so this home can move; secrets are this home's own.\n"
-            "[core]\nload_examples = False\n\n"
-            f"[api_auth]\njwt_secret = {secrets.token_urlsafe(64)}\n\n"
-            f"[api]\nsecret_key = {secrets.token_urlsafe(32)}\n")
-        path.chmod(0o600)
+    if path.exists() and _is_vigils_config(path):
+        return path
+    if path.exists():
+        aside = path.with_name("airflow.cfg.before-vigil")
+        os.replace(path, aside)
+        aside.chmod(0o600)
+        print(f"moved {path} aside to {aside.name} (not Vigil's: absolute paths or a JWT secret under "
+              f"{JWT_SECRET_BYTES} bytes) and wrote Vigil's")
+    airflow_home.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f"{AIRFLOW_CFG_HEADER}\n"
+        "# from VIGIL_HOME at each start, so this home can move; secrets are this home's own.\n"
+        "[core]\nload_examples = False\n\n"
+        f"[api_auth]\njwt_secret = {secrets.token_urlsafe(JWT_SECRET_BYTES)}\n\n"
+        f"[api]\nsecret_key = {secrets.token_urlsafe(32)}\n")
+    path.chmod(0o600)
     return path
 
 
@@ -346,15 +382,26 @@ POOLS = {GPU_POOL: ("gpu_pool_slots", "embedding tasks: one slot per GPU model r
          TRAINING_POOL: ("training_pool_slots", "training tasks: what a night never has to wait for")}
 
 
+def _version_or_none(distribution: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
+
+
 def prepare_airflow(settings: Settings, env: dict[str, str], airflow: str) -> None:
     """``airflow db migrate`` and the pools, unless this home's SQLite metadata database already
-    has them for this Airflow version and these slots."""
+    has them for these Airflow versions and slots (``apache-airflow-core``, which holds the
+    migrations, can be upgraded without the ``apache-airflow`` meta-package)."""
     from importlib.metadata import version
 
     slots = {pool: getattr(settings, attribute) for pool, (attribute, _) in POOLS.items()}
     database = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     stamp = Path(env["AIRFLOW_HOME"]) / ".vigil-prepared"
-    wanted = json.dumps({"airflow": version("apache-airflow"), "database": database, "pools": slots}, sort_keys=True)
+    wanted = json.dumps({"airflow": version("apache-airflow"), "airflow_core": _version_or_none("apache-airflow-core"),
+                         "database": database, "pools": slots}, sort_keys=True)
     sqlite_file = database.removeprefix("sqlite:///") if database.startswith("sqlite:///") else None
     if sqlite_file and Path(sqlite_file).exists() and stamp.exists() and stamp.read_text() == wanted:
         return  # (a server database may have been recreated under the same URL: always prepared)

@@ -150,25 +150,36 @@ def test_airflow_dags_test_of_the_training_dag_registers_and_promotes(tmp_path):
     assert (versions["training_as_of"] == datetime(2026, 1, 21)).all()
 
 
+def _readable(path: Path) -> bytes:
+    """A run file's content where a path would show: a Parquet file's values (its pages are
+    compressed), any other file's bytes."""
+    import pandas as pd
+
+    return pd.read_parquet(path).to_csv().encode() if path.suffix == ".parquet" else path.read_bytes()
+
+
 @pytest.mark.slow
 def test_a_moved_home_runs_a_night_with_nothing_pointing_at_its_old_place(trained_sqlite, tmp_path, monkeypatch):
     """A restore from backup or a new mount point: the home is used through Airflow, moved, and
-    used again. The registry and Airflow's config hold no path of the old place, and Airflow
-    writes its task logs in the new one."""
+    used again. The registry holds relative paths only, and neither it, Airflow's config, the new
+    night's run folder nor its logs name a place the home was before: the fixture's home it was
+    trained in, or the copy's old place (both still exist, so a path to either would load)."""
     import dataclasses
     import shutil
 
     from pipeline.cli import run_airflow
     from tests.conftest import clone_home
 
-    for key in [k for k in os.environ if k == "AIRFLOW_HOME" or k.startswith("AIRFLOW__")]:
+    for key in [k for k in os.environ if k in ("AIRFLOW_HOME", "AIRFLOW_CONFIG") or k.startswith("AIRFLOW__")]:
         monkeypatch.delenv(key)  # Vigil's own Airflow settings, as `vigil airflow` has them
     night = E2E_NIGHTS[1]
+    trained_in = trained_sqlite["settings"].home
     old = clone_home(trained_sqlite, tmp_path / "old-place")
     old["warehouse"].dispose()
     run_airflow(old["settings"], ["dags", "list"], log_file=tmp_path / "first.log")  # Airflow's home, config, DB
     new_home = tmp_path / "new-place"
     shutil.move(old["settings"].home, new_home)
+    shutil.copytree(new_home, tmp_path / "old-place")  # a copy left behind: a path to it would load, silently
     settings = dataclasses.replace(old["settings"], home=new_home, filestore=new_home / "files",
                                    warehouse_url=f"sqlite:///{new_home / 'warehouse' / 'vigil.db'}")
     run_airflow(settings, ["dags", "test", "vigil_nightly", night.isoformat()], log_file=tmp_path / "second.log")
@@ -179,14 +190,25 @@ def test_a_moved_home_runs_a_night_with_nothing_pointing_at_its_old_place(traine
     wh = connect(settings)
     registry = wh.read("SELECT artifact_uri, report_uri FROM vigil_models.model_versions")
     wh.dispose()
-    old_place = str(tmp_path / "old-place")
-    assert not [uri for uri in registry.to_numpy().ravel() if uri and old_place in str(uri)]
+    recorded = registry.to_numpy().ravel().tolist()
+    assert recorded and all(isinstance(uri, str) and not Path(uri).is_absolute() for uri in recorded), recorded
+    before = [str(trained_in), str(tmp_path / "old-place")]
+    folder = run_folder(night, settings)
+    manifest = json.loads((folder / "extract" / "manifest.json").read_text())
+    assert manifest["run_id"].startswith("manual__")  # the new night's folder, not one copied with the home
+    assert {m["artifact_uri"] for m in manifest["models"].values()} <= set(registry["artifact_uri"])
+    night_log = (tmp_path / "second.log").read_text()
+    assert str(new_home) in night_log  # the log does record paths (the report's)
+    written = {"second.log": night_log.encode(),
+               **{path: _readable(path) for path in folder.rglob("*") if path.is_file()},
+               **{path: path.read_bytes() for path in (new_home / "airflow").rglob("*")
+                  if path.is_file() and path.name != "airflow.db"}}  # config, prepared stamp, any task logs
+    assert new_home / "airflow" / "airflow.cfg" in written
+    assert not [(str(path), place) for path, data in written.items() for place in before if place.encode() in data]
     config = (new_home / "airflow" / "airflow.cfg").read_text()
-    assert old_place not in config and str(new_home) not in config  # no path at all: the environment has them
-    assert not (tmp_path / "old-place").exists()
-    from pipeline.cli import airflow_env
-
+    assert str(new_home) not in config and str(tmp_path) not in config  # no path at all: the environment has them
     airflow = str(Path(sys.executable).parent / "airflow")  # where a scheduler of this home writes task logs
-    folder = subprocess.run([airflow, "config", "get-value", "logging", "base_log_folder"], env=airflow_env(settings),
-                            capture_output=True, text=True, timeout=120).stdout.strip().splitlines()[-1]
-    assert folder == str(new_home / "airflow" / "logs")
+    log_folder = subprocess.run([airflow, "config", "get-value", "logging", "base_log_folder"],
+                                env=airflow_env(settings), capture_output=True, text=True,
+                                timeout=120).stdout.strip().splitlines()[-1]
+    assert log_folder == str(new_home / "airflow" / "logs")

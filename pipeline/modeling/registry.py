@@ -77,6 +77,30 @@ def register(wh: Warehouse, rows: list[dict], selected_version: str, promote: bo
         wh.bulk_insert(conn, "vigil_models.model_versions", frame)
 
 
+def relative_paths(wh: Warehouse, home: Path) -> int:
+    """Rewrite the registry's absolute paths inside ``home`` relative to it (idempotent): a home
+    trained before paths were stored relative would otherwise keep loading from its old place
+    after it moves. Returns the number of rows rewritten."""
+    def relative(value) -> str | None:
+        if value is None or pd.isna(value):
+            return None
+        path = Path(value)
+        return path.relative_to(home).as_posix() if path.is_absolute() and path.is_relative_to(home) else value
+
+    rows = wh.read("SELECT model_name, version, artifact_uri, report_uri FROM vigil_models.model_versions")
+    rewritten = 0
+    with wh.begin() as conn:
+        for row in rows.itertuples():
+            recorded = (row.artifact_uri, None if pd.isna(row.report_uri) else row.report_uri)
+            wanted = (relative(recorded[0]), relative(recorded[1]))
+            if wanted != recorded:
+                wh.execute(conn, "UPDATE vigil_models.model_versions SET artifact_uri = :artifact, "
+                           "report_uri = :report WHERE model_name = :name AND version = :v",
+                           {"artifact": wanted[0], "report": wanted[1], "name": row.model_name, "v": row.version})
+                rewritten += 1
+    return rewritten
+
+
 def promote(wh: Warehouse, model_name: str, version: str | None = None, *, home: Path) -> dict:
     """Make ``version`` (default: the selected version of the model's latest training run) the
     one the nightly run scores with; returns its registry row."""
