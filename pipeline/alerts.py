@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import smtplib
-from datetime import timedelta
 import urllib.request
 from email.message import EmailMessage
 
@@ -76,21 +75,48 @@ def night_alerts(report: dict, settings: Settings) -> list[tuple[str, dict]]:
 
 
 def starting_alerts(wh, night, alerts: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
-    """The alerts of ``night`` whose condition did not hold the night before, and that were not
-    already sent for this night (a re-run of its report sends nothing twice). Records tonight's
-    conditions in ``vigil_audit.alerts``, replacing a re-run's."""
+    """The alerts of ``night`` whose condition did not hold on the night published before it,
+    and that were not already delivered for this night (a re-run of its report sends nothing
+    twice). Nothing is recorded here: :func:`record_alerts` does, once delivery is known."""
+    before = wh.scalar("SELECT MAX(night) FROM vigil_audit.runs WHERE night < :night", {"night": night})
+    earlier = wh.read("SELECT night, condition_key FROM vigil_audit.alerts WHERE night IN (:before, :night)",
+                      {"before": before or night, "night": night})
+    held = set(earlier.loc[earlier["night"].astype(str) == str(before), "condition_key"]) if before else set()
+    sent = set(earlier.loc[earlier["night"].astype(str) == str(night), "condition_key"])
+    return [(t, d) for t, d in alerts if d["condition"] not in held and d["condition"] not in sent]
+
+
+def record_alerts(wh, night, alerts: list[tuple[str, dict]], undelivered: set[str] = frozenset()) -> None:
+    """Record ``night``'s conditions in ``vigil_audit.alerts``, replacing a re-run's, except those
+    whose starting alert reached none of the configured channels: for them the night's report
+    re-run, or the next night, alerts again (a webhook down for one night loses nothing)."""
     import pandas as pd
 
-    earlier = wh.read("SELECT night, condition_key FROM vigil_audit.alerts WHERE night IN (:before, :night)",
-                      {"before": night - timedelta(days=1), "night": night})
-    held = set(earlier.loc[earlier["night"].astype(str) == str(night - timedelta(days=1)), "condition_key"])
-    sent = set(earlier.loc[earlier["night"].astype(str) == str(night), "condition_key"])
-    rows = pd.DataFrame({"night": night, "condition_key": [d["condition"] for _, d in alerts],
-                         "title": [t for t, _ in alerts], "started": [d["condition"] not in held for _, d in alerts]},
+    before = wh.scalar("SELECT MAX(night) FROM vigil_audit.runs WHERE night < :night", {"night": night})
+    held = set(wh.read("SELECT condition_key FROM vigil_audit.alerts WHERE night = :before",
+                       {"before": before})["condition_key"]) if before else set()
+    kept = [(t, d) for t, d in alerts if d["condition"] not in undelivered]
+    rows = pd.DataFrame({"night": night, "condition_key": [d["condition"] for _, d in kept],
+                         "title": [t for t, _ in kept], "started": [d["condition"] not in held for _, d in kept]},
                         columns=["night", "condition_key", "title", "started"])
     with wh.begin() as conn:
         wh.replace_rows(conn, "vigil_audit.alerts", "night = :night", {"night": night}, rows)
-    return [(t, d) for t, d in alerts if d["condition"] not in held and d["condition"] not in sent]
+
+
+def alert_night(wh, settings: Settings, night, conditions: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """Send the alerts of ``night``'s conditions that start tonight, then record the conditions;
+    returns the alerts sent."""
+    alerts = starting_alerts(wh, night, conditions)
+    undelivered = {details["condition"] for title, details in alerts
+                   if not delivered(settings, send_alert(settings, title, details))}
+    record_alerts(wh, night, conditions, undelivered)
+    return alerts
+
+
+def delivered(settings: Settings, reached: list[str]) -> bool:
+    """Whether an alert reached someone: one of the configured channels (the log when none is)."""
+    wanted = ({"webhook"} if settings.alert_webhook else set()) | ({"email"} if settings.alert_email else set())
+    return bool(wanted & set(reached)) if wanted else "log" in reached
 
 
 def _task_details(context) -> tuple[str, dict]:
@@ -110,8 +136,22 @@ def task_failure_callback(context) -> None:
     send_alert(load_settings(), f"task failed: {task}", details, level="critical")
 
 
+def _first_try(context) -> bool:
+    """Whether the failed try is the first of its task's tries since it was last scheduled or
+    cleared (Airflow's own rule: ``max_tries - retries + 1``)."""
+    ti, task = context.get("task_instance") or context.get("ti"), context.get("task")
+    try:
+        return int(ti.try_number) <= int(ti.max_tries) - int(task.retries or 0) + 1
+    except (AttributeError, TypeError, ValueError):
+        return True  # no way to tell: warn rather than stay silent
+
+
 def task_retry_callback(context) -> None:
-    """Airflow ``on_retry_callback``: a warning, once per failed try, that a task failed and will
-    be retried (a night that recovers on its own still tells someone it needed to)."""
+    """Airflow ``on_retry_callback``: a warning, with the error and the log link, when a task's
+    first try fails and it will be retried (a night that recovers on its own still tells someone
+    it needed to). Its later retries only log; if they run out, the failure callback is critical."""
     task, details = _task_details(context)
+    if not _first_try(context):
+        log.info("task %s failed again on try %s; it will be retried", task, details["try_number"])
+        return
     send_alert(load_settings(), f"task failed, retrying: {task}", details, level="warning")

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import monitoring
-from pipeline.alerts import night_alerts, send_alert, starting_alerts
+from pipeline.alerts import alert_night, night_alerts
 from pipeline.config import Settings, load_settings, resolve_device
 from pipeline.embed.intervals import ecg_intervals
 from pipeline.embed.isolation import Budget
@@ -134,9 +134,11 @@ class Night:
         return self._folder
 
     def start(self) -> None:
-        """Begin this run in an empty folder; earlier runs' folders of the night in which nothing
-        was written for a day are removed."""
-        shutil.rmtree(self.folder, ignore_errors=True)
+        """Begin this run's extraction in an empty ``extract`` folder; earlier runs' folders of the
+        night in which nothing was written for a day are removed. The run's later stages keep
+        their files: an operator who clears ``extract`` alone re-extracts the same rows, and the
+        stages not cleared with it (still ``success``) must still find what they wrote."""
+        shutil.rmtree(self.folder / "extract", ignore_errors=True)
         self.path("extract", "")
         cutoff = datetime.now().timestamp() - RUN_FOLDERS_KEPT_HOURS * 3600
         for other in self.night_folder.iterdir():
@@ -672,9 +674,7 @@ def report_stage(night, settings: Settings | None = None, run_id: str | None = N
         log.info("%s %s: %d stays scored, %d alerts at %.2f, score PSI vs training %s, %d features drifted",
                  name, model["version"], model["stays_scored"], model["alerts_at_threshold"],
                  model["operating_threshold"], model["score_psi_vs_training"], model["features_drifted"])
-    alerts = starting_alerts(wh, ctx.night, night_alerts(report, ctx.settings))
-    for title, details in alerts:
-        send_alert(ctx.settings, title, details)
+    alerts = alert_night(wh, ctx.settings, ctx.night, night_alerts(report, ctx.settings))
     return {"report": str(ctx.folder / "report" / "report.json"), "models": list(report["models"]),
             "alerts": len(alerts)}
 

@@ -231,7 +231,9 @@ def run_night_on_celery(topology: Topology, night: date, timeout_s: float = 1200
 
 def wait_for_run(topology: Topology, run_id: str, timeout_s: float = 1200) -> dict:
     """The run's state once it has finished, and per task its state, queue, worker and how long
-    it waited in the queue."""
+    it waited to start once it was ready: ``waited_s`` from scheduled (its upstream done; the wait
+    for a slot of parallelism or of its pool starts there) and ``queued_s`` from queued (handed to
+    Celery) to running."""
     jwt = token(topology)
     state = {}
 
@@ -243,7 +245,10 @@ def wait_for_run(topology: Topology, run_id: str, timeout_s: float = 1200) -> di
     tasks = api(topology, "GET", f"/api/v2/dags/vigil_nightly/dagRuns/{run_id}/taskInstances", token=jwt)
     return {"run_id": run_id, "state": state["state"], "tasks": {
         t["task_id"]: {"state": t["state"], "queue": t["queue"], "hostname": t["hostname"], "pool": t["pool"],
-                       "try_number": t["try_number"], "queued_s": _seconds(t.get("queued_when"), t.get("start_date"))}
+                       "try_number": t["try_number"], "start_date": t.get("start_date"),
+                       "end_date": t.get("end_date"),
+                       "waited_s": _seconds(t.get("scheduled_when") or t.get("queued_when"), t.get("start_date")),
+                       "queued_s": _seconds(t.get("queued_when"), t.get("start_date"))}
         for t in tasks["task_instances"]}}
 
 
@@ -254,6 +259,16 @@ def _seconds(start: str | None, end: str | None) -> float | None:
     if not start or not end:
         return None
     return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds(), 1)
+
+
+def training_state(topology: Topology, run_id: str) -> dict:
+    """The training run's state and how many of its train tasks are running or done."""
+    jwt = token(topology)
+    run = api(topology, "GET", f"/api/v2/dags/vigil_training/dagRuns/{run_id}", token=jwt)
+    tasks = api(topology, "GET", f"/api/v2/dags/vigil_training/dagRuns/{run_id}/taskInstances", token=jwt)
+    states = [t["state"] for t in tasks["task_instances"] if t["task_id"] == "train"]
+    return {"state": run["state"], "train_tasks": len(states),
+            "train_running": states.count("running"), "train_done": states.count("success")}
 
 
 def start_training(topology: Topology) -> str:
@@ -288,9 +303,11 @@ def clear(topology: Topology, run_id: str, task_ids: list[str] | None = None, ti
 
 def operate(topology: Topology, settings: Settings, night: date, run_id: str) -> list[dict]:
     """What an on-call engineer does to a finished night, under the real scheduler: clear
-    ``publish``, ``score``, ``report``, then the whole run (each must end ``success`` with the
-    night's risk rows unchanged), then ``publish`` again while the audit table is away (the run
-    must end ``failed``) and once more after it is back."""
+    ``extract`` alone and an embedding task alone (the tasks after them keep their state and
+    their files: the publish cleared next re-publishes the same rows from them), ``publish``,
+    ``score``, ``report``, then the whole run (each must end ``success`` with the night's risk
+    rows unchanged), then ``publish`` again while the audit table is away (the run must end
+    ``failed``) and once more after it is back."""
     from pipeline.warehouse import connect
 
     warehouse = connect(settings)
@@ -304,7 +321,8 @@ def operate(topology: Topology, settings: Settings, night: date, run_id: str) ->
 
     steps = []
     try:
-        for name, task_ids in (("clear publish", ["publish"]), ("clear score", ["score"]), ("clear report", ["report"]),
+        for name, task_ids in (("clear extract", ["extract"]), ("clear embed_ecg", ["embed_ecg"]),
+                               ("clear publish", ["publish"]), ("clear score", ["score"]), ("clear report", ["report"]),
                                ("clear the whole run", None)):
             steps.append(step(name, clear(topology, run_id, task_ids)))
         with warehouse.begin() as conn:
@@ -347,10 +365,14 @@ def main(argv: list[str] | None = None) -> int:
         training = start_training(topology) if args.beside_training else None
         result = run_night_on_celery(topology, args.night, args.timeout)
         if training:
-            result["training_run"] = training
-            waits = [t["queued_s"] for t in result["tasks"].values() if t["queued_s"] is not None]
-            print(f"night beside training: nightly tasks waited {max(waits):.1f} s at most in the queue "
-                  f"(median {sorted(waits)[len(waits) // 2]:.1f} s)", flush=True)
+            result["training_run"] = {"run_id": training, **training_state(topology, training)}
+            waits = sorted(t["waited_s"] for t in result["tasks"].values() if t["waited_s"] is not None)
+            result["beside_training"] = {"max_wait_s": waits[-1] if waits else None,
+                                         "median_wait_s": waits[len(waits) // 2] if waits else None}
+            print(f"night beside training: {len(waits)} nightly tasks waited {waits[-1] if waits else 0:.1f} s at most "
+                  f"from ready to running (median {waits[len(waits) // 2] if waits else 0:.1f} s); training "
+                  f"{result['training_run']['state']} with {result['training_run']['train_running']} train task(s) "
+                  f"running when the night ended", flush=True)
         if args.operations and result["state"] == "success":
             steps = operate(topology, settings, args.night, result["run_id"])
     finally:
@@ -360,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {task_id:<14} {task['state']:<8} queue={task['queue']:<8} worker={task['hostname']}")
     (folder / "result.json").write_text(json.dumps({**result, "stopped": codes, "operations": steps}, indent=2))
     print(f"run {result['run_id']}: {result['state']}")
+    if training and result["training_run"]["state"] != "running":
+        print("the training run had finished before the night did: the night was not run beside it", flush=True)
+        return 1
     return 0 if result["state"] == "success" else 1
 
 

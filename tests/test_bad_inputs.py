@@ -25,8 +25,11 @@ from tests.corpus.bad_inputs import CASES, HOSTILE_CASES, MAX_FILE_MB, PHI_FOLDE
 pytestmark = pytest.mark.slow
 
 
-def test_the_corpus_has_at_least_fifty_distinct_cases():
-    assert len(CASES) >= 50 + 60 and len(HOSTILE_CASES) >= 60
+def test_the_corpus_has_at_least_sixty_hostile_refusals_on_each_backend():
+    for backend in ("sqlite", "postgres"):  # a case a backend cannot hold does not count for it
+        refused = [c for c in HOSTILE_CASES if backend in c.backends and c.outcome != "used"]
+        assert len(refused) >= 60, (backend, len(refused))
+    assert len(CASES) >= 50 + 60
     assert len({c.name for c in CASES}) == len(CASES)
     assert {c.table for c in CASES} == {"cohort", "events", "notes", "ecgs", "images"}
     assert {c.outcome for c in CASES} == {"quarantined", "excluded", "used"}
@@ -79,6 +82,9 @@ def test_every_bad_input_is_quarantined_or_excluded_with_its_reason_and_the_nigh
                      for r in corpus.rows[t] if r["path"] and len(r["path"].strip()) > 3]
     said = "\n".join([*quarantine["reason"], *exclusions["reason"], report])
     assert PHI_FOLDER not in said and not [p for p in planted_paths if p in said]
+    note_texts = [r["text"] for t in ("mimiciv_note.radiology", "mimiciv_note.discharge") for r in corpus.rows[t]
+                  if isinstance(r["text"], str) and len(r["text"].strip()) >= 12]
+    assert note_texts and not [t for t in note_texts if t.strip()[:40] in said]
 
     counts = wh.read("SELECT * FROM vigil_audit.run_counts WHERE run_id = :r", {"r": run_id})
     assert len(counts) == 5

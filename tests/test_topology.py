@@ -65,11 +65,15 @@ def test_a_night_runs_on_celery_workers_with_embeddings_on_the_gpu_queue(cloned_
     steps = {s["step"]: s for s in outcome["operations"]}
     digest = cloned_postgres["warehouse"].scalar("SELECT risk_rows_sha256 FROM vigil_audit.runs WHERE night = :n",
                                                  {"n": E2E_NIGHTS[-1]})
-    for name in ("clear publish", "clear score", "clear report", "clear the whole run", "clear publish, audit back"):
+    for name in ("clear extract", "clear embed_ecg", "clear publish", "clear score", "clear report",
+                 "clear the whole run", "clear publish, audit back"):
         assert steps[name]["state"] == "success" and steps[name]["risk_rows_sha256"] == digest, steps[name]
         assert steps[name]["tasks"]["report"]["state"] == "success", name  # the report follows every clear
-    cleared = steps["clear publish"]["tasks"]  # the cleared task ran again, with its setup and teardown
-    assert cleared["publish"]["try_number"] == cleared["begin"]["try_number"] == cleared["report"]["try_number"] == 2
+    cleared = steps["clear extract"]["tasks"]  # the cleared task ran again, with its setup and teardown ...
+    assert cleared["extract"]["try_number"] == cleared["begin"]["try_number"] == cleared["report"]["try_number"] == 2
+    assert cleared["publish"]["try_number"] == cleared["features"]["try_number"] == 1  # ... and nothing else
+    cleared = steps["clear publish"]["tasks"]  # after extract and embed_ecg alone: the run's files still fit
+    assert cleared["publish"]["try_number"] == 2 and cleared["report"]["try_number"] == 4
     failed = steps["clear publish, audit away"]
     assert failed["state"] == "failed" and failed["tasks"]["publish"]["state"] == "failed", failed
     assert failed["tasks"]["publish"]["try_number"] >= 3  # retried twice before it failed the run

@@ -154,6 +154,22 @@ _FORMAT_FIELD = re.compile(r"(?P<fmt>\d+)(?:x(?P<spf>\d+))?(?::(?P<skew>\d+))?(?
 _GAIN_FIELD = re.compile(r"(?P<gain>[-+0-9.eE]+)(?:\((?P<baseline>[-+]?\d+)\))?(?:/(?P<units>\S+))?$")
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _header_number(text: str, what: str) -> float:
+    """A numeric header field; wfdb would take a word there for its default (a 500 Hz record
+    read at 250 Hz), so it is refused instead."""
+    if not _is_number(text):
+        raise RecordError(f"unreadable WFDB header (the {what} is not a number)")
+    return float(text)
+
+
 def _read_format16(path: Path) -> tuple[np.ndarray, list[str], float] | None:
     """The samples in mV, lead names and rate of a plain format-16 WFDB record, or ``None`` for
     any other layout, which then goes through ``wfdb.rdrecord``.
@@ -174,8 +190,10 @@ def _read_format16(path: Path) -> tuple[np.ndarray, list[str], float] | None:
         signals = int(record[1])
         if "/" in record[0] or signals == 0:
             return None  # multi-segment (or signal-less) records: wfdb
-        fs = float(record[2].split("/")[0]) if len(record) > 2 else 250.0
-        length = int(record[3]) if len(record) > 3 else None
+        fs = _header_number(record[2].split("/")[0].split("(")[0], "sampling rate") if len(record) > 2 else 250.0
+        length = int(_header_number(record[3], "sample count")) if len(record) > 3 else None
+        if length is not None and length < 0:
+            raise RecordError("unreadable WFDB header (negative sample count)")
         files: dict[str, list[int]] = {}
         offsets, gains, baselines, scales, names = {}, [], [], [], []
         for index, line in enumerate(lines[1:1 + signals]):
@@ -184,8 +202,8 @@ def _read_format16(path: Path) -> tuple[np.ndarray, list[str], float] | None:
             if layout is None or layout["fmt"] != "16" or int(layout["spf"] or 1) != 1 or int(layout["skew"] or 0):
                 return None
             gain_field = _GAIN_FIELD.match(fields[2]) if len(fields) > 2 else None
-            if len(fields) > 2 and gain_field is None:
-                return None
+            if len(fields) > 2 and (gain_field is None or not _is_number(gain_field["gain"])):
+                raise RecordError("unreadable WFDB header (a signal's gain is not a number)")
             gain = float(gain_field["gain"]) if gain_field else 0.0
             zero = int(fields[4]) if len(fields) > 4 else 0
             gains.append(gain or 200.0)

@@ -71,7 +71,7 @@ def read_image(path: Path, size: int = 64) -> np.ndarray:
     if pixels.ndim == 3:  # colour: luminance
         pixels = pixels[..., :3].mean(axis=-1)
     widths = ds.get("WindowWidth")
-    if widths is not None and min(float(w) for w in (widths if isinstance(widths, MultiValue) else [widths])) <= 0:
+    if widths is not None and not all(float(w) > 0 for w in (widths if isinstance(widths, MultiValue) else [widths])):
         raise RecordError("DICOM window width is not positive")
     image = apply_modality_lut(pixels, ds)
     if "VOILUTSequence" in ds:  # a lookup table indexes stored values: on the full grid
