@@ -244,7 +244,7 @@ def wait_for_run(topology: Topology, run_id: str, timeout_s: float = 1200) -> di
     wait_until(finished, timeout_s, f"run {run_id}", topology)
     tasks = api(topology, "GET", f"/api/v2/dags/vigil_nightly/dagRuns/{run_id}/taskInstances", token=jwt)
     return {"run_id": run_id, "state": state["state"], "tasks": {
-        t["task_id"]: {"state": t["state"], "queue": t["queue"], "hostname": t["hostname"], "pool": t["pool"],
+        t["task_id"] + (f"[{t['map_index']}]" if t.get("map_index", -1) >= 0 else ""): {"state": t["state"], "queue": t["queue"], "hostname": t["hostname"], "pool": t["pool"],
                        "try_number": t["try_number"], "start_date": t.get("start_date"),
                        "end_date": t.get("end_date"),
                        "waited_s": _seconds(t.get("scheduled_when") or t.get("queued_when"), t.get("start_date")),
