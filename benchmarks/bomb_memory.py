@@ -15,7 +15,6 @@ for both, and the ratio.
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import tempfile

@@ -12,10 +12,9 @@ import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from pipeline.config import GPU_POOL, PROJECT_ROOT, TRAINING_POOL, Settings, load_settings
+from pipeline.config import ALL_TIME, GPU_POOL, PROJECT_ROOT, TRAINING_POOL, Settings, load_settings
 
 log = logging.getLogger("vigil")
-ALL_TIME = datetime(9999, 12, 31)  # "no cut-off" for commands that look at everything
 
 
 def _quiet_libraries() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -16,6 +17,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 GPU_QUEUE = GPU_POOL = "gpu"      # the embedding tasks and training: one slot per GPU model replica
 TRAINING_POOL = "training"        # training tasks: never more than its slots, so a night always has room
 NIGHTLY_PRIORITY = 100            # nightly tasks go first whenever slots are scarce (training: 1)
+ALL_TIME = datetime(9999, 12, 31)  # "no cut-off": an as-of time that sees everything recorded
 
 
 def _default_text_encoder() -> str:

@@ -17,8 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
-from pipeline.modeling.evaluation import calibration
-from pipeline.report import psi
+from pipeline.modeling.metrics import calibration, psi
 from pipeline.sources.mimic import read_labels
 from pipeline.warehouse import Warehouse
 

@@ -7,25 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-
-def psi(reference_quantiles: list[float], scores: np.ndarray) -> float | None:
-    """Population stability index of ``scores`` against bins cut at the reference quantiles.
-
-    Below 0.1 is stable, 0.1-0.25 worth a look, above 0.25 a shift.
-
-    >>> psi(list(np.linspace(0, 1, 11)), np.linspace(0.001, 0.999, 1000)) < 0.01
-    True
-    """
-    if len(scores) == 0 or not reference_quantiles:
-        return None
-    edges = np.unique(np.asarray(reference_quantiles, dtype=float))
-    if len(edges) < 3:
-        return None
-    edges[0], edges[-1] = -np.inf, np.inf
-    expected = np.full(len(edges) - 1, 1.0 / (len(edges) - 1))
-    actual = np.histogram(scores, bins=edges)[0] / len(scores)
-    actual = np.clip(actual, 1e-4, None)
-    return round(float(np.sum((actual - expected) * np.log(actual / expected))), 4)
+from pipeline.modeling.metrics import psi
 
 
 def night_report(risk: pd.DataFrame, counts: pd.DataFrame, quarantine: pd.DataFrame, thresholds: dict[str, float],

@@ -31,10 +31,10 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 from pipeline.cli import prepare_airflow
-from pipeline.config import Settings, load_settings
+from pipeline.config import GPU_QUEUE, Settings, load_settings
 
 WORKER_NAME_VARIABLE = "VIGIL_WORKER_NAME"
-QUEUES = {"default": 2, "gpu": 2}  # queue -> Celery worker concurrency (gpu: an embedding beside a training task)
+QUEUES = {"default": 2, GPU_QUEUE: 2}  # queue -> Celery worker concurrency (gpu: an embedding beside a training task)
 USER = "vigil"
 
 

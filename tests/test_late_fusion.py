@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, roc_auc_score
 
-from pipeline.modeling.late_fusion import LateFusion, harrell_c
+from pipeline.modeling.late_fusion import LateFusion
+from pipeline.modeling.metrics import harrell_c
 
 MODALITIES = ("ehr", "ecg", "imaging")
 

@@ -13,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 
 from pipeline.alerts import night_alerts, send_alert, task_failure_callback
 from pipeline.config import load_settings
-from pipeline.modeling.evaluation import calibration
+from pipeline.modeling.metrics import calibration
 from pipeline.monitoring import feature_drift, performance, reference_quantiles
 
 

@@ -17,7 +17,8 @@ import yaml
 
 from pipeline.config import PROJECT_ROOT, load_settings
 from pipeline.modeling import registry
-from pipeline.modeling.evaluation import calibration, cross_validate, evaluate_source
+from pipeline.modeling.evaluation import cross_validate, evaluate_source
+from pipeline.modeling.metrics import calibration
 from pipeline.modeling.spec import load_spec
 from pipeline.nightly import run_night
 from pipeline.sources import physionet2012

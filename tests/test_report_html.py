@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 from sklearn.metrics import fbeta_score, roc_auc_score
 
-from pipeline.modeling.report_html import alert_burden, classification_metrics, write_report_html
+from pipeline.modeling.metrics import alert_burden, classification_metrics
+from pipeline.modeling.report_html import write_report_html
 
 
 def scores(n=2000, seed=0, signal=1.5):

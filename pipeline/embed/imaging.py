@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import torch
 import torch.nn.functional as F
 from pydicom.errors import InvalidDicomError

@@ -1,6 +1,6 @@
 """Evaluation the way a clinical reviewer reads it: discrimination with bootstrap confidence
 intervals, calibration slope and intercept, Brier score, the operating point, and baselines
-measured in the same report.
+measured in the same report (the metrics themselves: :mod:`pipeline.modeling.metrics`).
 
 Two procedures share these metrics:
 
@@ -23,88 +23,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit, logit
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
 
+from pipeline.config import ALL_TIME
 from pipeline.modeling.estimators import make_candidate
 from pipeline.modeling.inputs import build_inputs
-from pipeline.modeling.metrics import binary_metrics
+from pipeline.modeling.metrics import evaluation_metrics
 
 log = logging.getLogger(__name__)
-
-
-def calibration(y: np.ndarray, probability: np.ndarray) -> dict:
-    """Calibration slope (``y ~ a + b·logit(p)``) and intercept (calibration-in-the-large:
-    ``y ~ a + offset(logit(p))``); ideal 1 and 0.
-
-    >>> rng = np.random.default_rng(0); p = rng.uniform(0.02, 0.9, 20000)
-    >>> c = calibration(rng.uniform(size=p.size) < p, p); abs(c["slope"] - 1) < 0.05, abs(c["intercept"]) < 0.05
-    (True, True)
-    """
-    y = np.asarray(y, dtype=float)
-    z = logit(np.clip(probability, 1e-6, 1 - 1e-6))
-    fit = LogisticRegression(C=np.inf, max_iter=1000).fit(z[:, None], y)
-    intercept = 0.0
-    for _ in range(50):  # Newton steps for the intercept with the logit as a fixed offset
-        p = expit(intercept + z)
-        step = (y - p).sum() / max((p * (1 - p)).sum(), 1e-12)
-        intercept += step
-        if abs(step) < 1e-10:
-            break
-    return {"slope": round(float(fit.coef_[0, 0]), 4), "intercept": round(float(intercept), 4)}
-
-
-def bootstrap_ci(y: np.ndarray, score: np.ndarray, n: int = 1000, seed: int = 7) -> dict[str, list[float]]:
-    """Percentile 95 % intervals of AUROC and AUPRC over ``n`` resamples of the rows (resamples
-    holding one class are skipped).
-
-    Vectorised: a resample is a vector of row counts, so both metrics come from per-threshold
-    sums of counts (ties grouped as scikit-learn groups them), not from 2n metric calls.
-
-    >>> rng = np.random.default_rng(3); y = rng.uniform(size=300) < 0.3; s = y + rng.normal(size=300)
-    >>> ci = bootstrap_ci(y, s); ci["auroc"][0] < roc_auc_score(y, s) < ci["auroc"][1]
-    True
-    """
-    y, score = np.asarray(y).astype(bool), np.asarray(score, dtype=float)
-    rng = np.random.default_rng(seed)
-    counts = np.stack([np.bincount(rng.integers(0, len(y), len(y)), minlength=len(y)) for _ in range(n)]).astype(float)
-    order = np.argsort(-score, kind="stable")                       # descending thresholds
-    ranked = score[order]
-    starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
-    counts = counts[:, order]
-    positives = np.add.reduceat(counts * y[order], starts, axis=1)    # per distinct score, per resample
-    negatives = np.add.reduceat(counts * ~y[order], starts, axis=1)
-    total_pos, total_neg = positives.sum(axis=1), negatives.sum(axis=1)
-    usable = (total_pos > 0) & (total_neg > 0)
-    positives, negatives = positives[usable], negatives[usable]
-    total_pos, total_neg = total_pos[usable], total_neg[usable]
-    below = total_neg[:, None] - np.cumsum(negatives, axis=1)          # negatives scored lower
-    auroc = (positives * (below + 0.5 * negatives)).sum(axis=1) / (total_pos * total_neg)
-    tp, fp = np.cumsum(positives, axis=1), np.cumsum(negatives, axis=1)
-    precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=(tp + fp) > 0)
-    auprc = (positives / total_pos[:, None] * precision).sum(axis=1)
-    return {name: [round(float(v), 4) for v in np.percentile(values, [2.5, 97.5])]
-            for name, values in (("auroc", auroc), ("auprc", auprc))}
-
-
-def evaluation_metrics(y: np.ndarray, probability: np.ndarray, threshold: float, *, seed: int = 7,
-                       is_probability: bool = True) -> dict:
-    """Everything the report shows for one set of scores. A raw severity score (not a
-    probability) gets discrimination only."""
-    y = np.asarray(y).astype(int)
-    if len(set(y)) < 2:
-        raise ValueError(f"cannot evaluate on {len(y)} examples of a single class: the cohort needs both outcomes")
-    intervals = bootstrap_ci(y, probability, seed=seed)
-    out = {"n": int(len(y)), "positives": int(y.sum()),
-           "auroc": round(float(roc_auc_score(y, probability)), 4), "auroc_ci95": intervals["auroc"],
-           "auprc": round(float(average_precision_score(y, probability)), 4), "auprc_ci95": intervals["auprc"]}
-    if is_probability:
-        at_threshold = binary_metrics(y, probability, threshold)
-        out |= {k: at_threshold[k] for k in ("brier", "threshold", "sensitivity", "specificity", "ppv", "alert_rate")}
-        out |= {f"calibration_{k}": v for k, v in calibration(y, probability).items()}
-    return out
 
 
 @dataclass
@@ -145,9 +72,9 @@ def _recalibrated(train_score: np.ndarray, y_train: np.ndarray, test_score: np.n
 
 def cross_validate(wh, settings, spec, folds: int = 5, as_of: datetime | None = None) -> Evaluation:
     """Patient-level stratified ``folds``-fold cross-validation of every tabular candidate."""
-    from pipeline.modeling.train import training_set  # training imports this module's metrics
+    from pipeline.modeling.train import training_set
 
-    as_of = as_of or datetime(9999, 12, 31)
+    as_of = as_of or ALL_TIME
     data = training_set(wh, settings, spec, as_of)
     candidates = [c for c in spec.candidates if c.inputs == ("tabular",)]
     skipped = [c.name for c in spec.candidates if c not in candidates]
@@ -189,7 +116,7 @@ def evaluate_external(wh_eval, settings, spec, bundles: dict[str, object], promo
     """Score the labelled cohort in ``wh_eval`` with already-trained bundles (no refitting)."""
     from pipeline.modeling.train import training_set
 
-    data = training_set(wh_eval, settings, spec, datetime(9999, 12, 31))
+    data = training_set(wh_eval, settings, spec, ALL_TIME)
     keep = ~data.examples["subject_id"].isin(excluded_subjects or set())
     examples = data.examples[keep].reset_index(drop=True)
     features = data.features[keep.to_numpy()].reset_index(drop=True)

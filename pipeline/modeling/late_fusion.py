@@ -22,18 +22,12 @@ from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 from sksurv.linear_model import CoxPHSurvivalAnalysis
-from sksurv.metrics import concordance_index_censored
 from sksurv.util import Surv
 from xgboost import XGBClassifier, XGBRegressor
 
 from pipeline.modeling.imbalance import rebalance
 
 TASKS = ("binary", "multiclass", "survival")
-
-
-def harrell_c(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> float:
-    """Harrell's concordance index: the share of comparable pairs whose higher risk failed first."""
-    return float(concordance_index_censored(np.asarray(event, bool), np.asarray(time, float), np.asarray(risk))[0])
 
 
 def xgboost_base(task: str, params: dict | None = None, seed: int = 7, classes: int = 2):

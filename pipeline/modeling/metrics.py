@@ -1,10 +1,15 @@
-"""Held-out metrics (scikit-learn, scikit-survival): binary, including the alert burden at the
-operating threshold that decides whether clinicians will trust a model; multiclass, per class;
-survival, Harrell's C and the risk at the model's horizon."""
+"""Every metric primitive Vigil reports (scikit-learn, scikit-survival), in one module that
+imports no other part of Vigil's modelling: binary, including the alert burden at the operating
+threshold that decides whether clinicians will trust a model; calibration slope and intercept;
+bootstrap intervals; multiclass, per class; survival, Harrell's C and the risk at the model's
+horizon; the population stability index that drift monitoring uses."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+from scipy.special import expit, logit
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (accuracy_score, average_precision_score, brier_score_loss, confusion_matrix,
                              f1_score, fbeta_score, precision_score, recall_score, roc_auc_score)
 from sksurv.metrics import brier_score, concordance_index_censored, cumulative_dynamic_auc
@@ -35,6 +40,128 @@ def binary_metrics(y: np.ndarray, probability: np.ndarray, threshold: float) -> 
     }
 
 
+def calibration(y: np.ndarray, probability: np.ndarray) -> dict:
+    """Calibration slope (``y ~ a + b·logit(p)``) and intercept (calibration-in-the-large:
+    ``y ~ a + offset(logit(p))``); ideal 1 and 0.
+
+    >>> rng = np.random.default_rng(0); p = rng.uniform(0.02, 0.9, 20000)
+    >>> c = calibration(rng.uniform(size=p.size) < p, p); abs(c["slope"] - 1) < 0.05, abs(c["intercept"]) < 0.05
+    (True, True)
+    """
+    y = np.asarray(y, dtype=float)
+    z = logit(np.clip(probability, 1e-6, 1 - 1e-6))
+    fit = LogisticRegression(C=np.inf, max_iter=1000).fit(z[:, None], y)
+    intercept = 0.0
+    for _ in range(50):  # Newton steps for the intercept with the logit as a fixed offset
+        p = expit(intercept + z)
+        step = (y - p).sum() / max((p * (1 - p)).sum(), 1e-12)
+        intercept += step
+        if abs(step) < 1e-10:
+            break
+    return {"slope": round(float(fit.coef_[0, 0]), 4), "intercept": round(float(intercept), 4)}
+
+
+def bootstrap_ci(y: np.ndarray, score: np.ndarray, n: int = 1000, seed: int = 7) -> dict[str, list[float]]:
+    """Percentile 95 % intervals of AUROC and AUPRC over ``n`` resamples of the rows (resamples
+    holding one class are skipped).
+
+    Vectorised: a resample is a vector of row counts, so both metrics come from per-threshold
+    sums of counts (ties grouped as scikit-learn groups them), not from 2n metric calls.
+
+    >>> rng = np.random.default_rng(3); y = rng.uniform(size=300) < 0.3; s = y + rng.normal(size=300)
+    >>> ci = bootstrap_ci(y, s); ci["auroc"][0] < roc_auc_score(y, s) < ci["auroc"][1]
+    True
+    """
+    y, score = np.asarray(y).astype(bool), np.asarray(score, dtype=float)
+    rng = np.random.default_rng(seed)
+    counts = np.stack([np.bincount(rng.integers(0, len(y), len(y)), minlength=len(y)) for _ in range(n)]).astype(float)
+    order = np.argsort(-score, kind="stable")                       # descending thresholds
+    ranked = score[order]
+    starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
+    counts = counts[:, order]
+    positives = np.add.reduceat(counts * y[order], starts, axis=1)    # per distinct score, per resample
+    negatives = np.add.reduceat(counts * ~y[order], starts, axis=1)
+    total_pos, total_neg = positives.sum(axis=1), negatives.sum(axis=1)
+    usable = (total_pos > 0) & (total_neg > 0)
+    positives, negatives = positives[usable], negatives[usable]
+    total_pos, total_neg = total_pos[usable], total_neg[usable]
+    below = total_neg[:, None] - np.cumsum(negatives, axis=1)          # negatives scored lower
+    auroc = (positives * (below + 0.5 * negatives)).sum(axis=1) / (total_pos * total_neg)
+    tp, fp = np.cumsum(positives, axis=1), np.cumsum(negatives, axis=1)
+    precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=(tp + fp) > 0)
+    auprc = (positives / total_pos[:, None] * precision).sum(axis=1)
+    return {name: [round(float(v), 4) for v in np.percentile(values, [2.5, 97.5])]
+            for name, values in (("auroc", auroc), ("auprc", auprc))}
+
+
+def evaluation_metrics(y: np.ndarray, probability: np.ndarray, threshold: float, *, seed: int = 7,
+                       is_probability: bool = True) -> dict:
+    """Everything the report shows for one set of scores. A raw severity score (not a
+    probability) gets discrimination only."""
+    y = np.asarray(y).astype(int)
+    if len(set(y)) < 2:
+        raise ValueError(f"cannot evaluate on {len(y)} examples of a single class: the cohort needs both outcomes")
+    intervals = bootstrap_ci(y, probability, seed=seed)
+    out = {"n": int(len(y)), "positives": int(y.sum()),
+           "auroc": round(float(roc_auc_score(y, probability)), 4), "auroc_ci95": intervals["auroc"],
+           "auprc": round(float(average_precision_score(y, probability)), 4), "auprc_ci95": intervals["auprc"]}
+    if is_probability:
+        at_threshold = binary_metrics(y, probability, threshold)
+        out |= {k: at_threshold[k] for k in ("brier", "threshold", "sensitivity", "specificity", "ppv", "alert_rate")}
+        out |= {f"calibration_{k}": v for k, v in calibration(y, probability).items()}
+    return out
+
+
+def psi(reference_quantiles: list[float], scores: np.ndarray) -> float | None:
+    """Population stability index of ``scores`` against bins cut at the reference quantiles.
+
+    Below 0.1 is stable, 0.1-0.25 worth a look, above 0.25 a shift.
+
+    >>> psi(list(np.linspace(0, 1, 11)), np.linspace(0.001, 0.999, 1000)) < 0.01
+    True
+    """
+    if len(scores) == 0 or not reference_quantiles:
+        return None
+    edges = np.unique(np.asarray(reference_quantiles, dtype=float))
+    if len(edges) < 3:
+        return None
+    edges[0], edges[-1] = -np.inf, np.inf
+    expected = np.full(len(edges) - 1, 1.0 / (len(edges) - 1))
+    actual = np.histogram(scores, bins=edges)[0] / len(scores)
+    actual = np.clip(actual, 1e-4, None)
+    return round(float(np.sum((actual - expected) * np.log(actual / expected))), 4)
+
+
+ALERT_RATES = (0.01, 0.02, 0.05, 0.10, 0.20, 0.30)
+
+
+def classification_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
+    """:func:`evaluation_metrics` plus the counts-based metrics at the operating threshold."""
+    y = np.asarray(y).astype(int)
+    alert = np.asarray(p) >= threshold
+    return {**evaluation_metrics(y, p, threshold),
+            "accuracy": round(float(accuracy_score(y, alert)), 4),
+            "precision": round(float(precision_score(y, alert, zero_division=0)), 4),
+            "f1": round(float(f1_score(y, alert, zero_division=0)), 4),
+            "f2": round(float(fbeta_score(y, alert, beta=2, zero_division=0)), 4)}
+
+
+def alert_burden(y: np.ndarray, p: np.ndarray, stays_per_day: float, rates=ALERT_RATES) -> pd.DataFrame:
+    """At each alert rate (the top share of scores alerted): the threshold it takes, alerts per
+    100 stays and per day at ``stays_per_day`` scored stays, PPV and sensitivity."""
+    y, p = np.asarray(y).astype(int), np.asarray(p, dtype=float)
+    rows = []
+    for rate in rates:
+        threshold = float(np.quantile(p, 1 - rate))
+        alert = p >= threshold
+        rows.append({"alert_rate": rate, "threshold": round(threshold, 4),
+                     "alerts_per_100": round(100 * alert.mean(), 1),
+                     "alerts_per_day": round(alert.mean() * stays_per_day, 1),
+                     "ppv": round(float(y[alert].mean()), 3) if alert.any() else None,
+                     "sensitivity": round(float(alert[y == 1].mean()), 3) if y.any() else None})
+    return pd.DataFrame(rows)
+
+
 def _round(value) -> float | None:
     return None if value is None or not np.isfinite(value) else round(float(value), 4)
 
@@ -43,8 +170,6 @@ def multiclass_metrics(y: np.ndarray, probabilities: np.ndarray, classes: tuple[
     """Accuracy, macro F1, macro one-vs-rest AUROC, multiclass Brier score, the confusion matrix
     (rows: true class, columns: predicted), and per class: one-vs-rest AUROC with its bootstrap
     95 % interval, AUPRC, sensitivity (recall), specificity, precision, F1 and F2 of the argmax."""
-    from pipeline.modeling.evaluation import bootstrap_ci
-
     y = np.asarray(y).astype(int)
     labels = np.arange(len(classes))
     predicted = np.argmax(probabilities, axis=1)
@@ -76,6 +201,11 @@ def multiclass_metrics(y: np.ndarray, probabilities: np.ndarray, classes: tuple[
     }
 
 
+def harrell_c(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> float:
+    """Harrell's concordance index: the share of comparable pairs whose higher risk failed first."""
+    return float(concordance_index_censored(np.asarray(event, bool), np.asarray(time, float), np.asarray(risk))[0])
+
+
 def survival_metrics(days: np.ndarray, event: np.ndarray, risk: np.ndarray, probability: np.ndarray,
                      horizon_days: float, *, resamples: int = 200, seed: int = 7) -> dict:
     """Harrell's C of the risk score (log hazard) with a bootstrap 95 % interval, and the
@@ -92,13 +222,13 @@ def survival_metrics(days: np.ndarray, event: np.ndarray, risk: np.ndarray, prob
     """
     days, event, risk = np.asarray(days, float), np.asarray(event).astype(bool), np.asarray(risk, float)
     probability = np.asarray(probability, float)
-    c_index = concordance_index_censored(event, days, risk)[0]
+    c_index = harrell_c(days, event, risk)
     rng = np.random.default_rng(seed)
     draws = []
     for _ in range(resamples):
         rows = rng.integers(0, len(days), len(days))
         if event[rows].any():
-            draws.append(concordance_index_censored(event[rows], days[rows], risk[rows])[0])
+            draws.append(harrell_c(days[rows], event[rows], risk[rows]))
     known = (event & (days <= horizon_days)) | (days > horizon_days)
     by_horizon = (event & (days <= horizon_days))[known]
     both = 0 < by_horizon.sum() < known.sum()

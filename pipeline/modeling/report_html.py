@@ -24,46 +24,9 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless back
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.calibration import calibration_curve  # noqa: E402
-from sklearn.metrics import (  # noqa: E402
-    accuracy_score,
-    confusion_matrix,
-    f1_score,
-    fbeta_score,
-    precision_recall_curve,
-    precision_score,
-    roc_curve,
-)
+from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve  # noqa: E402
 
-from pipeline.modeling.evaluation import evaluation_metrics  # noqa: E402
-
-ALERT_RATES = (0.01, 0.02, 0.05, 0.10, 0.20, 0.30)
-
-
-def classification_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
-    """:func:`evaluation_metrics` plus the counts-based metrics at the operating threshold."""
-    y = np.asarray(y).astype(int)
-    alert = np.asarray(p) >= threshold
-    return {**evaluation_metrics(y, p, threshold),
-            "accuracy": round(float(accuracy_score(y, alert)), 4),
-            "precision": round(float(precision_score(y, alert, zero_division=0)), 4),
-            "f1": round(float(f1_score(y, alert, zero_division=0)), 4),
-            "f2": round(float(fbeta_score(y, alert, beta=2, zero_division=0)), 4)}
-
-
-def alert_burden(y: np.ndarray, p: np.ndarray, stays_per_day: float, rates=ALERT_RATES) -> pd.DataFrame:
-    """At each alert rate (the top share of scores alerted): the threshold it takes, alerts per
-    100 stays and per day at ``stays_per_day`` scored stays, PPV and sensitivity."""
-    y, p = np.asarray(y).astype(int), np.asarray(p, dtype=float)
-    rows = []
-    for rate in rates:
-        threshold = float(np.quantile(p, 1 - rate))
-        alert = p >= threshold
-        rows.append({"alert_rate": rate, "threshold": round(threshold, 4),
-                     "alerts_per_100": round(100 * alert.mean(), 1),
-                     "alerts_per_day": round(alert.mean() * stays_per_day, 1),
-                     "ppv": round(float(y[alert].mean()), 3) if alert.any() else None,
-                     "sensitivity": round(float(alert[y == 1].mean()), 3) if y.any() else None})
-    return pd.DataFrame(rows)
+from pipeline.modeling.metrics import alert_burden, classification_metrics  # noqa: E402
 
 
 def _png(figure) -> bytes:
