@@ -9,6 +9,7 @@ until ``publish``; re-running any stage, or the whole night, gives the same resu
 from __future__ import annotations
 
 import atexit
+import hashlib
 import json
 import logging
 import os
@@ -136,14 +137,37 @@ class Night:
     def start(self) -> None:
         """Begin this run's extraction in an empty ``extract`` folder; earlier runs' folders of the
         night in which nothing was written for a day are removed. The run's later stages keep
-        their files: an operator who clears ``extract`` alone re-extracts the same rows, and the
-        stages not cleared with it (still ``success``) must still find what they wrote."""
+        their files until the extraction is done: an operator who clears ``extract`` alone
+        re-extracts the same rows, and the stages not cleared with it (still ``success``) must
+        still find what they wrote; :func:`extract_stage` removes them when the rows or models
+        differ."""
         shutil.rmtree(self.folder / "extract", ignore_errors=True)
         self.path("extract", "")
         cutoff = datetime.now().timestamp() - RUN_FOLDERS_KEPT_HOURS * 3600
         for other in self.night_folder.iterdir():
             if other != self.folder and other.is_dir() and _last_written(other) < cutoff:
                 shutil.rmtree(other, ignore_errors=True)
+
+    def extracted_before(self) -> dict | None:
+        """The manifest of this run's earlier extraction (a retry, or ``extract`` cleared), if any."""
+        try:
+            return json.loads((self.folder / "extract" / "manifest.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def extracted_sha256(self) -> str:
+        """A digest of every file the extraction wrote (before its manifest)."""
+        digest = hashlib.sha256()
+        for path in sorted((self.folder / "extract").glob("*.parquet")):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+        return digest.hexdigest()
+
+    def clear_after(self, stage: str) -> None:
+        """Remove this run's files of every stage but ``stage``."""
+        for folder in self.folder.iterdir():
+            if folder.is_dir() and folder.name != stage:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def make_current(self) -> None:
         """Name this run the night's current one (after its extraction is complete)."""
@@ -180,6 +204,12 @@ class Night:
         if not path.exists():
             raise FileNotFoundError(f"night {self.night} has not been extracted ({path} missing)")
         return json.loads(path.read_text())
+
+
+def _same_input(earlier: dict, manifest: dict) -> bool:
+    """Whether two extractions of one run hand its later stages the same rows and models."""
+    keys = ("prediction_time", "since", "models", "records_in", "extracted_sha256")
+    return all(earlier.get(k) == manifest.get(k) for k in keys)
 
 
 def _last_written(folder: Path) -> float:
@@ -248,6 +278,7 @@ def extract_stage(night, settings: Settings | None = None, run_id: str | None = 
     models = promoted_models(wh, ctx.settings)
     for info in models.values():
         info["spec"] = registry.load_bundle(info["artifact_uri"], ctx.settings.home).spec_raw
+    earlier = ctx.extracted_before()
     ctx.start()
     since = watermarks_before(wh, ctx.night)
     extraction = extract(wh, until=ctx.prediction_time, since=since)
@@ -263,6 +294,13 @@ def extract_stage(night, settings: Settings | None = None, run_id: str | None = 
         "models": models,
         "records_in": {t: extraction.records_in(t) for t in TABLES},
     }
+    manifest = json.loads(json.dumps(manifest, default=str))
+    manifest["extracted_sha256"] = ctx.extracted_sha256()
+    if earlier is not None and _same_input(earlier, manifest):
+        log.info("night %s: run %s extracted again, the same rows for the same models: its later stages' files "
+                 "stay", ctx.night, ctx.run_id)
+    else:
+        ctx.clear_after("extract")  # files of an earlier try made from other rows or models: never mixed in
     ctx.path("extract", "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
     ctx.make_current()
     return {"run_id": manifest["run_id"], "records_in": manifest["records_in"]}

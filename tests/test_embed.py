@@ -484,3 +484,19 @@ def test_a_non_finite_vector_in_the_cache_is_embedded_again_once_and_replaced(wa
     assert new_again == 0
     cached = cache.lookup(warehouse, encoder.encoder_id, hashed["content_hash"].tolist())
     assert len(cached) == 1 and np.isfinite(next(iter(cached.values()))).all()
+
+
+def test_a_gain_that_is_a_word_is_refused_in_every_wfdb_format(tmp_path):
+    """wfdb reads a word where the gain belongs as the format's default gain (200 per mV), so a
+    record would be scaled wrong without a word of warning; any format is refused instead."""
+    signal = synthetic_ecg.synth_ecg(np.random.default_rng(2), 70, 0.0, 90, False)[:5000]
+    for fmt in ("16", "212"):
+        wfdb.wrsamp(f"r{fmt}", fs=synthetic_ecg.FS, units=["mV"] * 12, sig_name=list(synthetic_ecg.LEADS),
+                    p_signal=signal, fmt=[fmt] * 12, adc_gain=[1000.0] * 12, baseline=[0] * 12,
+                    write_dir=str(tmp_path))
+        header = tmp_path / f"r{fmt}.hea"
+        lines = header.read_text().splitlines()
+        lines[1:13] = [" ".join(f if k != 2 else "x(0)/mV" for k, f in enumerate(line.split())) for line in lines[1:13]]
+        header.write_text("\n".join(lines) + "\n")
+        with pytest.raises(RecordError, match="a signal's gain is not a number"):
+            read_leads(tmp_path / f"r{fmt}")

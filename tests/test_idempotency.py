@@ -149,3 +149,28 @@ def test_a_night_with_no_patient_in_the_icu_publishes_nothing_and_succeeds(clone
     run = wh.read("SELECT stays_active, stays_scored, risk_rows FROM vigil_audit.runs WHERE night = :n", {"n": quiet})
     assert run[["stays_active", "stays_scored", "risk_rows"]].to_numpy().tolist() == [[0, 0, 0]]
     assert result["report"]["alerts"] == 0
+
+
+def test_extract_run_again_keeps_the_later_stages_files_only_for_the_same_rows(cloned_sqlite):
+    """``extract`` cleared alone: when it extracts the same rows for the same models, the stages
+    not cleared with it keep their files (a publish cleared later finds a whole run); when a row
+    arrived meanwhile, their files go, so nothing made from other rows is ever mixed in."""
+    from datetime import datetime
+
+    import pandas as pd
+
+    from pipeline.nightly import Night
+    from tests.corpus.bad_inputs import Corpus
+
+    wh, settings, night = cloned_sqlite["warehouse"], cloned_sqlite["settings"], E2E_NIGHTS[1]
+    run_id = run_night(night, settings, stages=("extract", "validate", "features"))["extract"]["run_id"]
+    folder = Night(settings, night, run_id).folder
+    run_night(night, settings, run_id=run_id, stages=("extract",))
+    assert (folder / "features").is_dir() and (folder / "validate").is_dir()
+    late = Corpus(night_start=datetime.combine(night, datetime.min.time()), filestore=settings.filestore)
+    late.stay(0)  # a stay whose rows reach the warehouse after the first extraction
+    with wh.begin() as conn:
+        for table, rows in late.rows.items():
+            wh.bulk_insert(conn, table, pd.DataFrame(rows))
+    run_night(night, settings, run_id=run_id, stages=("extract",))
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["extract"]

@@ -9,6 +9,7 @@ read directly, everything else through ``wfdb``. Anything it cannot turn into th
 
 from __future__ import annotations
 
+import math
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -170,6 +171,13 @@ def _header_number(text: str, what: str) -> float:
     return float(text)
 
 
+def _header_count(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise RecordError("unreadable WFDB header (the sample count is not a whole number)") from None
+
+
 def _read_format16(path: Path) -> tuple[np.ndarray, list[str], float] | None:
     """The samples in mV, lead names and rate of a plain format-16 WFDB record, or ``None`` for
     any other layout, which then goes through ``wfdb.rdrecord``.
@@ -191,9 +199,15 @@ def _read_format16(path: Path) -> tuple[np.ndarray, list[str], float] | None:
         if "/" in record[0] or signals == 0:
             return None  # multi-segment (or signal-less) records: wfdb
         fs = _header_number(record[2].split("/")[0].split("(")[0], "sampling rate") if len(record) > 2 else 250.0
-        length = int(_header_number(record[3], "sample count")) if len(record) > 3 else None
+        length = _header_count(record[3]) if len(record) > 3 else None
         if length is not None and length < 0:
             raise RecordError("unreadable WFDB header (negative sample count)")
+        for line in lines[1:1 + signals]:  # every format: wfdb reads a word there as the default gain
+            gain_text = (line.split(maxsplit=3)[2:3] or [None])[0]
+            gain_field = _GAIN_FIELD.match(gain_text) if gain_text is not None else None
+            if gain_text is not None and (gain_field is None or not _is_number(gain_field["gain"])
+                                          or not math.isfinite(float(gain_field["gain"]))):
+                raise RecordError("unreadable WFDB header (a signal's gain is not a number)")
         files: dict[str, list[int]] = {}
         offsets, gains, baselines, scales, names = {}, [], [], [], []
         for index, line in enumerate(lines[1:1 + signals]):
@@ -202,8 +216,6 @@ def _read_format16(path: Path) -> tuple[np.ndarray, list[str], float] | None:
             if layout is None or layout["fmt"] != "16" or int(layout["spf"] or 1) != 1 or int(layout["skew"] or 0):
                 return None
             gain_field = _GAIN_FIELD.match(fields[2]) if len(fields) > 2 else None
-            if len(fields) > 2 and (gain_field is None or not _is_number(gain_field["gain"])):
-                raise RecordError("unreadable WFDB header (a signal's gain is not a number)")
             gain = float(gain_field["gain"]) if gain_field else 0.0
             zero = int(fields[4]) if len(fields) > 4 else 0
             gains.append(gain or 200.0)

@@ -30,16 +30,21 @@ _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLO
 
 def files_sha256(paths, max_bytes: int | None = None) -> str:
     """SHA-256 over the files' bytes in order, read with bounds that hold even if a file was
-    swapped after the store checked it: no link is followed, only a regular file is read (a FIFO
+    swapped after the store checked it: no link is followed (the file opened is the one the
+    path resolved to just before, folders above it included), only a regular file is read (a FIFO
     opened non-blocking is refused, never waited on), at most the size it had when opened, and
     ``max_bytes`` at most in all."""
     digest, total = hashlib.sha256(), 0
     for path in paths:
+        expected = os.path.realpath(path)
         try:
             descriptor = os.open(path, _OPEN_FLAGS)
         except OSError as error:
             raise RecordError(f"file cannot be opened ({error_name(error)})") from error
         with os.fdopen(descriptor, "rb") as handle:
+            opened = f"/proc/self/fd/{descriptor}"
+            if os.path.islink(opened) and os.readlink(opened) != expected:  # a folder above it swapped for a link
+                raise RecordError("file changed while it was opened (a link was swapped in)")
             info = os.fstat(descriptor)
             if not stat.S_ISREG(info.st_mode):
                 raise RecordError("file is not a regular file (a directory, device, pipe or socket)")
