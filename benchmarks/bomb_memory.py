@@ -57,8 +57,6 @@ print(json.dumps({"embedded": len(vectors), "refused": sorted(set(failed.values(
 NIGHT_CHILD = """
 import json, resource, sys
 from datetime import datetime
-from pathlib import Path
-import pandas as pd
 from pipeline.config import load_settings
 from pipeline.nightly import run_night
 from pipeline.warehouse import connect
@@ -70,9 +68,7 @@ corpus = Corpus(night_start=datetime.fromisoformat(night), filestore=settings.fi
 corpus.stay(0)
 image = corpus.image(0, _deflate_bomb if with_bomb else _dicom())
 wh = connect(settings)
-with wh.begin() as conn:
-    for table, rows in corpus.rows.items():
-        wh.bulk_insert(conn, table, pd.DataFrame(rows))
+corpus.write(wh)
 result = run_night(night, settings)
 reasons = wh.read("SELECT reason FROM vigil_audit.quarantine WHERE night = :n AND record_id = :r",
                   {"n": night, "r": image})["reason"].tolist()

@@ -78,12 +78,21 @@ def starting_alerts(wh, night, alerts: list[tuple[str, dict]]) -> list[tuple[str
     """The alerts of ``night`` whose condition did not hold on the night published before it,
     and that were not already delivered for this night (a re-run of its report sends nothing
     twice). Nothing is recorded here: :func:`record_alerts` does, once delivery is known."""
-    before = wh.scalar("SELECT MAX(night) FROM vigil_audit.runs WHERE night < :night", {"night": night})
-    earlier = wh.read("SELECT night, condition_key FROM vigil_audit.alerts WHERE night IN (:before, :night)",
-                      {"before": before or night, "night": night})
-    held = set(earlier.loc[earlier["night"].astype(str) == str(before), "condition_key"]) if before else set()
-    sent = set(earlier.loc[earlier["night"].astype(str) == str(night), "condition_key"])
-    return [(t, d) for t, d in alerts if d["condition"] not in held and d["condition"] not in sent]
+    held = _conditions(wh, _published_before(wh, night)) | _conditions(wh, night)
+    return [(t, d) for t, d in alerts if d["condition"] not in held]
+
+
+def _published_before(wh, night):
+    """The latest night published before ``night`` (None for the first)."""
+    return wh.scalar("SELECT MAX(night) FROM vigil_audit.runs WHERE night < :night", {"night": night})
+
+
+def _conditions(wh, night) -> set[str]:
+    """The conditions recorded for ``night`` (none for no night)."""
+    if night is None:
+        return set()
+    return set(wh.read("SELECT condition_key FROM vigil_audit.alerts WHERE night = :night",
+                       {"night": night})["condition_key"])
 
 
 def record_alerts(wh, night, alerts: list[tuple[str, dict]], undelivered: set[str] = frozenset()) -> None:
@@ -92,9 +101,7 @@ def record_alerts(wh, night, alerts: list[tuple[str, dict]], undelivered: set[st
     re-run, or the next night, alerts again (a webhook down for one night loses nothing)."""
     import pandas as pd
 
-    before = wh.scalar("SELECT MAX(night) FROM vigil_audit.runs WHERE night < :night", {"night": night})
-    held = set(wh.read("SELECT condition_key FROM vigil_audit.alerts WHERE night = :before",
-                       {"before": before})["condition_key"]) if before else set()
+    held = _conditions(wh, _published_before(wh, night))
     kept = [(t, d) for t, d in alerts if d["condition"] not in undelivered]
     rows = pd.DataFrame({"night": night, "condition_key": [d["condition"] for _, d in kept],
                          "title": [t for t, _ in kept], "started": [d["condition"] not in held for _, d in kept]},

@@ -88,15 +88,19 @@ class Settings:
         return self.runs_dir / night
 
     def stored_path(self, path: Path) -> str:
-        """How a path is recorded (registry, manifests): relative to the home when inside it, so
-        a home copied, restored or mounted elsewhere still finds its own files."""
-        path = Path(path)
-        return path.relative_to(self.home).as_posix() if path.is_relative_to(self.home) else str(path)
+        return stored_path(path, self.home)
 
     def home_path(self, recorded: str) -> Path:
         """The path a recorded one names now (relative ones are in this home)."""
         path = Path(recorded)
         return path if path.is_absolute() else self.home / path
+
+
+def stored_path(path: Path | str, home: Path) -> str:
+    """How a path is recorded (registry, manifests): relative to the home when inside it, so
+    a home copied, restored or mounted elsewhere still finds its own files."""
+    path = Path(path)
+    return path.relative_to(home).as_posix() if path.is_relative_to(home) else str(path)
 
 
 def _failure_rate_overrides(env: dict[str, str]) -> dict[str, float]:

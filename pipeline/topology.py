@@ -243,13 +243,16 @@ def wait_for_run(topology: Topology, run_id: str, timeout_s: float = 1200) -> di
 
     wait_until(finished, timeout_s, f"run {run_id}", topology)
     tasks = api(topology, "GET", f"/api/v2/dags/vigil_nightly/dagRuns/{run_id}/taskInstances", token=jwt)
-    return {"run_id": run_id, "state": state["state"], "tasks": {
-        t["task_id"] + (f"[{t['map_index']}]" if t.get("map_index", -1) >= 0 else ""): {"state": t["state"], "queue": t["queue"], "hostname": t["hostname"], "pool": t["pool"],
-                       "try_number": t["try_number"], "start_date": t.get("start_date"),
-                       "end_date": t.get("end_date"),
-                       "waited_s": _seconds(t.get("scheduled_when") or t.get("queued_when"), t.get("start_date")),
-                       "queued_s": _seconds(t.get("queued_when"), t.get("start_date"))}
-        for t in tasks["task_instances"]}}
+    return {"run_id": run_id, "state": state["state"], "tasks": {_task_key(t): {
+        "state": t["state"], "queue": t["queue"], "hostname": t["hostname"], "pool": t["pool"],
+        "try_number": t["try_number"], "start_date": t.get("start_date"), "end_date": t.get("end_date"),
+        "waited_s": _seconds(t.get("scheduled_when") or t.get("queued_when"), t.get("start_date")),
+        "queued_s": _seconds(t.get("queued_when"), t.get("start_date"))} for t in tasks["task_instances"]}}
+
+
+def _task_key(task: dict) -> str:
+    """A task instance's name: its task id, and ``[i]`` for the i-th of a mapped task."""
+    return task["task_id"] + (f"[{task['map_index']}]" if task.get("map_index", -1) >= 0 else "")
 
 
 def _seconds(start: str | None, end: str | None) -> float | None:
@@ -366,13 +369,11 @@ def main(argv: list[str] | None = None) -> int:
         result = run_night_on_celery(topology, args.night, args.timeout)
         if training:
             result["training_run"] = {"run_id": training, **training_state(topology, training)}
-            waits = sorted(t["waited_s"] for t in result["tasks"].values() if t["waited_s"] is not None)
-            result["beside_training"] = {"max_wait_s": waits[-1] if waits else None,
-                                         "median_wait_s": waits[len(waits) // 2] if waits else None}
-            print(f"night beside training: {len(waits)} nightly tasks waited {waits[-1] if waits else 0:.1f} s at most "
-                  f"from ready to running (median {waits[len(waits) // 2] if waits else 0:.1f} s); training "
-                  f"{result['training_run']['state']} with {result['training_run']['train_running']} train task(s) "
-                  f"running when the night ended", flush=True)
+            waits = sorted(t["waited_s"] for t in result["tasks"].values() if t["waited_s"] is not None) or [0.0]
+            result["beside_training"] = {"max_wait_s": waits[-1], "median_wait_s": waits[len(waits) // 2]}
+            print(f"night beside training: nightly tasks waited {waits[-1]:.1f} s at most from ready to running "
+                  f"(median {waits[len(waits) // 2]:.1f} s); training {result['training_run']['state']} with "
+                  f"{result['training_run']['train_running']} train task(s) running when the night ended", flush=True)
         if args.operations and result["state"] == "success":
             steps = operate(topology, settings, args.night, result["run_id"])
     finally:

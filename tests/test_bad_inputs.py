@@ -13,9 +13,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime
 
-import pandas as pd
 import pytest
-from sqlalchemy import text
 
 from pipeline.modeling import registry
 from pipeline.nightly import run_folder, run_night
@@ -45,11 +43,7 @@ def test_every_bad_input_is_quarantined_or_excluded_with_its_reason_and_the_nigh
         "the corpus needs a promoted model that reads every modality, so every file is decoded"
 
     corpus, expected = plant(datetime.combine(night, datetime.min.time()), settings.filestore, backend)
-    with wh.begin() as conn:
-        for table, rows in corpus.rows.items():
-            wh.bulk_insert(conn, table, pd.DataFrame(rows))
-        for statement, params in corpus.statements:
-            conn.execute(text(statement), params)
+    corpus.write(wh)
 
     result = run_night(night, settings)
 

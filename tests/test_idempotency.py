@@ -157,8 +157,6 @@ def test_extract_run_again_keeps_the_later_stages_files_only_for_the_same_rows(c
     arrived meanwhile, their files go, so nothing made from other rows is ever mixed in."""
     from datetime import datetime
 
-    import pandas as pd
-
     from pipeline.nightly import Night
     from tests.corpus.bad_inputs import Corpus
 
@@ -169,8 +167,6 @@ def test_extract_run_again_keeps_the_later_stages_files_only_for_the_same_rows(c
     assert (folder / "features").is_dir() and (folder / "validate").is_dir()
     late = Corpus(night_start=datetime.combine(night, datetime.min.time()), filestore=settings.filestore)
     late.stay(0)  # a stay whose rows reach the warehouse after the first extraction
-    with wh.begin() as conn:
-        for table, rows in late.rows.items():
-            wh.bulk_insert(conn, table, pd.DataFrame(rows))
+    late.write(wh)
     run_night(night, settings, run_id=run_id, stages=("extract",))
     assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["extract"]

@@ -13,7 +13,6 @@ import subprocess
 import sys
 from datetime import datetime, timedelta
 
-import pandas as pd
 import pytest
 from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
@@ -68,9 +67,7 @@ def _plant_hostile(wh, settings) -> dict[str, str]:
                           note_id=f"h{i}-{hostile[:10]}")] = f"Radiology report. {hostile} End of report."
         corpus.lab(500 + i, 50983, None, hostile[:20], value=hostile[:200])
         corpus.chart(500 + i, 220045, 90.0, hostile[:20], at=corpus.night_start + timedelta(hours=8))
-    with wh.begin() as conn:
-        for table, rows in corpus.rows.items():
-            wh.bulk_insert(conn, table, pd.DataFrame(rows))
+    corpus.write(wh)
     return notes
 
 
@@ -126,9 +123,7 @@ def test_no_phi_or_password_in_task_logs(cloned_postgres, tmp_path):
         corpus.note(600 + i, "", note_id=f"empty-{i}")  # a quarantined note next to them
         corpus.lab(600 + i, 50983, None, "mEq/L", value=secret)  # quarantined: not numeric
         corpus.chart(600 + i, 220045, 80.0, secret[:20], at=corpus.night_start + timedelta(hours=8))
-    with wh.begin() as conn:
-        for table, rows in corpus.rows.items():
-            wh.bulk_insert(conn, table, pd.DataFrame(rows))
+    corpus.write(wh)
 
     password = "Sup3r-Secret-Warehouse-Pw"  # trust authentication here accepts any password
     url = make_url(settings.warehouse_url)

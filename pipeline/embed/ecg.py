@@ -81,10 +81,7 @@ def is_dicom_waveform(path: Path) -> bool:
 
 
 def ecg_sha256(path: Path, store: FileStore | None = None) -> str:
-    files = record_files(path, store)
-    if store is not None and store.max_bytes is not None and sum(f.stat().st_size for f in files) > store.max_bytes:
-        raise RecordError(f"ECG record is larger than the {store.max_bytes // 2**20:,} MB file limit")
-    return files_sha256(files, store.max_bytes if store is not None else None)
+    return files_sha256(record_files(path, store), store.max_bytes if store is not None else None, "ECG record")
 
 
 _UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "μv": 1e-3, "v": 1e3}
@@ -155,20 +152,16 @@ _FORMAT_FIELD = re.compile(r"(?P<fmt>\d+)(?:x(?P<spf>\d+))?(?::(?P<skew>\d+))?(?
 _GAIN_FIELD = re.compile(r"(?P<gain>[-+0-9.eE]+)(?:\((?P<baseline>[-+]?\d+)\))?(?:/(?P<units>\S+))?$")
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _header_number(text: str, what: str) -> float:
+def _header_number(text: str, what: str, finite: bool = False) -> float:
     """A numeric header field; wfdb would take a word there for its default (a 500 Hz record
-    read at 250 Hz), so it is refused instead."""
-    if not _is_number(text):
-        raise RecordError(f"unreadable WFDB header (the {what} is not a number)")
-    return float(text)
+    read at 250 Hz, a gain of 200 per mV), so it is refused instead."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or (finite and not math.isfinite(value)):
+        raise RecordError(f"unreadable WFDB header ({what} is not a number)")
+    return value
 
 
 def _header_count(text: str) -> int:
@@ -198,16 +191,14 @@ def _read_format16(path: Path) -> tuple[np.ndarray, list[str], float] | None:
         signals = int(record[1])
         if "/" in record[0] or signals == 0:
             return None  # multi-segment (or signal-less) records: wfdb
-        fs = _header_number(record[2].split("/")[0].split("(")[0], "sampling rate") if len(record) > 2 else 250.0
+        fs = _header_number(record[2].split("/")[0].split("(")[0], "the sampling rate") if len(record) > 2 else 250.0
         length = _header_count(record[3]) if len(record) > 3 else None
         if length is not None and length < 0:
             raise RecordError("unreadable WFDB header (negative sample count)")
-        for line in lines[1:1 + signals]:  # every format: wfdb reads a word there as the default gain
-            gain_text = (line.split(maxsplit=3)[2:3] or [None])[0]
-            gain_field = _GAIN_FIELD.match(gain_text) if gain_text is not None else None
-            if gain_text is not None and (gain_field is None or not _is_number(gain_field["gain"])
-                                          or not math.isfinite(float(gain_field["gain"]))):
-                raise RecordError("unreadable WFDB header (a signal's gain is not a number)")
+        for line in lines[1:1 + signals]:  # every format, before the layout sends others to wfdb
+            for gain_text in line.split(maxsplit=3)[2:3]:
+                gain_field = _GAIN_FIELD.match(gain_text)
+                _header_number(gain_field["gain"] if gain_field else "", "a signal's gain", finite=True)
         files: dict[str, list[int]] = {}
         offsets, gains, baselines, scales, names = {}, [], [], [], []
         for index, line in enumerate(lines[1:1 + signals]):

@@ -28,7 +28,7 @@ def text_sha256(text: str) -> str:
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
-def files_sha256(paths, max_bytes: int | None = None) -> str:
+def files_sha256(paths, max_bytes: int | None = None, what: str = "record") -> str:
     """SHA-256 over the files' bytes in order, read with bounds that hold even if a file was
     swapped after the store checked it: no link is followed (the file opened is the one the
     path resolved to just before, folders above it included), only a regular file is read (a FIFO
@@ -50,7 +50,7 @@ def files_sha256(paths, max_bytes: int | None = None) -> str:
                 raise RecordError("file is not a regular file (a directory, device, pipe or socket)")
             total += info.st_size
             if max_bytes is not None and total > max_bytes:
-                raise RecordError(f"record is larger than the {max_bytes // 2**20:,} MB file limit")
+                raise RecordError(f"{what} is larger than the {max_bytes // 2**20:,} MB file limit")
             left = info.st_size
             while left > 0 and (block := handle.read(min(1 << 20, left))):
                 digest.update(block)

@@ -10,6 +10,7 @@ from pathlib import Path
 import joblib
 import pandas as pd
 
+from pipeline.config import stored_path
 from pipeline.warehouse import Warehouse
 
 
@@ -84,8 +85,7 @@ def relative_paths(wh: Warehouse, home: Path) -> int:
     def relative(value) -> str | None:
         if value is None or pd.isna(value):
             return None
-        path = Path(value)
-        return path.relative_to(home).as_posix() if path.is_absolute() and path.is_relative_to(home) else value
+        return stored_path(value, home) if Path(value).is_absolute() else value
 
     rows = wh.read("SELECT model_name, version, artifact_uri, report_uri FROM vigil_models.model_versions")
     rewritten = 0

@@ -14,7 +14,6 @@ fragment of the reason that must be recorded for them.
 
 from __future__ import annotations
 
-import math
 import os
 import zlib
 from collections import defaultdict
@@ -45,6 +44,17 @@ class Corpus:
     rows: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
     next_lab: int = 990_000_000
     statements: list[tuple[str, dict]] = field(default_factory=list)
+
+    def write(self, wh) -> None:
+        """Insert the rows into the warehouse's source tables and run the statements, in one transaction."""
+        import pandas as pd
+        from sqlalchemy import text
+
+        with wh.begin() as conn:
+            for table, rows in self.rows.items():
+                wh.bulk_insert(conn, table, pd.DataFrame(rows))
+            for statement, params in self.statements:
+                conn.execute(text(statement), params)
 
     @property
     def outside(self) -> Path:
