@@ -59,7 +59,7 @@ import json, resource, sys
 from datetime import datetime
 from pipeline.config import load_settings
 from pipeline.nightly import run_night
-from pipeline.warehouse import connect
+from pipeline.store.warehouse import connect
 from tests.corpus.bad_inputs import Corpus, _deflate_bomb, _dicom
 
 night, with_bomb = sys.argv[1], sys.argv[2] == "1"

@@ -49,7 +49,7 @@ from pipeline.filestore import FileStore  # noqa: E402
 from pipeline.synthetic import ecg as synthetic_ecg  # noqa: E402
 from pipeline.synthetic import imaging as synthetic_imaging  # noqa: E402
 from pipeline.synthetic import notes as synthetic_notes  # noqa: E402
-from pipeline.warehouse import Warehouse  # noqa: E402
+from pipeline.store.warehouse import Warehouse  # noqa: E402
 
 TARGET_OVERHEAD = 0.25
 NOTES_CSV = ROOT.parent / "shared" / "data" / "notes" / "mtsamples_200.csv"

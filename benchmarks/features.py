@@ -317,7 +317,7 @@ def _warehouse_nights(url: str, stored: pl.DataFrame, fresh: pl.DataFrame, previ
     the full night reading every stored event, the incremental one only what changed."""
     from sqlalchemy import create_engine, text
 
-    from pipeline.warehouse import Warehouse
+    from pipeline.store.warehouse import Warehouse
 
     name = f"vigil_bench_{os.getpid()}"
     admin = create_engine(url, isolation_level="AUTOCOMMIT")

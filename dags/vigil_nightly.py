@@ -8,7 +8,7 @@ enrols them, and publishes the risk table in one transaction: `extract` (increme
 `score` (mapped: one task per promoted model) → `publish` → `report`. Stages exchange Parquet files
 in `$VIGIL_HOME/runs/<D>/<run>/`; a re-run replaces the night's rows. `begin` and `report` are the
 run's setup and teardown: clearing any task re-runs the report after it, and the run's state is that
-of its work (a failed `publish` fails the run). Logic: `pipeline/nightly.py`.
+of its work (a failed `publish` fails the run). Logic: `pipeline/stages/`, one module per stage.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def _wiring() -> dict:
 
 def _run() -> dict:
     """The night this DAG run scores, and its id: its tasks share a run folder no other run touches."""
-    from pipeline.nightly import night_for_run
+    from pipeline.stages.context import night_for_run
     context = get_current_context()
     return {"night": night_for_run(context.get("logical_date"), context["dag_run"].run_after).isoformat(),
             "run_id": context["run_id"]}
@@ -48,50 +48,50 @@ def vigil_nightly():
     @task
     def extract() -> dict:
         """New rows since each source table's watermark, as canonical frames."""
-        from pipeline.nightly import extract_stage
+        from pipeline.stages.extract import extract_stage
         return extract_stage(**_run())
 
     @task
     def validate() -> dict:
         """Great-expectations suites; quarantine with reasons; fail above the failure-rate limit."""
-        from pipeline.nightly import validate_stage
+        from pipeline.stages.validate import validate_stage
         return validate_stage(**_run())
 
     @task
     def features() -> dict:
         """Windowed lab/vital aggregates and static fields for every active stay."""
-        from pipeline.nightly import features_stage
+        from pipeline.stages.features import features_stage
         return features_stage(**_run())
 
     @task(queue="gpu", pool="gpu")
     def embed(modality: str) -> dict:
         """One modality's embeddings (cached by content hash and encoder version), pooled per stay."""
-        from pipeline.nightly import embed_stage
+        from pipeline.stages.embed import embed_stage
         return embed_stage(modality=modality, **_run())
 
     @task
     def models() -> list[str]:
         """The night's promoted models: a score task is mapped over each."""
-        from pipeline.nightly import night_models
+        from pipeline.stages.score import night_models
         return night_models(**_run())
 
     @task
     def score(model: str) -> dict:
         """One model's cohort of active stays through its promoted version: probability, band, factors."""
-        from pipeline.nightly import score_stage
+        from pipeline.stages.score import score_stage
         return score_stage(model=model, **_run())
 
     @task
     def publish() -> dict:
         """One transaction: risk rows, audit, accounting, quarantine, watermarks."""
-        from pipeline.nightly import publish_stage
+        from pipeline.stages.publish import publish_stage
         return publish_stage(**_run())
 
     @task
     def report() -> dict:
         """Accounting, quarantine reasons, score distribution; drift and performance; alerts (skipped
         when no run has published the night)."""
-        from pipeline.nightly import NightNotPublished, report_stage
+        from pipeline.stages.report import NightNotPublished, report_stage
         try:
             return report_stage(**_run())
         except NightNotPublished as unpublished:

@@ -46,7 +46,7 @@ def vigil_training():
         context = get_current_context()
         report = train_named_spec(spec_name, as_of_for_run(context.get("logical_date"), context["dag_run"].run_after),
                                   promote=bool(context["params"]["promote"]))
-        return {"model": report["model"], "selected": report["promoted"], "promoted": report["promoted_version"],
+        return {"model": report["model"], "selected": report["selected"], "promoted": report["promoted_version"],
                 "metric": {name: m.get(report["promote_metric"]) for name, m in report["candidates"].items()}}
 
     train.expand(spec_name=model_specs())

@@ -78,21 +78,10 @@ def starting_alerts(wh, night, alerts: list[tuple[str, dict]]) -> list[tuple[str
     """The alerts of ``night`` whose condition did not hold on the night published before it,
     and that were not already delivered for this night (a re-run of its report sends nothing
     twice). Nothing is recorded here: :func:`record_alerts` does, once delivery is known."""
-    held = _conditions(wh, _published_before(wh, night)) | _conditions(wh, night)
+    from pipeline.store import audit, runs
+
+    held = audit.alert_conditions(wh, runs.published_before(wh, night)) | audit.alert_conditions(wh, night)
     return [(t, d) for t, d in alerts if d["condition"] not in held]
-
-
-def _published_before(wh, night):
-    """The latest night published before ``night`` (None for the first)."""
-    return wh.scalar("SELECT MAX(night) FROM vigil_audit.runs WHERE night < :night", {"night": night})
-
-
-def _conditions(wh, night) -> set[str]:
-    """The conditions recorded for ``night`` (none for no night)."""
-    if night is None:
-        return set()
-    return set(wh.read("SELECT condition_key FROM vigil_audit.alerts WHERE night = :night",
-                       {"night": night})["condition_key"])
 
 
 def record_alerts(wh, night, alerts: list[tuple[str, dict]], undelivered: set[str] = frozenset()) -> None:
@@ -101,13 +90,14 @@ def record_alerts(wh, night, alerts: list[tuple[str, dict]], undelivered: set[st
     re-run, or the next night, alerts again (a webhook down for one night loses nothing)."""
     import pandas as pd
 
-    held = _conditions(wh, _published_before(wh, night))
+    from pipeline.store import audit, runs
+
+    held = audit.alert_conditions(wh, runs.published_before(wh, night))
     kept = [(t, d) for t, d in alerts if d["condition"] not in undelivered]
     rows = pd.DataFrame({"night": night, "condition_key": [d["condition"] for _, d in kept],
                          "title": [t for t, _ in kept], "started": [d["condition"] not in held for _, d in kept]},
                         columns=["night", "condition_key", "title", "started"])
-    with wh.begin() as conn:
-        wh.replace_rows(conn, "vigil_audit.alerts", "night = :night", {"night": night}, rows)
+    audit.replace_alerts(wh, night, rows)
 
 
 def alert_night(wh, settings: Settings, night, conditions: list[tuple[str, dict]]) -> list[tuple[str, dict]]:

@@ -38,7 +38,7 @@ def _day(text: str) -> date:
 
 
 def _warehouse(settings: Settings):
-    from pipeline.warehouse import connect
+    from pipeline.store.warehouse import connect
 
     return connect(settings)
 
@@ -148,7 +148,7 @@ def cmd_train(args, settings: Settings) -> int:
         report = train_spec(wh, settings, spec, as_of, progress=not args.quiet, promote=args.promote)
         print(render_report(report))
         print(f"promoted {report['promoted_version']}" if report["promoted_version"] else
-              f"selected {report['promoted']}: promote it with `vigil promote {spec.name}` to score with it")
+              f"selected {report['selected']}: promote it with `vigil promote {spec.name}` to score with it")
     return 0
 
 
@@ -240,17 +240,10 @@ def cmd_run(args, settings: Settings) -> int:
     return 0
 
 
-TOP_QUERY = """
-SELECT r.night, r.stay_id, r.subject_id, r.model_name, r.probability, r.risk_band, r.modalities, r.top_factors
-FROM vigil_risk.risk_scores r
-WHERE r.night = (SELECT MAX(night) FROM vigil_risk.risk_scores)
-ORDER BY r.model_name, r.probability DESC, r.stay_id
-"""
-
-
 def cmd_top(args, settings: Settings) -> int:
-    wh = _warehouse(settings)
-    rows = wh.read(TOP_QUERY)
+    from pipeline.store import risk
+
+    rows = risk.top_latest(_warehouse(settings))
     if rows.empty:
         print("the risk table is empty: run a night first (`vigil run --date YYYY-MM-DD`)")
         return 1
@@ -416,6 +409,8 @@ def cmd_airflow(args, settings: Settings) -> int:
 
 
 def cmd_demo(args, settings: Settings) -> int:
+    from pipeline.store import risk
+
     default_home = not os.environ.get("VIGIL_WAREHOUSE_URL")
     if default_home:
         for folder in ("warehouse", "files", "runs", "artifacts", "reports"):
@@ -440,12 +435,12 @@ def cmd_demo(args, settings: Settings) -> int:
     cmd_top(argparse.Namespace(limit=5), settings)
     vigil = Path(sys.executable).parent / "vigil"
     prefix = "" if settings.home == load_settings({}).home else f"VIGIL_HOME={settings.home} "
+    example = "\n".join(f"    {line}" for line in risk.bi_example(_warehouse(settings)).splitlines())
     print(f"""
 Look further:
   SQL (SQLite: {settings.home / 'warehouse' / 'vigil_risk.db'}, table risk_scores; on PostgreSQL vigil_risk.risk_scores):
-    SELECT stay_id, probability, risk_band, modalities, top_factors
-    FROM vigil_risk.latest_risk ORDER BY probability DESC LIMIT 20;
-  Training report:   {settings.home / 'reports'}
+{example}
+  Training report:   {settings.reports_dir}
   Night reports:     {settings.home / 'runs'}/<night>/<run>/report/report.json
   Airflow UI:        {prefix}{vigil} airflow standalone    (then open http://localhost:8080)
 """)
@@ -453,8 +448,9 @@ Look further:
 
 
 def _published_rows(settings: Settings, night: date) -> int:
-    return int(_warehouse(settings).scalar("SELECT COUNT(*) FROM vigil_risk.risk_scores WHERE night = :night",
-                                           {"night": night}))
+    from pipeline.store import risk
+
+    return risk.night_rows(_warehouse(settings), night)
 
 
 def _safe_url(url: str) -> str:

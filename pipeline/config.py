@@ -74,6 +74,11 @@ class Settings:
         return self.home / "artifacts"
 
     @property
+    def reports_dir(self) -> Path:
+        """Training and evaluation reports, ``<reports_dir>/<model>/``; the Vigil page serves them."""
+        return self.home / "reports"
+
+    @property
     def airflow_home(self) -> Path:
         return self.home / "airflow"
 

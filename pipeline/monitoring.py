@@ -11,7 +11,7 @@ at its horizon: did the event follow within ``horizon_days`` of the night's pred
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
@@ -19,7 +19,8 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from pipeline.modeling.metrics import calibration, psi
 from pipeline.sources.mimic import read_labels
-from pipeline.warehouse import Warehouse
+from pipeline.store import risk
+from pipeline.store.warehouse import Warehouse
 
 DRIFT_COLUMNS = ["night", "model_name", "model_version", "feature", "psi"]
 PERFORMANCE_COLUMNS = ["night", "model_name", "model_version", "scored_night", "labelled", "positives", "auroc",
@@ -74,10 +75,7 @@ def scored_performance(wh: Warehouse, spec, model_name: str, night: date, as_of:
                        lookback_days: int) -> pd.DataFrame:
     """:func:`performance` of the model's risk rows from the ``lookback_days`` nights up to
     ``night`` against the outcomes known by ``as_of``."""
-    scores = wh.read("SELECT night, stay_id, model_name, model_version, prediction_time, probability "
-                     "FROM vigil_risk.risk_scores WHERE model_name = :model AND night >= :first AND night <= :night",
-                     {"model": model_name, "first": night - timedelta(days=lookback_days), "night": night},
-                     times=("prediction_time",))
+    scores = risk.model_scores(wh, model_name, night, lookback_days)
     scores["night"] = pd.to_datetime(scores["night"].astype(str).str[:10]).dt.date
     if spec.task == "survival":
         return performance(at_horizon(scores, read_labels(wh, spec.label_query, as_of, "survival_labels"),

@@ -17,7 +17,8 @@ from datetime import date, datetime, timezone
 
 import pandas as pd
 
-from pipeline.warehouse import Warehouse
+from pipeline.store import runs
+from pipeline.store.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,6 @@ def publish(wh: Warehouse, results: NightResults) -> dict:
     """Make the night visible, replacing whatever an earlier publish of it wrote; a publish of
     the same run that already committed (an Airflow retry, a cleared task) changes nothing."""
     night = results.night
-    key = {"night": night}
     digest = risk_digest(results.risk)
     stays_scored = int(results.risk["stay_id"].nunique()) if not results.risk.empty else 0
     for model, version in results.models.items():
@@ -117,33 +117,18 @@ def publish(wh: Warehouse, results: NightResults) -> dict:
     watermarks = pd.DataFrame({"source_table": list(INCREMENTAL_TABLES), "night": night,
                                "high_water": results.prediction_time})
     summary = {"risk_rows": len(results.risk), "risk_rows_sha256": digest, "stays_scored": stays_scored}
-    content = content_digest(results, digest)
-    run["content_sha256"] = content
-    with wh.begin() as conn:
-        wh.serialise_writers(conn)
-        published = wh.read("SELECT run_id, started_at, content_sha256 FROM vigil_audit.runs WHERE night = :night",
-                            key, conn=conn, times=("started_at",))
-        if published[["run_id", "content_sha256"]].values.tolist() == [[results.run_id, content]]:
-            return summary  # this run is already published: a retry leaves the state as it is
-        if len(published) and published["run_id"].iloc[0] != results.run_id and \
-                published["started_at"].iloc[0] > pd.Timestamp(results.started_at):
-            log.warning("night %s was published by run %s, started after this run %s: nothing written",
-                        night, published["run_id"].iloc[0], results.run_id)
-            return {**summary, "superseded_by": str(published["run_id"].iloc[0])}
-        wh.replace_rows(conn, "vigil_risk.risk_scores", "night = :night", key, results.risk)
-        wh.replace_rows(conn, "vigil_features.stay_features", "night = :night", key, results.stay_features)
-        wh.execute(conn, "DELETE FROM vigil_features.stay_events WHERE ingest_night = :night", key)
-        wh.delete_in(conn, "vigil_features.stay_events", "source_row_id", events["source_row_id"].tolist())
-        wh.bulk_insert(conn, "vigil_features.stay_events", events)
-        wh.execute(conn, "DELETE FROM vigil_features.stay_records WHERE ingest_night = :night", key)
-        for modality, ids in records.groupby("modality")["record_id"]:  # a re-sent record moves to this night
-            wh.delete_in(conn, "vigil_features.stay_records", "record_id", ids, "modality = :m", {"m": modality})
-        wh.bulk_insert(conn, "vigil_features.stay_records", records)
-        wh.replace_rows(conn, "vigil_audit.quarantine", "night = :night", key, results.quarantine.assign(night=night))
-        wh.replace_rows(conn, "vigil_audit.exclusions", "night = :night", key, results.exclusions.assign(night=night))
-        wh.replace_rows(conn, "vigil_audit.dq_results", "night = :night", key, results.dq.assign(night=night))
-        wh.replace_rows(conn, "vigil_audit.runs", "night = :night", key, run)  # one audit row a night
-        wh.replace_rows(conn, "vigil_audit.run_counts", "night = :night", key,
-                        results.counts.assign(run_id=results.run_id, night=night))
-        wh.replace_rows(conn, "vigil_audit.watermarks", "night = :night", key, watermarks)
+    run["content_sha256"] = content_digest(results, digest)
+    written = {
+        "vigil_risk.risk_scores": results.risk, "vigil_features.stay_features": results.stay_features,
+        "vigil_audit.quarantine": results.quarantine.assign(night=night),
+        "vigil_audit.exclusions": results.exclusions.assign(night=night),
+        "vigil_audit.dq_results": results.dq.assign(night=night),
+        "vigil_audit.run_counts": results.counts.assign(run_id=results.run_id, night=night),
+        "vigil_audit.watermarks": watermarks,
+    }
+    kept_by = runs.publish_night(wh, night, run, written, events, records)
+    if kept_by is not None and kept_by != results.run_id:
+        log.warning("night %s was published by run %s, started after this run %s: nothing written",
+                    night, kept_by, results.run_id)
+        return {**summary, "superseded_by": kept_by}
     return summary

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import secrets
 import signal
 import socket
@@ -28,7 +27,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
 
 from pipeline.cli import prepare_airflow
 from pipeline.config import GPU_QUEUE, Settings, load_settings
@@ -61,18 +59,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def ensure_database(admin_url: str, database: str) -> str:
-    """Create the PostgreSQL database ``database`` (a plain identifier) if missing; its URL."""
-    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", database):
-        raise ValueError(f"metadata database name must be a lower-case identifier, not {database!r}")
-    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": database}).scalar():
-            conn.execute(text(f"CREATE DATABASE {database}"))
-    engine.dispose()
-    return admin_url.rsplit("/", 1)[0] + f"/{database}"
 
 
 def topology_env(settings: Settings, folder: Path, *, metadata_url: str, broker_url: str, port: int,
@@ -311,13 +297,13 @@ def operate(topology: Topology, settings: Settings, night: date, run_id: str) ->
     ``score``, ``report``, then the whole run (each must end ``success`` with the night's risk
     rows unchanged), then ``publish`` again while the audit table is away (the run must end
     ``failed``) and once more after it is back."""
-    from pipeline.warehouse import connect
+    from pipeline.store import runs
+    from pipeline.store.warehouse import connect
 
     warehouse = connect(settings)
 
     def step(name: str, outcome: dict) -> dict:
-        digest = warehouse.scalar("SELECT risk_rows_sha256 FROM vigil_audit.runs WHERE night = :n", {"n": night}) \
-            if warehouse.table_exists("vigil_audit.runs") else None
+        digest = runs.risk_rows_sha256(warehouse, night) if warehouse.table_exists("vigil_audit.runs") else None
         tasks = {t: {"state": v["state"], "try_number": v["try_number"]} for t, v in outcome["tasks"].items()}
         print(f"  {name:<24} run {outcome['state']:<8} publish {tasks['publish']['state']}", flush=True)
         return {"step": name, "state": outcome["state"], "risk_rows_sha256": digest, "tasks": tasks}
@@ -329,12 +315,12 @@ def operate(topology: Topology, settings: Settings, night: date, run_id: str) ->
                                ("clear the whole run", None)):
             steps.append(step(name, clear(topology, run_id, task_ids)))
         with warehouse.begin() as conn:
-            warehouse.execute(conn, "ALTER TABLE vigil_audit.runs RENAME TO runs_away")
+            warehouse.rename_table(conn, "vigil_audit.runs", "runs_away")
         try:
             steps.append(step("clear publish, audit away", clear(topology, run_id, ["publish"])))
         finally:
             with warehouse.begin() as conn:
-                warehouse.execute(conn, "ALTER TABLE vigil_audit.runs_away RENAME TO runs")
+                warehouse.rename_table(conn, "vigil_audit.runs_away", "runs")
         steps.append(step("clear publish, audit back", clear(topology, run_id, ["publish"])))
     finally:
         warehouse.dispose()
@@ -342,6 +328,8 @@ def operate(topology: Topology, settings: Settings, night: date, run_id: str) ->
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pipeline.store.warehouse import ensure_database
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--night", type=date.fromisoformat, required=True, help="the night to score (YYYY-MM-DD)")
     parser.add_argument("--metadata-db", default="vigil_airflow",

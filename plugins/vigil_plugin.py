@@ -38,7 +38,7 @@ except ImportError:  # pragma: no cover - exercised only on task-SDK-only worker
 def _context():
     """Settings and warehouse of this API server process (``VIGIL_*`` environment), made once."""
     from pipeline.config import load_settings
-    from pipeline.warehouse import connect
+    from pipeline.store.warehouse import connect
 
     settings = load_settings()
     return settings, connect(settings)
@@ -98,7 +98,7 @@ def _create_app():
         from pipeline import ui
 
         settings, wh = _context()
-        path = ui.report_path(wh, settings.home / "reports", model_name, version)
+        path = ui.report_path(wh, settings.reports_dir, model_name, version)
         if path is None:
             return HTMLResponse(ui.render_message("No training report",
                                                   f"No report file for {model_name} {version}.", base=base),

@@ -60,7 +60,7 @@ def settings(tmp_path, monkeypatch):
 
 @pytest.fixture
 def warehouse(settings):
-    from pipeline.warehouse import connect
+    from pipeline.store.warehouse import connect
 
     wh = connect(settings)
     wh.create_schema()
@@ -98,7 +98,7 @@ def postgres_url(postgres_server):
 @pytest.fixture(params=["sqlite", "postgres"])
 def any_warehouse(request, tmp_path):
     """The same test against the embedded SQLite default and a real PostgreSQL database."""
-    from pipeline.warehouse import Warehouse
+    from pipeline.store.warehouse import Warehouse
 
     url = (f"sqlite:///{tmp_path / 'wh' / 'vigil.db'}" if request.param == "sqlite"
            else request.getfixturevalue("postgres_url"))
@@ -122,7 +122,7 @@ def build_trained_home(home: Path, warehouse_url: str | None) -> dict:
     from pipeline.modeling.train import train_spec
     from pipeline.nightly import run_night
     from pipeline.synthetic import cohort as synthetic
-    from pipeline.warehouse import connect
+    from pipeline.store.warehouse import connect
 
     env = make_env(home, warehouse_url)
     settings = load_settings({**os.environ, **env})
@@ -171,7 +171,7 @@ def clone_home(trained: dict, target: Path, postgres_server=None) -> dict:
 
     from sqlalchemy import text
 
-    from pipeline.warehouse import connect
+    from pipeline.store.warehouse import connect
 
     settings = trained["settings"]
     trained["warehouse"].dispose()

@@ -14,7 +14,7 @@ from datetime import date
 
 import pandas as pd
 
-from pipeline.warehouse import Warehouse, to_time
+from pipeline.store.warehouse import Warehouse, to_time
 from tests.conftest import ROOT
 
 NIGHT_TABLES = ("vigil_risk.risk_scores", "vigil_features.stay_features", "vigil_audit.quarantine",

@@ -4,6 +4,7 @@ functions too (a late import hides a circle from Python, not from the next reade
 from __future__ import annotations
 
 import ast
+import re
 
 from pipeline.config import PROJECT_ROOT
 
@@ -80,3 +81,55 @@ def test_metric_primitives_live_in_one_module_that_imports_no_modelling_code():
     users = {m for m, targets in graph.items() if "pipeline.modeling.metrics" in targets}
     assert {"pipeline.modeling.evaluation", "pipeline.modeling.report_html", "pipeline.monitoring",
             "pipeline.report", "pipeline.modeling.train", "pipeline.modeling.tuning"} <= users
+
+
+STORE = PACKAGE / "store"
+# A statement's opening words; a WHERE fragment a caller would hand the gateway (``night = :night``).
+SQL_TEXT = re.compile(
+    r"\b(SELECT\s+(\*|DISTINCT\b|COUNT\(|MAX\(|MIN\(|\w+\s*(,|FROM\b))|INSERT\s+INTO|DELETE\s+FROM|UPDATE\s+[\w.]+\s+SET"
+    r"|CREATE\s+(TABLE|SCHEMA|DATABASE|INDEX|VIEW|ROLE|FUNCTION)|ALTER\s+(TABLE|ROLE)|DROP\s+(TABLE|DATABASE|VIEW|ROLE)"
+    r"|GRANT\s+\w+|REVOKE\s+\w+|ATTACH\s+DATABASE|COPY\s+[\w.]+\s*\()"
+    r"|[\w.]+\s*(=|<>|<=|>=|<|>|\bIN)\s*:\w+")
+
+
+def sql_text(source: str) -> list[str]:
+    """The string literals of a Python source that hold SQL (docstrings included; f-strings by
+    their literal parts).
+
+    >>> sql_text('q = "SELECT stay_id FROM vigil_risk.risk_scores"')
+    ['SELECT stay_id FROM vigil_risk.risk_scores']
+    >>> sql_text('wh.replace_rows(conn, table, "night = :night", {})')
+    ['night = :night']
+    >>> sql_text('wh.read(f"SELECT {key} FROM {table}")')
+    ['SELECT x FROM x']
+    >>> sql_text('print("select a model, then run it")')
+    []
+    """
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.JoinedStr):  # an f-string: its literal parts around a stand-in name
+            text = "".join(v.value if isinstance(v, ast.Constant) else "x" for v in node.values)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            text = node.value
+        else:
+            continue
+        if SQL_TEXT.search(text):
+            found.append(text)
+    return found
+
+
+def test_no_sql_text_outside_sql_and_the_store_layer():
+    checked, offenders = 0, {}
+    for folder in (PACKAGE, PROJECT_ROOT / "dags", PROJECT_ROOT / "plugins"):
+        for path in folder.rglob("*.py"):
+            if path.is_relative_to(STORE):
+                continue
+            checked += 1
+            found = sql_text(path.read_text())
+            if found:
+                offenders[str(path.relative_to(PROJECT_ROOT))] = found
+    assert checked > 50, "the walk must see the package"
+    assert offenders == {}
+    assert len(list((PROJECT_ROOT / "sql" / "queries").rglob("*.sql"))) > 30
+    store_sources = "\n".join(p.read_text() for p in STORE.glob("*.py"))
+    assert sql_text(store_sources), "the detector must see the store's own SQL"

@@ -16,7 +16,8 @@ from datetime import datetime
 import pytest
 
 from pipeline.modeling import registry
-from pipeline.nightly import run_folder, run_night
+from pipeline.nightly import run_night
+from pipeline.stages.context import run_folder
 from tests.conftest import E2E_NIGHTS
 from tests.corpus.bad_inputs import CASES, HOSTILE_CASES, MAX_FILE_MB, PHI_FOLDER, STAY0, plant
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import airflow_env
-from pipeline.nightly import run_folder
+from pipeline.stages.context import run_folder
 from tests.conftest import E2E_NIGHTS, ROOT
 
 
@@ -81,7 +81,7 @@ def test_dag_files_are_thin_wiring():
 def test_night_for_a_run():
     from datetime import datetime, timezone
 
-    from pipeline.nightly import night_for_run
+    from pipeline.stages.context import night_for_run
 
     scheduled = night_for_run(datetime(2026, 1, 29, tzinfo=timezone.utc), datetime(2026, 1, 30, tzinfo=timezone.utc))
     assert str(scheduled) == "2026-01-29"
@@ -129,7 +129,7 @@ def test_airflow_dags_test_of_the_training_dag_registers_and_promotes(tmp_path):
     from pipeline.config import load_settings
     from pipeline.synthetic import cohort as synthetic
     from pipeline.synthetic.research import generate_research, write_research
-    from pipeline.warehouse import connect
+    from pipeline.store.warehouse import connect
     from tests.conftest import make_env
 
     settings = load_settings({**os.environ, **make_env(tmp_path / "home")})
@@ -185,7 +185,7 @@ def test_a_moved_home_runs_a_night_with_nothing_pointing_at_its_old_place(traine
     run_airflow(settings, ["dags", "test", "vigil_nightly", night.isoformat()], log_file=tmp_path / "second.log")
     assert "state=success" in (tmp_path / "second.log").read_text()
 
-    from pipeline.warehouse import connect
+    from pipeline.store.warehouse import connect
 
     wh = connect(settings)
     registry = wh.read("SELECT artifact_uri, report_uri FROM vigil_models.model_versions")

@@ -471,7 +471,7 @@ def test_ecg_intervals_follow_the_signal_prefer_the_cart_and_are_measured_once(w
 def test_a_non_finite_vector_in_the_cache_is_embedded_again_once_and_replaced(warehouse, settings, tiny_text_model):
     """A vector cached before non-finite ones were refused is never used: its record is embedded
     again, and the finite vector replaces it, so the next night finds it in the cache."""
-    from pipeline.embed import cache
+    from pipeline.store import embeddings as cache
 
     records = pd.DataFrame({"record_id": ["a"], "stay_id": [1], "text": [NOTES[0]]})
     hashed, _ = hash_records(records, "notes", FileStore(settings.filestore))

@@ -11,8 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.nightly import NO_DATA, SUPERSEDED, run_folder, run_night
-from pipeline.warehouse import to_time
+from pipeline.nightly import run_night
+from pipeline.stages.context import run_folder
+from pipeline.stages.validate import NO_DATA, SUPERSEDED
+from pipeline.store.warehouse import to_time
 from tests.conftest import E2E_NIGHTS
 
 pytestmark = pytest.mark.slow
@@ -43,7 +45,7 @@ def test_training_promotes_a_model_with_a_patient_level_split(trained):
     versions = trained["warehouse"].read("SELECT candidate, promoted, metrics_json FROM vigil_models.model_versions")
     assert len(versions) == 3 and versions["promoted"].astype(bool).sum() == 1
     assert set(report["candidates"]) == {"xgboost_tabular", "early_fusion", "late_fusion_stack"}
-    assert report["promoted"] != "late_fusion_stack"  # a baseline is never promoted
+    assert report["selected"] != "late_fusion_stack"  # a baseline is never promoted
     page = Path(report["html_report"]).read_text()  # the report with its plots, beside the Markdown
     assert page.count("data:image/png;base64,") == 5 and "without images" in page and "Alert burden" in page
     assert "only ecg" in page and "all modalities (complete cases)" in page

@@ -111,7 +111,7 @@ def test_mimic_cxr_study_date_and_time():
 
 @pytest.fixture
 def sqlite_warehouse(tmp_path):
-    from pipeline.warehouse import Warehouse
+    from pipeline.store.warehouse import Warehouse
     from tests.conftest import ROOT
 
     wh = Warehouse(f"sqlite:///{tmp_path / 'wh' / 'vigil.db'}", ROOT / "sql")

@@ -20,8 +20,9 @@ import pytest
 from pandas.errors import DatabaseError
 from sqlalchemy import event, exc, text
 
-from pipeline import nightly
-from pipeline.nightly import STAGES, RunFolderError, run_night
+from pipeline.nightly import STAGES, run_night
+from pipeline.stages.context import night_context
+from pipeline.store.run_folder import RunFolderError
 from tests.conftest import E2E_NIGHTS
 from tests.state import dump, night_rows, run_child, unpublish
 
@@ -66,8 +67,8 @@ def test_publish_killed_inside_its_transaction_then_retried(cloned):
     run_night(NIGHT, settings, stages=stages_before("publish"))
     child = run_child(settings, f"""
         import os, signal
-        from pipeline.nightly import publish_stage
-        from pipeline.warehouse import Warehouse
+        from pipeline.stages.publish import publish_stage
+        from pipeline.store.warehouse import Warehouse
 
         insert = Warehouse.bulk_insert
 
@@ -114,7 +115,7 @@ def test_connection_dropped_by_the_server_then_retried(cloned_postgres, postgres
     expected = unpublished(cloned_postgres)
     if stages_before(stage):
         run_night(NIGHT, settings, stages=stages_before(stage))
-    _, stage_warehouse = nightly._context(NIGHT, settings)
+    _, stage_warehouse = night_context(NIGHT, settings)
     killed, remove = _terminate_on(stage_warehouse.engine, postgres_server, fragment)
     try:
         # SQLAlchemy's OperationalError, or pandas' DatabaseError around it for a read
@@ -150,7 +151,7 @@ def test_embedding_worker_killed_mid_batch_then_retried(cloned):
     child = run_child(settings, f"""
         import os, signal
         from pipeline.embed.modalities import SignalEncoder
-        from pipeline.nightly import embed_stage
+        from pipeline.stages.embed import embed_stage
 
         def die(self, arrays, device, batch_size=64):
             os.kill(os.getpid(), signal.SIGKILL)
@@ -167,7 +168,7 @@ def test_disk_full_while_writing_the_night_then_retried(cloned):
     expected = unpublished(cloned)
     child = run_child(settings, f"""
         import resource, signal
-        from pipeline.nightly import extract_stage
+        from pipeline.stages.extract import extract_stage
 
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, like ENOSPC
         resource.setrlimit(resource.RLIMIT_FSIZE, (16_384, resource.RLIM_INFINITY))

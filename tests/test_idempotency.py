@@ -157,12 +157,12 @@ def test_extract_run_again_keeps_the_later_stages_files_only_for_the_same_rows(c
     arrived meanwhile, their files go, so nothing made from other rows is ever mixed in."""
     from datetime import datetime
 
-    from pipeline.nightly import Night
+    from pipeline.store.run_folder import RunFolder
     from tests.corpus.bad_inputs import Corpus
 
     wh, settings, night = cloned_sqlite["warehouse"], cloned_sqlite["settings"], E2E_NIGHTS[1]
     run_id = run_night(night, settings, stages=("extract", "validate", "features"))["extract"]["run_id"]
-    folder = Night(settings, night, run_id).folder
+    folder = RunFolder(settings, night, run_id).folder
     run_night(night, settings, run_id=run_id, stages=("extract",))
     assert (folder / "features").is_dir() and (folder / "validate").is_dir()
     late = Corpus(night_start=datetime.combine(night, datetime.min.time()), filestore=settings.filestore)

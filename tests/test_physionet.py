@@ -24,7 +24,7 @@ from pipeline.nightly import run_night
 from pipeline.sources import physionet2012
 from pipeline.sources.mimic import extract
 from pipeline.validate.checks import validate
-from pipeline.warehouse import connect
+from pipeline.store.warehouse import connect
 
 DATA = PROJECT_ROOT / "data" / "physionet2012"
 SPEC = PROJECT_ROOT / "models" / "physionet" / "physionet2012_mortality.yaml"

@@ -18,7 +18,7 @@ from pipeline.modeling.train import labelled_examples
 from pipeline.sources import physionet2019
 from pipeline.sources.mimic import extract
 from pipeline.validate.checks import validate
-from pipeline.warehouse import connect
+from pipeline.store.warehouse import connect
 
 ARCHIVE = PROJECT_ROOT / "data" / "physionet2019" / "training_setA_p000001-p009893.tar.xz"
 SPEC = PROJECT_ROOT / "models" / "physionet" / "physionet2019_sepsis.yaml"

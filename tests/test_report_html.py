@@ -42,7 +42,7 @@ def test_the_report_page_embeds_its_plots_and_writes_them_beside_it(tmp_path):
     fused, tabular = scores(seed=1, signal=2.0), scores(seed=1, signal=1.0)
     report = {"title": "ICU <mortality>", "training_as_of": "2026-01-29", "examples": 2000, "positives": 400,
               "train": {"n": 1600}, "held_out": {"n": 2000}, "patients_on_both_sides": 0,
-              "promoted": "early_fusion", "promote_metric": "auroc",
+              "selected": "early_fusion", "promote_metric": "auroc",
               "candidates": {"xgboost_tabular": {"auroc": 0.7}, "early_fusion": {"auroc": 0.8}}}
     path = write_report_html(report, {"xgboost_tabular": tabular, "early_fusion": fused},
                              {"early_fusion": {"without notes": 0.61, "without ecg": 0.7}}, 0.3, 35.0, tmp_path,

@@ -17,7 +17,7 @@ from pipeline.modeling.train import train_spec
 from pipeline.nightly import run_night
 from pipeline.synthetic.cohort import STAY_BASE
 from pipeline.synthetic.research import COHORTS, generate_research, write_research
-from pipeline.warehouse import connect
+from pipeline.store.warehouse import connect
 from tests.conftest import make_env
 
 RESEARCH = {"pe_thrombolysis_outcome": "pe_thrombolysis", "liver_steatosis_grade": "liver_steatosis",

@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from pipeline.warehouse import SCHEMAS, SOURCE_SCHEMAS, VIGIL_SCHEMAS, Warehouse, read_sql_file
+from pipeline.store.warehouse import SCHEMAS, SOURCE_SCHEMAS, VIGIL_SCHEMAS, Warehouse, read_sql_file
 from tests.conftest import E2E_NIGHTS, ROOT
 
 ROLES = ("vigil_pipeline", "vigil_bi_reader")

@@ -17,7 +17,8 @@ import pytest
 from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 
-from pipeline.nightly import run_folder, run_night
+from pipeline.nightly import run_night
+from pipeline.stages.context import run_folder
 from tests.conftest import E2E_NIGHTS, ROOT
 from tests.corpus.bad_inputs import Corpus
 

@@ -1,4 +1,4 @@
-"""The Vigil page in the Airflow UI (``plugins/vigil_plugin.py`` over ``pipeline/ui.py``).
+"""The Vigil page in the Airflow UI (``plugins/vigil_plugin.py`` over ``pipeline/ui/``).
 
 - ``pipeline.ui`` on a real warehouse after two real nights, on SQLite and on PostgreSQL: every
   number on the page is checked against the audit, risk and registry tables it comes from;
@@ -31,7 +31,7 @@ import pytest
 import requests
 
 from pipeline import ui
-from pipeline.nightly import run_folder
+from pipeline.stages.context import run_folder
 from tests.conftest import E2E_NIGHTS, ROOT, clone_home, unavailable
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -39,7 +39,7 @@ USER = "vigil_viewer"  # SimpleAuthManager role "viewer": may read DAGs, nothing
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-# ----------------------------------------------------------------------------- pipeline/ui.py on real nights
+# ----------------------------------------------------------------------------- pipeline/ui on real nights
 
 
 def _runs_table(wh):
@@ -157,12 +157,12 @@ def test_model_versions_and_their_training_reports(trained):
     assert {(m.model_name, m.version) for m in models} == set(zip(registry["model_name"], registry["version"]))
     assert sum(m.promoted for m in models) == int(registry["promoted"].astype(bool).sum()) == 1
     promoted = next(m for m in models if m.promoted)
-    assert promoted.candidate == trained["report"]["promoted"]
+    assert promoted.candidate == trained["report"]["selected"]
     assert promoted.metrics["auroc"] == trained["report"]["candidates"][promoted.candidate]["auroc"]
     path = ui.report_path(wh, settings.home / "reports", promoted.model_name, promoted.version)
     assert path is not None and path.read_text().startswith("# ")
     page = ui.render_report_page("report", path.read_text())
-    assert "<table>" in page and promoted.candidate in page and "(promoted)" in page
+    assert "<table>" in page and promoted.candidate in page and "(selected)" in page
     assert ui.report_path(wh, settings.home / "reports", promoted.model_name, "no-such-version") is None
     assert ui.report_path(wh, settings.home / "elsewhere", promoted.model_name, promoted.version) is None
 

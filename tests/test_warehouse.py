@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.warehouse import SCHEMAS, iso, read_sql_file
+from pipeline.store.warehouse import SCHEMAS, iso, read_sql_file
 
 
 def test_iso_text_sorts_like_time():

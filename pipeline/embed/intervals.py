@@ -23,7 +23,7 @@ from pipeline.embed.ecg import STANDARD_LEADS, read_leads
 from pipeline.embed.isolation import Budget
 from pipeline.embed.modalities import embed_records
 from pipeline.filestore import FileStore
-from pipeline.warehouse import Warehouse
+from pipeline.store.warehouse import Warehouse
 
 INTERVALS = ("heart_rate", "pr_ms", "qrs_ms", "qt_ms", "qtc_ms")
 LEAD = "II"

@@ -22,13 +22,13 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from pipeline.embed import cache
+from pipeline.store import embeddings as cache
 from pipeline.embed.ecg import SIGNAL_CONDITIONING, EcgResNet, ecg_sha256, read_ecg, record_files
 from pipeline.embed.imaging import IMAGE_CONDITIONING, ImageEncoder, image_sha256, read_image
 from pipeline.embed.isolation import Budget, Isolated, guarded
 from pipeline.embed.records import text_sha256
 from pipeline.filestore import FileStore
-from pipeline.warehouse import Warehouse
+from pipeline.store.warehouse import Warehouse
 
 MODALITY_TABLE = {"notes": "notes", "ecg": "ecgs", "images": "images"}
 FAILURE_COLUMNS = ["source_table", "record_id", "stay_id", "reason", "check_name"]

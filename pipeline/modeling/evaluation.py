@@ -30,6 +30,8 @@ from pipeline.config import ALL_TIME
 from pipeline.modeling.estimators import make_candidate
 from pipeline.modeling.inputs import build_inputs
 from pipeline.modeling.metrics import evaluation_metrics
+from pipeline.store import features as stored_features
+from pipeline.store import registry as stored_registry
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +45,7 @@ class Evaluation:
 
 def _reference_scores(wh, stay_ids) -> pd.DataFrame:
     """``stay_id`` × score name (e.g. SAPS-I) for the stays, where the source shipped them."""
-    if not wh.table_exists("vigil_features.reference_scores"):
-        return pd.DataFrame(index=pd.Index(stay_ids, name="stay_id"))
-    scores = wh.read_in("SELECT stay_id, score, value FROM vigil_features.reference_scores WHERE stay_id IN :values",
-                        [int(s) for s in stay_ids])
+    scores = stored_features.reference_scores(wh, stay_ids)
     if scores.empty:
         return pd.DataFrame(index=pd.Index(stay_ids, name="stay_id"))
     return scores.pivot_table(index="stay_id", columns="score", values="value").reindex(stay_ids)
@@ -174,7 +173,7 @@ def render(report: dict) -> str:
 
 
 def _write(settings, spec, report: dict, prefix: str) -> Evaluation:
-    folder = settings.home / "reports" / spec.name
+    folder = settings.reports_dir / spec.name
     folder.mkdir(parents=True, exist_ok=True)
     stamp = report["generated_at"].replace(":", "").replace("-", "")
     markdown = render(report)
@@ -228,7 +227,7 @@ def evaluate_source(settings, spec, source: str, records: Path, outcomes: Path |
 
     from pipeline.modeling import registry
     from pipeline.modeling.train import train_spec
-    from pipeline.warehouse import connect
+    from pipeline.store.warehouse import connect
 
     if source not in SOURCES:
         raise ValueError(f"vigil evaluate does not know the source {source!r}; choose from {sorted(SOURCES)}")
@@ -251,9 +250,7 @@ def evaluate_source(settings, spec, source: str, records: Path, outcomes: Path |
         load_source(wh, source, train_records, train_outcomes, progress)
         train_spec(wh, settings, spec, datetime.now(), progress=progress, promote=True)
         promoted = registry.promoted(wh, spec.name)
-    siblings = wh.read("SELECT candidate, artifact_uri FROM vigil_models.model_versions "
-                       "WHERE model_name = :name AND trained_at = :trained_at",
-                       {"name": spec.name, "trained_at": promoted["trained_at"]})
+    siblings = stored_registry.trained_together(wh, spec.name, promoted["trained_at"])
     bundles = {row.candidate: registry.load_bundle(row.artifact_uri, settings.home) for row in siblings.itertuples()}
     seen = set(bundles[promoted["candidate"]].training.get("subjects", []))
     with tempfile.TemporaryDirectory(prefix="vigil-evaluate-") as scratch:

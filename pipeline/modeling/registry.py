@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -11,7 +10,8 @@ import joblib
 import pandas as pd
 
 from pipeline.config import stored_path
-from pipeline.warehouse import Warehouse
+from pipeline.store import registry as stored_registry
+from pipeline.store.warehouse import Warehouse
 
 
 @dataclass
@@ -70,12 +70,7 @@ def register(wh: Warehouse, rows: list[dict], selected_version: str, promote: bo
     frame["promoted_at"] = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[us]")
     if promote:
         frame.loc[frame["promoted"], "promoted_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
-    model_name = frame["model_name"].iloc[0]
-    with wh.begin() as conn:
-        if promote:
-            wh.execute(conn, "UPDATE vigil_models.model_versions SET promoted = :no WHERE model_name = :name",
-                       {"no": False, "name": model_name})
-        wh.bulk_insert(conn, "vigil_models.model_versions", frame)
+    stored_registry.add_versions(wh, frame, demote=promote)
 
 
 def relative_paths(wh: Warehouse, home: Path) -> int:
@@ -87,52 +82,31 @@ def relative_paths(wh: Warehouse, home: Path) -> int:
             return None
         return stored_path(value, home) if Path(value).is_absolute() else value
 
-    rows = wh.read("SELECT model_name, version, artifact_uri, report_uri FROM vigil_models.model_versions")
-    rewritten = 0
-    with wh.begin() as conn:
-        for row in rows.itertuples():
-            recorded = (row.artifact_uri, None if pd.isna(row.report_uri) else row.report_uri)
-            wanted = (relative(recorded[0]), relative(recorded[1]))
-            if wanted != recorded:
-                wh.execute(conn, "UPDATE vigil_models.model_versions SET artifact_uri = :artifact, "
-                           "report_uri = :report WHERE model_name = :name AND version = :v",
-                           {"artifact": wanted[0], "report": wanted[1], "name": row.model_name, "v": row.version})
-                rewritten += 1
-    return rewritten
+    rewritten = []
+    for row in stored_registry.paths(wh).itertuples():
+        recorded = (row.artifact_uri, None if pd.isna(row.report_uri) else row.report_uri)
+        wanted = (relative(recorded[0]), relative(recorded[1]))
+        if wanted != recorded:
+            rewritten.append({"model_name": row.model_name, "version": row.version,
+                              "artifact_uri": wanted[0], "report_uri": wanted[1]})
+    stored_registry.set_paths(wh, rewritten)
+    return len(rewritten)
 
 
 def promote(wh: Warehouse, model_name: str, version: str | None = None, *, home: Path) -> dict:
     """Make ``version`` (default: the selected version of the model's latest training run) the
     one the nightly run scores with; returns its registry row."""
-    if version is None:
-        rows = wh.read("SELECT version FROM vigil_models.model_versions WHERE model_name = :name AND selected = :yes "
-                       "ORDER BY trained_at DESC", {"name": model_name, "yes": True})
-    else:
-        rows = wh.read("SELECT version FROM vigil_models.model_versions WHERE model_name = :name AND version = :v",
-                       {"name": model_name, "v": version})
-    if rows.empty:
-        known = wh.read("SELECT version FROM vigil_models.model_versions WHERE model_name = :name "
-                        "ORDER BY trained_at DESC", {"name": model_name})["version"].tolist()
+    chosen = (stored_registry.selected_versions(wh, model_name) or [None])[0] if version is None else version
+    row = None if chosen is None else stored_registry.version(wh, model_name, chosen)
+    if row is None:
+        known = stored_registry.versions(wh, model_name)
         raise ValueError(f"no version {version or '(selected)'} of model {model_name!r} in the registry; "
                          f"registered: {known[:10] or 'none: train it first (vigil train --spec ' + model_name + ')'}")
-    chosen = rows["version"].iloc[0]
-    load_bundle(wh.read("SELECT artifact_uri FROM vigil_models.model_versions WHERE model_name = :name "
-                        "AND version = :v", {"name": model_name, "v": chosen})["artifact_uri"].iloc[0], home)
-    with wh.begin() as conn:
-        wh.execute(conn, "UPDATE vigil_models.model_versions SET promoted = :no WHERE model_name = :name",
-                   {"no": False, "name": model_name})
-        wh.execute(conn, "UPDATE vigil_models.model_versions SET promoted = :yes, promoted_at = :at "
-                   "WHERE model_name = :name AND version = :v",
-                   {"yes": True, "at": datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0),
-                    "name": model_name, "v": chosen})
+    load_bundle(row["artifact_uri"], home)
+    stored_registry.set_promoted(wh, model_name, chosen, datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0))
     return promoted(wh, model_name)
 
 
 def promoted(wh: Warehouse, model_name: str) -> dict | None:
-    rows = wh.read("SELECT * FROM vigil_models.model_versions WHERE model_name = :name AND promoted = :yes",
-                   {"name": model_name, "yes": True})
-    if rows.empty:
-        return None
-    row = rows.iloc[0].to_dict()
-    row["metrics"] = json.loads(row.pop("metrics_json"))
-    return row
+    """The registry row of the model's promoted version, its metrics parsed (None: none promoted)."""
+    return stored_registry.promoted(wh, model_name)

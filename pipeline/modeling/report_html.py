@@ -99,20 +99,20 @@ def write_report_html(report: dict, held_out: dict[str, tuple[np.ndarray, np.nda
     plots.mkdir(parents=True, exist_ok=True)
     unplotted = [name for name, (y, _) in held_out.items() if len(set(np.asarray(y).tolist())) < 2]
     held_out = {name: scores for name, scores in held_out.items() if name not in unplotted}
-    if report["promoted"] not in held_out:  # e.g. no survival status known yet at the horizon
+    if report["selected"] not in held_out:  # e.g. no survival status known yet at the horizon
         return _task_only_page(report, ablation, unplotted, plots, folder / f"{stem}.html")
     metrics = {name: classification_metrics(y, p, threshold) for name, (y, p) in held_out.items()}
     rows = []
     for name, m in metrics.items():
-        rows.append({"candidate": name + (" (promoted)" if name == report["promoted"] else ""),
+        rows.append({"candidate": name + (" (selected)" if name == report["selected"] else ""),
                      "AUROC [95% CI]": f"{m['auroc']} [{m['auroc_ci95'][0]}, {m['auroc_ci95'][1]}]",
                      "AUPRC [95% CI]": f"{m['auprc']} [{m['auprc_ci95'][0]}, {m['auprc_ci95'][1]}]",
                      "accuracy": m["accuracy"], "sensitivity": m["sensitivity"], "specificity": m["specificity"],
                      "precision": m["precision"], "F1": m["f1"], "F2": m["f2"], "Brier": m["brier"],
                      "calibration slope": m["calibration_slope"], "calibration intercept": m["calibration_intercept"]})
     ablation_rows = _ablation_rows(report, ablation)
-    promoted = report["promoted"]
-    y, p = held_out[promoted]
+    selected = report["selected"]
+    y, p = held_out[selected]
     title = html.escape(f"{report['title']} — training report")
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{_STYLE}</style></head><body>",
@@ -120,7 +120,7 @@ def write_report_html(report: dict, held_out: dict[str, tuple[np.ndarray, np.nda
         f"<p>Trained on data known by {html.escape(str(report['training_as_of']))}: {report['examples']} examples "
         f"({report['positives']} positive); train {report['train']['n']} / held out {report['held_out']['n']} "
         f"(patient-level split, {report['patients_on_both_sides']} patients on both sides). Operating threshold "
-        f"{threshold:g}; promoted: <b>{html.escape(promoted)}</b> (by {html.escape(report['promote_metric'])}).</p>",
+        f"{threshold:g}; selected: <b>{html.escape(selected)}</b> (by {html.escape(report['promote_metric'])}).</p>",
         *_task_sections(report),
         f"<h2>Held-out metrics{' of the ' + html.escape(_BINARY_VIEW[report.get('task', 'binary')]) if report.get('task', 'binary') != 'binary' else ''}</h2>",
         _table(pd.DataFrame(rows)),
@@ -134,7 +134,7 @@ def write_report_html(report: dict, held_out: dict[str, tuple[np.ndarray, np.nda
         "withheld (its presence mask set to absent, as when a stay has no such record); a late-fusion model on the "
         "held-out patients with every modality, fused and from each single modality's model alone.</p>",
         _table(pd.DataFrame(ablation_rows)),
-        f"<h2>Alert burden ({html.escape(promoted)})</h2>",
+        f"<h2>Alert burden ({html.escape(selected)})</h2>",
         f"<p>Alerting the top share of scores; per day at {stays_per_day:.0f} scored stays a day (the held-out "
         f"cohort's volume).</p>", _table(alert_burden(y, p, stays_per_day)),
         "</body></html>",
@@ -171,11 +171,11 @@ _BINARY_VIEW = {"multiclass": "probability of any class but the first",
 
 
 def _task_sections(report: dict) -> list[str]:
-    """Multiclass: per-class figures and the confusion matrix of the promoted candidate;
+    """Multiclass: per-class figures and the confusion matrix of the selected candidate;
     survival: Harrell's C of every candidate."""
-    task, promoted = report.get("task", "binary"), report["promoted"]
+    task, selected = report.get("task", "binary"), report["selected"]
     if task == "multiclass":
-        m = report["candidates"][promoted]
+        m = report["candidates"][selected]
         per_class = pd.DataFrame([{"class": c, **{k: v for k, v in figures.items()}}
                                   for c, figures in m["per_class"].items()])
         confusion = pd.DataFrame(m["confusion"], index=[f"true {c}" for c in report["classes"]],
@@ -184,7 +184,7 @@ def _task_sections(report: dict) -> list[str]:
                                  "macro AUROC": c["auroc"], "Brier": c["brier"]}
                                 for name, c in report["candidates"].items()])
         return ["<h2>Multiclass metrics</h2>", _table(summary),
-                f"<h3>Per class ({html.escape(promoted)}, one-vs-rest; AUROC with bootstrap 95% CI)</h3>",
+                f"<h3>Per class ({html.escape(selected)}, one-vs-rest; AUROC with bootstrap 95% CI)</h3>",
                 _table(per_class), "<h3>Confusion matrix (argmax)</h3>", _table(confusion)]
     if task == "survival":
         summary = pd.DataFrame([{"candidate": name, "Harrell's C": c["c_index"], "C 95% CI": c["c_index_ci95"],

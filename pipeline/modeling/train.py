@@ -19,7 +19,7 @@ import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit
 
 from pipeline.config import Settings, resolve_device
-from pipeline.embed import cache
+from pipeline.store import embeddings as cache
 from pipeline.embed.isolation import Budget
 from pipeline.embed.modalities import (MODALITY_TABLE, decode_files, embed_records, encode_guarded, failure_rows,
                                        hash_records, new_signal_encoder, stay_embedding)
@@ -36,7 +36,7 @@ from pipeline.modeling.spec import ModelSpec
 from pipeline.monitoring import reference_quantiles
 from pipeline.sources.mimic import extract, read_enrolment, read_labels
 from pipeline.validate.checks import enforce_thresholds, validate
-from pipeline.warehouse import Warehouse
+from pipeline.store.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -238,13 +238,13 @@ def train_spec(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: dateti
                      "data_snapshot": json.dumps(data.snapshot, sort_keys=True), "code_version": code})
     promotable = [c.name for c in spec.candidates if not c.baseline]
     best = max(promotable, key=lambda name: results[name].get(spec.promote_metric) or -1)
-    promoted_version = f"{stamp}-{best}"
+    selected_version = f"{stamp}-{best}"
     report = _report(spec, as_of, data, train_rows, test_rows, results, best, pretraining, stay_embeddings,
                      pd.concat(failures, ignore_index=True) if failures else pd.DataFrame(columns=["reason"]))
     report["grid_search"] = {name: table for name, table in searched.items() if table}
     report["ablation"] = {name: variants for name, variants in ablation.items() if variants}
     report["trees"] = {name: trees for name, trees in fitted_trees.items() if trees}
-    report_dir = settings.home / "reports" / spec.name
+    report_dir = settings.reports_dir / spec.name
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / f"{stamp}.json").write_text(json.dumps(report, indent=2, default=str))
     (report_dir / f"{stamp}.md").write_text(render_report(report))
@@ -255,8 +255,8 @@ def train_spec(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: dateti
         stays_per_day=len(test_rows) / max(days, 1.0), folder=report_dir, stem=stamp))
     for row in rows:
         row["report_uri"] = settings.stored_path(report_dir / f"{stamp}.md")
-    registry.register(wh, rows, promoted_version, promote=promote)
-    report["promoted_version"] = promoted_version if promote else None
+    registry.register(wh, rows, selected_version, promote=promote)
+    report["promoted_version"] = selected_version if promote else None
     return report
 
 
@@ -326,7 +326,7 @@ def _report(spec, as_of, data, train_rows, test_rows, results, best, pretraining
         "encoder_pretraining": pretraining,
         "quarantined_rows": int(data.quarantine["record_id"].nunique()),
         "unreadable_files": failures.groupby("reason").size().to_dict() if not failures.empty else {},
-        "candidates": results, "promoted": best, "promote_metric": spec.promote_metric,
+        "candidates": results, "selected": best, "promote_metric": spec.promote_metric,
     }
 
 
@@ -343,7 +343,7 @@ def render_report(report: dict) -> str:
     if report.get("task", "binary") != "binary":
         return _render_task_report(report, lines[:6])
     for name, m in report["candidates"].items():
-        mark = " (promoted)" if name == report["promoted"] else ""
+        mark = " (selected)" if name == report["selected"] else ""
         lines.append(f"| {name}{mark} | {m['auroc']} | {m['auprc']} | {m['brier']} | {m['sensitivity']} | "
                      f"{m['specificity']} | {m['ppv']} | {m['alert_rate']} |")
     lines += ["", f"Held-out metrics at the operating threshold {next(iter(report['candidates'].values()))['threshold']}."]
@@ -358,7 +358,7 @@ def _render_task_report(report: dict, lines: list[str]) -> str:
                   + " | ".join(f"AUROC {c}" for c in report["classes"]) + " |",
                   "|---" * (5 + len(report["classes"])) + "|"]
         for name, m in report["candidates"].items():
-            mark = " (promoted)" if name == report["promoted"] else ""
+            mark = " (selected)" if name == report["selected"] else ""
             lines.append(f"| {name}{mark} | {m['accuracy']} | {m['macro_f1']} | {m['auroc']} | {m['brier']} | "
                          + " | ".join(f"{m['per_class'][c]['auroc']} {m['per_class'][c]['auroc_ci95']}"
                                       for c in report["classes"]) + " |")
@@ -366,7 +366,7 @@ def _render_task_report(report: dict, lines: list[str]) -> str:
         lines += ["| candidate | C-index (95 % CI) | events | AUROC at horizon | Brier at horizon |",
                   "|---|---|---|---|---|"]
         for name, m in report["candidates"].items():
-            mark = " (promoted)" if name == report["promoted"] else ""
+            mark = " (selected)" if name == report["selected"] else ""
             lines.append(f"| {name}{mark} | {m['c_index']} {m['c_index_ci95']} | {m['events']} | {m['auroc']} | "
                          f"{m['brier']} |")
     return "\n".join(lines) + "\n"
@@ -384,7 +384,7 @@ def as_of_for_run(logical_date: datetime | None, run_after: datetime) -> datetim
 def train_named_spec(name: str, as_of: datetime, settings: Settings | None = None, promote: bool = False) -> dict:
     from pipeline.config import load_settings
     from pipeline.modeling.spec import load_spec
-    from pipeline.warehouse import connect
+    from pipeline.store.warehouse import connect
 
     settings = settings or load_settings()
     return train_spec(connect(settings), settings, load_spec(settings.models_dir / f"{name}.yaml"), as_of,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 from tqdm import tqdm
 
-from pipeline.warehouse import Warehouse
+from pipeline.store.warehouse import Warehouse
 
 DICTIONARIES = {"mimiciv_icu.d_items": "itemid", "mimiciv_hosp.d_labitems": "itemid"}
 
@@ -25,7 +25,7 @@ def replace_subject_rows(wh: Warehouse, tables: dict[str, pd.DataFrame], subject
         for table, frame in tqdm(tables.items(), desc="Loading source tables", disable=not progress, unit="table"):
             if table in DICTIONARIES:
                 key = DICTIONARIES[table]
-                present = set(wh.read(f"SELECT {key} FROM {table}", conn=conn)[key].tolist())
+                present = set(wh.read_column(table, key, conn).tolist())
                 frame = frame[~frame[key].isin(present)]
             else:
                 wh.delete_in(conn, table, (keys or {}).get(table, "subject_id"), ids)

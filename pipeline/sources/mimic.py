@@ -17,7 +17,7 @@ import pandas as pd
 
 from pipeline.frames import CONTRACTS, TIME, conform, empty
 from pipeline.sources.screen import RawColumns, screen
-from pipeline.warehouse import Warehouse
+from pipeline.store.warehouse import Warehouse
 
 EPOCH = datetime(1900, 1, 1)
 # Rows are placed in a stay only from its ICU admission on. A tolerance before admission (ED labs)
@@ -93,7 +93,7 @@ def _read(wh: Warehouse, query: str, params: dict) -> tuple[pd.DataFrame, pd.Ser
 
 
 def read_concept_map(wh: Warehouse) -> pd.DataFrame:
-    return wh.read("SELECT * FROM vigil_features.concept_map")
+    return wh.read_table("vigil_features.concept_map")
 
 
 def extract(wh: Warehouse, until: datetime, since: dict[str, datetime] | None = None) -> Extraction:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from pipeline.sources.loading import replace_subject_rows
 from pipeline.sources.mimic import assign_stays
-from pipeline.warehouse import Warehouse
+from pipeline.store.warehouse import Warehouse
 
 CSV_TABLES = {
     "mimiciv_hosp.patients": ("hosp/patients.csv.gz", ("dod",)),

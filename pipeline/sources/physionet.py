@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.warehouse import Warehouse
+from pipeline.store.features import source_item_map
+from pipeline.store.warehouse import Warehouse
 
 DEFAULT_START = date(2025, 1, 1)
 LABEVENT_STRIDE = 10_000   # labevent_id = record id * stride + row number within the record
@@ -46,7 +47,7 @@ def admission_times(record_ids: pd.Series, start: date = DEFAULT_START, days: in
 
 
 def item_map(wh: Warehouse, source: str) -> pd.DataFrame:
-    items = wh.read("SELECT * FROM vigil_features.source_item_map WHERE source = :source", {"source": source})
+    items = source_item_map(wh, source)
     if items.empty:
         raise RuntimeError(f"vigil_features.source_item_map has no {source} rows: run `vigil init`")
     return items

@@ -28,7 +28,7 @@ import pandas as pd
 
 from pipeline.sources.loading import replace_subject_rows
 from pipeline.sources.physionet import DEFAULT_START, admission_times, event_tables, item_map, record_files
-from pipeline.warehouse import Warehouse
+from pipeline.store.warehouse import Warehouse
 
 SOURCE = "physionet2012"
 STATIC = ("RecordID", "Age", "Gender", "ICUType")

@@ -6,12 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.warehouse import Warehouse
+from pipeline.store.warehouse import Warehouse
 
 
 def lookup(wh: Warehouse, encoder_id: str, hashes: list[str]) -> dict[str, np.ndarray]:
-    rows = wh.read_in("SELECT content_hash, vector FROM vigil_features.embeddings "
-                      "WHERE encoder_id = :encoder AND content_hash IN :values", hashes, {"encoder": encoder_id})
+    rows = wh.read_in(wh.query("features/embeddings"), hashes, {"encoder": encoder_id})
     return {h: np.frombuffer(bytes(v), dtype="<f4").copy() for h, v in zip(rows["content_hash"], rows["vector"])}
 
 

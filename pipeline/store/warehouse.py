@@ -1,4 +1,4 @@
-"""The one place Vigil talks SQL: engines, schema creation, typed reads and bulk writes.
+"""The gateway of the store layer: engines, schema creation, typed reads and bulk writes.
 
 The same schema-qualified SQL runs on PostgreSQL and on the embedded SQLite default: on SQLite
 each schema is a database file ATTACHed under the schema's name, so ``mimiciv_hosp.patients``
@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date, datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -197,7 +197,11 @@ class Warehouse:
     def sql(self, name: str) -> str:
         """The query in ``sql/<name>.sql`` (e.g. ``extract/labevents``), comments stripped so a
         ``:name`` in a comment is not taken for a bind parameter."""
-        return sqlparse.format((self.sql_dir / f"{name}.sql").read_text(), strip_comments=True).strip().rstrip(";")
+        return _query_text(self.sql_dir / f"{name}.sql")
+
+    def query(self, name: str) -> str:
+        """One of the store's named queries, ``sql/queries/<name>.sql`` (e.g. ``runs/latest``)."""
+        return self.sql(f"queries/{name}")
 
     def read(
         self,
@@ -288,6 +292,10 @@ class Warehouse:
     def read_table(self, qualified: str, where: str = "", params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         query = f"SELECT * FROM {qualified}" + (f" WHERE {where}" if where else "")
         return self.read(query, params, times=tuple(self._time_columns.get(qualified, ())))
+
+    def read_column(self, qualified: str, column: str, conn: Connection | None = None) -> pd.Series:
+        """Every value of one column of a table."""
+        return self.read(f"SELECT {column} FROM {qualified}", conn=conn)[column]
 
     def scalar(self, query: str, params: Mapping[str, Any] | None = None) -> Any:
         with self.engine.connect() as conn:
@@ -384,6 +392,20 @@ class Warehouse:
         self.execute(conn, f"DELETE FROM {qualified} WHERE {where}", params)
         return self.bulk_insert(conn, qualified, frame)
 
+    def replace_night(self, conn: Connection, qualified: str, night: date, frame: pd.DataFrame,
+                      column: str = "night") -> int:
+        """Replace a night's rows of a table (``column`` names the night) with ``frame``."""
+        return self.replace_rows(conn, qualified, f"{column} = :night", {"night": night}, frame)
+
+    def rename_table(self, conn: Connection, qualified: str, name: str) -> None:
+        """Rename a table within its schema (fault drills take the audit table away and back)."""
+        self.execute(conn, f"ALTER TABLE {qualified} RENAME TO {name}")
+
+
+@lru_cache(maxsize=None)
+def _query_text(path: Path) -> str:
+    return sqlparse.format(path.read_text(), strip_comments=True).strip().rstrip(";")
+
 
 def _text_or_bytes(value: bytes) -> str | bytes:
     """SQLite text as ``str``; text that is not UTF-8 (SQLite stores whatever a feed wrote) stays
@@ -448,6 +470,18 @@ def _arrow_for_copy(frame: pd.DataFrame) -> pa.Table:
         else:
             arrays[name] = pa.array(col, from_pandas=True)
     return pa.table(arrays)
+
+
+def ensure_database(admin_url: str, database: str) -> str:
+    """Create the PostgreSQL database ``database`` (a plain identifier) if missing; its URL."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", database):
+        raise ValueError(f"metadata database name must be a lower-case identifier, not {database!r}")
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": database}).scalar():
+            conn.execute(text(f"CREATE DATABASE {database}"))
+    engine.dispose()
+    return admin_url.rsplit("/", 1)[0] + f"/{database}"
 
 
 def connect(settings) -> Warehouse:

@@ -1,0 +1,90 @@
+"""Stage 4, embed: a modality's records hashed, decoded and encoded under the isolation guard,
+pooled per stay for each model that reads them."""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+
+from pipeline.config import Settings, resolve_device
+from pipeline.embed.intervals import ecg_intervals
+from pipeline.embed.isolation import Budget
+from pipeline.embed.modalities import MODALITY_TABLE, embed_records, hash_records, stay_embedding
+from pipeline.embed.text import TextEncoder
+from pipeline.filestore import FileStore
+from pipeline.frames import MODALITY_OF
+from pipeline.modeling import registry
+from pipeline.modeling.inputs import presence
+from pipeline.modeling.spec import parse_spec
+from pipeline.stages.context import active_stays, night_context
+from pipeline.store import features as feature_store
+
+log = logging.getLogger(__name__)
+
+
+EMBED_MODALITIES = ("notes", "ecg", "images")
+
+
+def embed_stage(night, settings: Settings | None = None, modality: str | None = None,
+                run_id: str | None = None) -> dict:
+    """Embeddings of one modality (the DAG runs a task per modality, on the ``gpu`` queue) or of
+    all. Per model and modality, ``embed/<model>.<modality>.npz`` holds the pooled vector and a
+    presence mask of every active stay; each record table gets its usable records and its
+    unreadable ones (with reasons) for publish."""
+    if modality is not None and modality not in EMBED_MODALITIES:
+        raise ValueError(f"unknown modality {modality!r}; modalities are {', '.join(EMBED_MODALITIES)}")
+    ctx, wh = night_context(night, settings, run_id)
+    manifest = ctx.manifest()
+    device = resolve_device(ctx.settings.device)
+    store = FileStore.from_settings(ctx.settings)
+    budget = Budget.from_settings(ctx.settings)
+    active = active_stays(ctx)
+    history = feature_store.stay_records(wh, active["stay_id"].tolist(), ctx.night, ctx.prediction_time)
+    bundles = {name: registry.load_bundle(info["artifact_uri"], ctx.settings.home)
+               for name, info in manifest["models"].items()}
+    summary = {}
+    for current in [modality] if modality else EMBED_MODALITIES:
+        table = MODALITY_TABLE[current]
+        tonight, unreadable = hash_records(ctx.read("validate", table), current, store,
+                                           workers=ctx.settings.decode_workers)
+        failures = [unreadable]
+        past = history[history["modality"] == MODALITY_OF[table]]
+        # a record re-sent tonight is tonight's version or nothing (quarantined), never its stale past one
+        past = past[~past["record_id"].isin(ctx.read("extract", table)["record_id"].astype(str))]
+        everything = pd.concat([tonight, past], ignore_index=True)
+        for name, bundle in bundles.items():
+            spec = parse_spec(bundle.spec_raw, name)
+            for m in (m for m in bundle.inputs if m != "tabular" and spec.source(m) == current):
+                encoder = _encoder_for(bundle, m, ctx.settings, device)
+                records = spec.modality_records(m, everything)
+                vectors, failed, new = embed_records(wh, current, records, encoder, store, device=device,
+                                                     workers=ctx.settings.decode_workers, budget=budget)
+                failures.append(failed)
+                dim = encoder.dim if current == "notes" else encoder.network.config["embedding_dim"]
+                matrix, mask = stay_embedding(records, vectors, active, dim, spec.modalities[m])
+                ctx.write_arrays("embed", f"{name}.{m}", stay_id=active["stay_id"].to_numpy(),
+                                 vectors=matrix, mask=mask)
+                summary[f"{name}.{m}"] = {"records": len(records), "newly_embedded": new,
+                                          "stays_with_data": int(presence(mask).sum())}
+        failed = pd.concat(failures, ignore_index=True).drop_duplicates(["source_table", "record_id"])
+        ctx.write("embed", f"failures_{table}", failed)
+        readable = tonight[~tonight["record_id"].isin(failed["record_id"])]
+        ctx.write("embed", f"records_{table}", readable)
+        if current == "ecg":
+            intervals = ecg_intervals(wh, readable, store, workers=ctx.settings.decode_workers, budget=budget)
+            ctx.write("embed", "ecg_intervals", intervals)
+            summary["ecg_intervals_from_signal"] = int((intervals["measured_by"] == "signal").sum())
+        summary[f"unreadable_{table}"] = len(failed)
+    return summary
+
+
+def _encoder_for(bundle: registry.Bundle, modality: str, settings: Settings, device: str):
+    if modality in bundle.signal_encoders:
+        return bundle.signal_encoders[modality]
+    trained = bundle.text_encoder
+    encoder = TextEncoder.from_description(trained, batch_size=settings.embed_batch_size, device=device)
+    if encoder.encoder_id != trained["encoder_id"]:
+        raise RuntimeError(f"{bundle.model_name} {bundle.version} was trained with text encoder "
+                           f"{trained['encoder_id']}, but {encoder.encoder_id} is installed: retrain the model")
+    return encoder

@@ -1,0 +1,56 @@
+"""Stage 5, score: each promoted model over the active stays its cohort enrols."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from pipeline.config import Settings
+from pipeline.modeling import registry
+from pipeline.modeling.inputs import build_inputs
+from pipeline.modeling.spec import parse_spec
+from pipeline.score import score_stays
+from pipeline.sources.mimic import read_enrolment
+from pipeline.stages.context import active_stays, night_context
+
+log = logging.getLogger(__name__)
+
+
+def night_models(night, settings: Settings | None = None, run_id: str | None = None) -> list[str]:
+    """The models the night scores (those promoted when it was extracted)."""
+    ctx, _ = night_context(night, settings, run_id)
+    return sorted(ctx.manifest()["models"])
+
+
+def score_stage(night, settings: Settings | None = None, model: str | None = None,
+                run_id: str | None = None) -> dict:
+    """Score tonight's active stays enrolled in each model's cohort with its promoted version
+    (one model: the DAG maps a task over the promoted models); ``score/risk.<model>`` each."""
+    ctx, wh = night_context(night, settings, run_id)
+    manifest = ctx.manifest()
+    if model is not None and model not in manifest["models"]:
+        raise ValueError(f"model {model!r} has no promoted version in night {ctx.night}'s manifest "
+                         f"({', '.join(manifest['models'])})")
+    active = active_stays(ctx)
+    summary = {}
+    for name in [model] if model else list(manifest["models"]):
+        bundle = registry.load_bundle(manifest["models"][name]["artifact_uri"], ctx.settings.home)
+        spec = parse_spec(bundle.spec_raw, name)
+        features = ctx.read("features", name)
+        embedded = {}
+        for modality in (m for m in bundle.inputs if m != "tabular"):
+            arrays = ctx.read_arrays("embed", f"{name}.{modality}",
+                                     f"run the embed stage ({modality}) of night {ctx.night}")
+            if not np.array_equal(arrays["stay_id"], active["stay_id"].to_numpy()):
+                raise RuntimeError(f"{modality} embeddings of night {ctx.night} are stale: re-run the embed stage")
+            embedded[modality] = (arrays["vectors"], arrays["mask"])
+        inputs = build_inputs(spec, features, embedded)
+        enrolled = read_enrolment(wh, spec.cohort_query, ctx.prediction_time)
+        keep = np.ones(len(active), bool) if enrolled is None else active["stay_id"].isin(
+            enrolled.loc[enrolled["enrolled_time"] <= ctx.prediction_time, "stay_id"]).to_numpy()
+        rows = score_stays(bundle, spec, inputs.take(np.flatnonzero(keep)), active[keep], ctx.night)
+        ctx.write("score", f"risk.{name}", rows)
+        ctx.write("score", f"enrolled.{name}", active.loc[keep, ["stay_id"]])
+        summary[name] = {"version": bundle.version, "scored": len(rows), "not_in_cohort": int((~keep).sum())}
+    return summary

@@ -1,0 +1,1 @@
+SELECT model_name, version, artifact_uri, report_uri FROM vigil_models.model_versions;

@@ -1,0 +1,1 @@
+SELECT * FROM vigil_models.model_versions WHERE model_name = :name AND promoted = :yes;

@@ -1,0 +1,1 @@
+SELECT version FROM vigil_models.model_versions WHERE model_name = :name ORDER BY trained_at DESC;

@@ -1,0 +1,1 @@
+SELECT MAX(night) AS night FROM vigil_risk.risk_scores;

@@ -1,0 +1,1 @@
+SELECT COUNT(*) FROM vigil_risk.risk_scores WHERE night = :night;
