@@ -435,7 +435,7 @@ def cmd_demo(args, settings: Settings) -> int:
     cmd_top(argparse.Namespace(limit=5), settings)
     vigil = Path(sys.executable).parent / "vigil"
     prefix = "" if settings.home == load_settings({}).home else f"VIGIL_HOME={settings.home} "
-    example = "\n".join(f"    {line}" for line in risk.bi_example(_warehouse(settings)).splitlines())
+    example = "\n".join(f"    {line}" for line in risk.bi_example(settings.sql_dir).splitlines())
     print(f"""
 Look further:
   SQL (SQLite: {settings.home / 'warehouse' / 'vigil_risk.db'}, table risk_scores; on PostgreSQL vigil_risk.risk_scores):

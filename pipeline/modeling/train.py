@@ -353,6 +353,7 @@ def render_report(report: dict) -> str:
 def _render_task_report(report: dict, lines: list[str]) -> str:
     lines[3] = (f"- {report['examples']} examples, label counts {report['label_counts']}; train {report['train']['n']} / "
                 f"held out {report['held_out']['n']} (patient-level split, {report['patients_on_both_sides']} on both sides)")
+    lines.append("")  # a table right after a list would continue its last item
     if report["task"] == "multiclass":
         lines += ["| candidate | accuracy | macro F1 | macro AUROC | Brier | "
                   + " | ".join(f"AUROC {c}" for c in report["classes"]) + " |",

@@ -17,6 +17,7 @@ import pandas as pd
 
 from pipeline.frames import CONTRACTS, TIME, conform, empty
 from pipeline.sources.screen import RawColumns, screen
+from pipeline.store.features import concept_map
 from pipeline.store.warehouse import Warehouse
 
 EPOCH = datetime(1900, 1, 1)
@@ -93,7 +94,7 @@ def _read(wh: Warehouse, query: str, params: dict) -> tuple[pd.DataFrame, pd.Ser
 
 
 def read_concept_map(wh: Warehouse) -> pd.DataFrame:
-    return wh.read_table("vigil_features.concept_map")
+    return concept_map(wh)
 
 
 def extract(wh: Warehouse, until: datetime, since: dict[str, datetime] | None = None) -> Extraction:

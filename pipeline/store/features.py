@@ -60,5 +60,9 @@ def reference_scores(wh: Warehouse, stays: list[int]) -> pd.DataFrame:
     return wh.read_in(wh.query("features/reference_scores"), [int(s) for s in stays])
 
 
+def concept_map(wh: Warehouse) -> pd.DataFrame:
+    return wh.read(wh.query("features/concept_map"))
+
+
 def source_item_map(wh: Warehouse, source: str) -> pd.DataFrame:
     return wh.read(wh.query("features/source_item_map"), {"source": source})

@@ -4,6 +4,7 @@ Vigil page read it (publish writes it: :func:`pipeline.store.runs.publish_night`
 from __future__ import annotations
 
 from datetime import date, timedelta
+from pathlib import Path
 
 import pandas as pd
 
@@ -37,6 +38,6 @@ def top_latest(wh: Warehouse) -> pd.DataFrame:
     return wh.read(wh.query("risk/top_latest"))
 
 
-def bi_example(wh: Warehouse) -> str:
-    """The query a BI user starts from (printed by ``vigil run``)."""
-    return (wh.sql_dir / "queries" / "risk" / "bi_example.sql").read_text().strip()
+def bi_example(sql_dir: Path) -> str:
+    """The query a BI user starts from (printed by ``vigil demo``)."""
+    return (sql_dir / "queries" / "risk" / "bi_example.sql").read_text().strip()

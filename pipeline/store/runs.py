@@ -66,10 +66,10 @@ def publish_night(wh: Warehouse, night: date, run: pd.DataFrame, written: dict[s
             return str(published["run_id"].iloc[0])
         for table in ("vigil_risk.risk_scores", "vigil_features.stay_features"):
             wh.replace_night(conn, table, night, written[table])
-        wh.replace_night(conn, "vigil_features.stay_events", night, pd.DataFrame(), column="ingest_night")
+        wh.delete_night(conn, "vigil_features.stay_events", night, column="ingest_night")
         wh.delete_in(conn, "vigil_features.stay_events", "source_row_id", events["source_row_id"].tolist())
         wh.bulk_insert(conn, "vigil_features.stay_events", events)
-        wh.replace_night(conn, "vigil_features.stay_records", night, pd.DataFrame(), column="ingest_night")
+        wh.delete_night(conn, "vigil_features.stay_records", night, column="ingest_night")
         for modality, ids in records.groupby("modality")["record_id"]:
             wh.delete_in(conn, "vigil_features.stay_records", "record_id", ids, "modality = :m", {"m": modality})
         wh.bulk_insert(conn, "vigil_features.stay_records", records)

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date, datetime
-from functools import cached_property, lru_cache
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -197,7 +197,7 @@ class Warehouse:
     def sql(self, name: str) -> str:
         """The query in ``sql/<name>.sql`` (e.g. ``extract/labevents``), comments stripped so a
         ``:name`` in a comment is not taken for a bind parameter."""
-        return _query_text(self.sql_dir / f"{name}.sql")
+        return sqlparse.format((self.sql_dir / f"{name}.sql").read_text(), strip_comments=True).strip().rstrip(";")
 
     def query(self, name: str) -> str:
         """One of the store's named queries, ``sql/queries/<name>.sql`` (e.g. ``runs/latest``)."""
@@ -392,19 +392,17 @@ class Warehouse:
         self.execute(conn, f"DELETE FROM {qualified} WHERE {where}", params)
         return self.bulk_insert(conn, qualified, frame)
 
-    def replace_night(self, conn: Connection, qualified: str, night: date, frame: pd.DataFrame,
-                      column: str = "night") -> int:
-        """Replace a night's rows of a table (``column`` names the night) with ``frame``."""
-        return self.replace_rows(conn, qualified, f"{column} = :night", {"night": night}, frame)
+    def replace_night(self, conn: Connection, qualified: str, night: date, frame: pd.DataFrame) -> int:
+        """Replace a night's rows of a table (keyed by its ``night`` column) with ``frame``."""
+        return self.replace_rows(conn, qualified, "night = :night", {"night": night}, frame)
+
+    def delete_night(self, conn: Connection, qualified: str, night: date, column: str = "night") -> int:
+        """Delete the rows of a table whose ``column`` is ``night``."""
+        return self.execute(conn, f"DELETE FROM {qualified} WHERE {column} = :night", {"night": night})
 
     def rename_table(self, conn: Connection, qualified: str, name: str) -> None:
         """Rename a table within its schema (fault drills take the audit table away and back)."""
         self.execute(conn, f"ALTER TABLE {qualified} RENAME TO {name}")
-
-
-@lru_cache(maxsize=None)
-def _query_text(path: Path) -> str:
-    return sqlparse.format(path.read_text(), strip_comments=True).strip().rstrip(";")
 
 
 def _text_or_bytes(value: bytes) -> str | bytes:

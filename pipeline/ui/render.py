@@ -5,6 +5,7 @@ is escaped."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -18,18 +19,23 @@ from pipeline.ui.views import PSI_SHIFT, PSI_WATCH, ModelDrift, Overview, ScoreH
 
 
 def render_markdown(text: str) -> str:
-    """A training report's Markdown (headings, lists, pipe tables, paragraphs) as HTML; raw
-    HTML in the text is escaped, never passed through.
+    """A training report's Markdown (headings, lists, pipe tables, paragraphs) as HTML. Raw HTML
+    in the text is escaped, never passed through, and links and images stay text, so a report
+    loads nothing from outside. A table right after a list starts its own block (reports
+    written before they left a blank line between them).
 
-    >>> render_markdown("# T <x>\\n\\n| h |\\n|---|\\n| <i> |\\n")
-    '<h1>T &lt;x&gt;</h1>\\n<table>\\n<thead>\\n<tr>\\n<th>h</th>\\n</tr>\\n</thead>\\n<tbody>\\n<tr>\\n<td>&lt;i&gt;</td>\\n</tr>\\n</tbody>\\n</table>\\n'
+    >>> render_markdown("# T <x>\\n- a\\n| h |\\n|---|\\n| <i> |\\n\\n![x](https://e.org/x.png)")
+    '<h1>T &lt;x&gt;</h1>\\n<ul>\\n<li>a</li>\\n</ul>\\n<table>\\n<thead>\\n<tr>\\n<th>h</th>\\n</tr>\\n</thead>\\n<tbody>\\n<tr>\\n<td>&lt;i&gt;</td>\\n</tr>\\n</tbody>\\n</table>\\n<p>![x](https://e.org/x.png)</p>\\n'
     """
-    return _markdown().render(text)
+    return _markdown().render(_TABLE_AFTER_TEXT.sub(r"\1\n\n\2", text))
+
+
+_TABLE_AFTER_TEXT = re.compile(r"^([ \t]*[^|\s].*)\n([ \t]*\|)", flags=re.M)
 
 
 @cache
 def _markdown() -> MarkdownIt:
-    return MarkdownIt("commonmark", {"html": False}).enable("table")
+    return MarkdownIt("commonmark", {"html": False}).enable("table").disable(["link", "image", "autolink"])
 
 
 def render_page(ov: Overview, *, base: str = "/vigil", airflow_base: str = "/") -> str:
