@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pipeline.config import GPU_QUEUE, NIGHTLY_PRIORITY, TRAINING_POOL, nightly_schedule, task_retries
+from pipeline.config import GPU_POOL, GPU_QUEUE, NIGHTLY_PRIORITY, TRAINING_POOL, nightly_schedule, task_retries
+
+GPU_TASK = {"queue": GPU_QUEUE, "pool": GPU_POOL}  # ``@task`` arguments of a task that needs the GPU worker
 
 
 def alert_on_retry(context) -> None:

@@ -26,8 +26,15 @@ def test_a_night_runs_on_celery_workers_with_embeddings_on_the_gpu_queue(cloned_
     metadata = f"vigil_airflow_{uuid.uuid4().hex[:10]}"
     broker = "redis://127.0.0.1:6379/9"
     redis.Redis.from_url(broker).flushdb()  # no message left by an earlier, killed run
-    with cloned_postgres["warehouse"].begin() as conn:  # the Celery workers decode and embed every file again
-        conn.execute(text("DELETE FROM vigil_features.embeddings"))
+    warehouse = cloned_postgres["warehouse"]
+    tonight = ("SELECT encoder_id, content_hash FROM vigil_features.embeddings WHERE content_hash IN "
+               "(SELECT content_hash FROM vigil_features.stay_records WHERE ingest_night = :n)")
+    removed = warehouse.read(tonight, {"n": E2E_NIGHTS[-1]})
+    assert set(removed["encoder_id"].str.split(":").str[0]) >= {"text", "ecg", "image"}, removed
+    with warehouse.begin() as conn:  # the Celery workers decode and embed the night's files again
+        conn.execute(text("DELETE FROM vigil_features.embeddings WHERE content_hash IN "
+                          "(SELECT content_hash FROM vigil_features.stay_records WHERE ingest_night = :n)"),
+                     {"n": E2E_NIGHTS[-1]})
     env = {**os.environ, "VIGIL_HOME": str(settings.home), "VIGIL_WAREHOUSE_URL": settings.warehouse_url,
            "VIGIL_FILESTORE": str(settings.filestore)}
     try:
@@ -59,6 +66,8 @@ def test_a_night_runs_on_celery_workers_with_embeddings_on_the_gpu_queue(cloned_
     night_rows = cloned_postgres["warehouse"].scalar(
         "SELECT COUNT(*) FROM vigil_risk.risk_scores WHERE night = :n", {"n": E2E_NIGHTS[-1]})
     assert night_rows > 0
+    restored = warehouse.read(tonight, {"n": E2E_NIGHTS[-1]})  # each embedded again inside a Celery worker
+    assert set(map(tuple, restored.to_numpy())) >= set(map(tuple, removed.to_numpy()))
 
     # an on-call engineer's clears, under the real scheduler: each re-runs to the same state, and a
     # publish that fails fails the run (the report, its teardown, does not decide the run's state)
