@@ -40,7 +40,6 @@ def _run() -> dict:
     tags=["vigil", "scoring"],
 )
 def vigil_nightly():
-    from pipeline.dag_defaults import GPU_TASK
     @setup
     def begin() -> str:
         """The run's setup: the night it scores."""
@@ -64,7 +63,7 @@ def vigil_nightly():
         from pipeline.stages.features import features_stage
         return features_stage(**_run())
 
-    @task(**GPU_TASK)
+    @task(queue="gpu", pool="gpu")
     def embed(modality: str) -> dict:
         """One modality's embeddings (cached by content hash and encoder version), pooled per stay."""
         from pipeline.stages.embed import embed_stage

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pipeline.config import GPU_POOL, GPU_QUEUE, NIGHTLY_PRIORITY, TRAINING_POOL, nightly_schedule, task_retries
-
-GPU_TASK = {"queue": GPU_QUEUE, "pool": GPU_POOL}  # ``@task`` arguments of a task that needs the GPU worker
+from pipeline.config import GPU_QUEUE, NIGHTLY_PRIORITY, TRAINING_POOL, nightly_schedule, task_retries
 
 
 def alert_on_retry(context) -> None:
