@@ -400,9 +400,9 @@ class Warehouse:
         """Delete the rows of a table whose ``column`` is ``night``."""
         return self.execute(conn, f"DELETE FROM {qualified} WHERE {column} = :night", {"night": night})
 
-    def rename_table(self, conn: Connection, qualified: str, name: str) -> None:
-        """Rename a table within its schema (fault drills take the audit table away and back)."""
-        self.execute(conn, f"ALTER TABLE {qualified} RENAME TO {name}")
+    def rename_table(self, conn: Connection, qualified: str, table: str) -> None:
+        """Rename a table within its schema to ``table`` (fault drills take the audit table away and back)."""
+        self.execute(conn, f"ALTER TABLE {qualified} RENAME TO {table}")
 
 
 def _text_or_bytes(value: bytes) -> str | bytes:
