@@ -92,9 +92,6 @@ def promoted_models(wh: Warehouse, settings: Settings) -> dict[str, dict]:
     return found
 
 
-# ---------------------------------------------------------------------------------- stages
-
-
 def active_stays(ctx: RunFolder) -> pd.DataFrame:
     """The stays scored tonight: in the ICU at the prediction time, with some data."""
     return ctx.read("validate", "active")

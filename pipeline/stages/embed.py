@@ -3,7 +3,6 @@ pooled per stay for each model that reads them."""
 
 from __future__ import annotations
 
-import logging
 
 import pandas as pd
 
@@ -19,8 +18,6 @@ from pipeline.modeling.inputs import presence
 from pipeline.modeling.spec import parse_spec
 from pipeline.stages.context import active_stays, night_context
 from pipeline.store import features as feature_store
-
-log = logging.getLogger(__name__)
 
 
 EMBED_MODALITIES = ("notes", "ecg", "images")

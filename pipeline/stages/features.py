@@ -3,7 +3,6 @@ the event sequences of models that read them."""
 
 from __future__ import annotations
 
-import logging
 from datetime import date, timedelta
 
 import pandas as pd
@@ -18,8 +17,6 @@ from pipeline.store import runs
 from pipeline.store import features as feature_store
 from pipeline.store.run_folder import RunFolder
 from pipeline.store.warehouse import Warehouse
-
-log = logging.getLogger(__name__)
 
 
 def features_stage(night, settings: Settings | None = None, run_id: str | None = None) -> dict:

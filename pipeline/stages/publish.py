@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 
 import numpy as np
@@ -15,8 +14,6 @@ from pipeline.publish import NightResults, accounting, publish
 from pipeline.stages.context import TABLES, active_stays, night_context
 from pipeline.store.run_folder import RunFolder
 from pipeline.validate.checks import RECORD_ID
-
-log = logging.getLogger(__name__)
 
 
 def _risk_rows(ctx: RunFolder, manifest: dict) -> pd.DataFrame:

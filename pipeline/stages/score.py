@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 
 import numpy as np
 
@@ -13,8 +12,6 @@ from pipeline.modeling.spec import parse_spec
 from pipeline.score import score_stays
 from pipeline.sources.mimic import read_enrolment
 from pipeline.stages.context import active_stays, night_context
-
-log = logging.getLogger(__name__)
 
 
 def night_models(night, settings: Settings | None = None, run_id: str | None = None) -> list[str]:

@@ -3,7 +3,6 @@ reasons), and the stays the night scores."""
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 
 import pandas as pd
@@ -15,8 +14,6 @@ from pipeline.store import features as feature_store
 from pipeline.store.run_folder import RunFolder
 from pipeline.store.warehouse import Warehouse
 from pipeline.validate.checks import enforce_thresholds, validate
-
-log = logging.getLogger(__name__)
 
 
 NO_DATA = "no measurement, note, ECG or image by the prediction time"
