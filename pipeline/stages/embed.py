@@ -3,7 +3,6 @@ pooled per stay for each model that reads them."""
 
 from __future__ import annotations
 
-
 import pandas as pd
 
 from pipeline.config import Settings, resolve_device
