@@ -17,6 +17,8 @@ import pendulum
 from airflow.sdk import dag, get_current_context, setup, task
 from airflow.sdk.exceptions import AirflowSkipException
 
+from pipeline.modality import Modality
+
 
 def _wiring() -> dict:
     from pipeline.dag_defaults import nightly  # schedule, retries, priority, alerts: nothing heavy
@@ -101,7 +103,7 @@ def vigil_nightly():
     validated = begun >> extract() >> validate()
     scored = score.expand(model=validated >> models())
     validated >> features() >> scored
-    for modality in ("notes", "ecg", "images"):
+    for modality in (m.value for m in Modality):
         validated >> embed.override(task_id=f"embed_{modality}")(modality) >> scored
     scored >> publish() >> report().as_teardown(setups=begun)
 

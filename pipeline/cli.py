@@ -139,7 +139,8 @@ def cmd_check_data(args, settings: Settings) -> int:
 
 def cmd_train(args, settings: Settings) -> int:
     from pipeline.modeling.spec import load_spec, load_specs
-    from pipeline.modeling.train import render_report, train_spec
+    from pipeline.modeling.train import train_spec
+    from pipeline.modeling.training_report import render_report
 
     wh = _warehouse(settings)
     specs = [load_spec(settings.models_dir / f"{args.spec}.yaml")] if args.spec else load_specs(settings.models_dir)
@@ -234,7 +235,8 @@ def cmd_run(args, settings: Settings) -> int:
     results = run_night(args.date, settings, stages=stages)
     if "publish" in results:
         print(f"night {args.date}: {results['publish']['risk_rows']} risk rows published "
-              f"(sha256 {results['publish']['risk_rows_sha256'][:12]})")
+              f"(sha256 {results['publish']['risk_rows_sha256'][:12]}; without the training time in the model "
+              f"versions {results['publish']['scores_sha256'][:12]})")
     if "report" in results:
         print(f"report: {results['report']['report']}")
     return 0

@@ -1,5 +1,5 @@
 """What the DAG files take from Vigil when Airflow parses them: schedule, retries, priorities,
-pools and the alert callbacks, from ``pipeline.config``. Nothing heavy is imported here: the
+pools and the alert notifiers, from ``pipeline.config``. Nothing heavy is imported here: the
 DAG processor parses the files every few seconds.
 
 Nightly tasks run at ``NIGHTLY_PRIORITY`` (absolute), training tasks at 1 in the ``training``
@@ -11,17 +11,27 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from airflow.sdk.bases.notifier import BaseNotifier
+
 from pipeline.config import GPU_QUEUE, NIGHTLY_PRIORITY, TRAINING_POOL, nightly_schedule, task_retries
 
 
-def alert_on_retry(context) -> None:
-    from pipeline.alerts import task_retry_callback
-    task_retry_callback(context)
+class TaskAlert(BaseNotifier):
+    """A task's failed try as a Vigil alert, through Airflow's notifier interface: ``critical``
+    when no retry is left (``on_failure_callback``), ``warning`` for the first failed try of a
+    task that will be retried (``on_retry_callback``); delivery is :mod:`pipeline.alerts`'."""
+
+    def __init__(self, level: str):
+        super().__init__()
+        self.level = level
+
+    def notify(self, context) -> None:
+        from pipeline.alerts import task_failure_callback, task_retry_callback
+        (task_failure_callback if self.level == "critical" else task_retry_callback)(context)
 
 
-def alert_on_failure(context) -> None:
-    from pipeline.alerts import task_failure_callback
-    task_failure_callback(context)
+alert_on_failure = TaskAlert("critical")
+alert_on_retry = TaskAlert("warning")
 
 
 def nightly() -> dict:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from pipeline.modality import Modality
+
 TIME = "datetime64[us]"
 
 CONTRACTS: dict[str, dict[str, str]] = {
@@ -48,8 +50,8 @@ CONTRACTS: dict[str, dict[str, str]] = {
     "enrolment": {"stay_id": "int64", "enrolled_time": TIME},
 }
 
-RECORD_TABLES = ("notes", "ecgs", "images")
-MODALITY_OF = {"notes": "note", "ecgs": "ecg", "images": "image"}
+RECORD_TABLES = tuple(m.table for m in Modality)
+SOURCE_TABLES = ("cohort", "events", *RECORD_TABLES)   # what a night extracts, in order
 
 
 def conform(frame: pd.DataFrame, contract: str) -> pd.DataFrame:

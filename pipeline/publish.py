@@ -17,12 +17,13 @@ from datetime import date, datetime, timezone
 
 import pandas as pd
 
+from pipeline.frames import RECORD_TABLES
 from pipeline.store import runs
 from pipeline.store.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
-INCREMENTAL_TABLES = ("events", "notes", "ecgs", "images")
+INCREMENTAL_TABLES = ("events", *RECORD_TABLES)
 STORE_EVENT_COLUMNS = ["stay_id", "time", "code", "value", "unit", "arrival_time", "source_table", "source_row_id"]
 STORE_RECORD_COLUMNS = ["modality", "record_id", "stay_id", "time", "arrival_time", "category", "uri", "text",
                         "content_hash"]
@@ -32,8 +33,15 @@ class AccountingError(RuntimeError):
     """Rows in did not equal rows used + quarantined + excluded: something was lost."""
 
 
-def risk_digest(risk: pd.DataFrame) -> str:
-    """sha256 of the night's risk rows in key order; equal digests mean identical rows."""
+def risk_digest(risk: pd.DataFrame, *, versions: bool = True) -> str:
+    """sha256 of the night's risk rows in key order; equal digests mean identical rows.
+
+    Without ``versions`` each model version is cut to its candidate's name (a version is
+    ``<training time>-<candidate>``): two trainings that fit the same models from the same data
+    then give the same digest, so a retraining or a code change can be shown to leave every
+    score, factor and band as it was."""
+    if not versions:
+        risk = risk.assign(model_version=risk["model_version"].astype(str).str.split("-", n=1).str[-1])
     ordered = risk.sort_values(["stay_id", "model_name"], kind="stable")
     return hashlib.sha256(ordered.to_csv(index=False, date_format="%Y-%m-%d %H:%M:%S").encode()).hexdigest()
 
@@ -116,7 +124,8 @@ def publish(wh: Warehouse, results: NightResults) -> dict:
     }])
     watermarks = pd.DataFrame({"source_table": list(INCREMENTAL_TABLES), "night": night,
                                "high_water": results.prediction_time})
-    summary = {"risk_rows": len(results.risk), "risk_rows_sha256": digest, "stays_scored": stays_scored}
+    summary = {"risk_rows": len(results.risk), "risk_rows_sha256": digest, "stays_scored": stays_scored,
+               "scores_sha256": risk_digest(results.risk, versions=False)}
     run["content_sha256"] = content_digest(results, digest)
     written = {
         "vigil_risk.risk_scores": results.risk, "vigil_features.stay_features": results.stay_features,

@@ -22,7 +22,7 @@ def score_stays(bundle: Bundle, spec: ModelSpec, inputs: ModelInputs, keys: pd.D
         raise ValueError(f"{len(inputs)} input rows for {len(keys)} stays")
     if len(keys) == 0:
         return pd.DataFrame(columns=RISK_COLUMNS)
-    scored = bundle.model.score(inputs, spec.top_k_factors)
+    scored = bundle.model.scored(inputs, spec.top_k_factors)
     probability = np.round(scored.probability.astype(float), 6)
     outputs = _outputs(spec, scored.outputs) if spec.task != "binary" else [None] * len(keys)
     rows = pd.DataFrame({

@@ -112,7 +112,7 @@ def test_late_fusion_on_model_inputs_scores_explains_and_falls_back(task):
     train, y, groups = zoo_inputs(900, 0, task)
     test, y_test, _ = zoo_inputs(400, 1, task)
     model = LateFusionRisk(task=task, modalities=("tabular", "ct"), folds=4, horizon_days=60.0).fit(train, y, groups)
-    p = model.predict_proba(test)
+    p = model.predict_risk(test)
     assert p.shape == (400,) and ((p >= 0) & (p <= 1)).all()
     used = model.modalities_used(test)
     assert set(used) == {"tabular+ct", "tabular"}  # rows without images are scored from the tabular model
@@ -148,7 +148,7 @@ def test_concatenation_models_fuse_pooled_embeddings_with_the_numerics(kind):
     model = make_candidate(kind, ("tabular", "ct"), {"resample": "smotenc"}, 7, task="multiclass").fit(train, y, groups)
     outputs = model.predict_outputs(test)
     np.testing.assert_allclose(outputs.sum(axis=1), 1, atol=1e-6)
-    np.testing.assert_allclose(model.predict_proba(test), 1 - outputs[:, 0])
+    np.testing.assert_allclose(model.predict_risk(test), 1 - outputs[:, 0])
     metrics, _ = task_metrics(Spec("multiclass"), model, test, y_test)
     blind = ModelInputs(test.tabular, test.embeddings, {"ct": np.zeros_like(test.masks["ct"])})
     assert metrics["auroc"] > task_metrics(Spec("multiclass"), model, blind, y_test)[0]["auroc"] + 0.03
@@ -167,11 +167,11 @@ def test_calibration_on_held_out_folds_improves_a_rebalanced_forest_and_scoring_
     raw_forest = make_candidate("random_forest", ("tabular", "ct"), params, 7).fit(train, y, groups)
     calibrated = make_candidate("random_forest", ("tabular", "ct"), {**params, "calibration_folds": 5}, 7).fit(
         train, y, groups)
-    raw_p, calibrated_p = raw_forest.predict_proba(test), calibrated.predict_proba(test)
+    raw_p, calibrated_p = raw_forest.predict_risk(test), calibrated.predict_risk(test)
     assert abs(calibrated_p.mean() - y_test.mean()) < abs(raw_p.mean() - y_test.mean()) - 0.05
     assert brier_score_loss(y_test, calibrated_p) < brier_score_loss(y_test, raw_p) - 0.005
     assert roc_auc_score(y_test, calibrated_p) > roc_auc_score(y_test, raw_p) - 0.01
-    scored = calibrated.score(test, top_k=3)
+    scored = calibrated.scored(test, top_k=3)
     np.testing.assert_allclose(scored.probability, calibrated_p)
     assert scored.outputs is None and scored.factors == calibrated.explain(test, top_k=3)
     has_ct = test.masks["ct"].any(axis=1)

@@ -84,8 +84,8 @@ def test_estimators_follow_the_scikit_learn_contract(make):
     assert model.fit(inputs, y, groups) is model
     assert model.get_params() == before  # fit never rewrites parameters
     state = pickle.dumps(model)
-    p1 = model.predict_proba(inputs)
-    p2 = model.predict_proba(inputs)
+    p1 = model.predict_risk(inputs)
+    p2 = model.predict_risk(inputs)
     model.explain(inputs.take(range(5)), top_k=2)
     assert pickle.dumps(model) == state    # scoring and explaining never refit
     np.testing.assert_array_equal(p1, p2)
@@ -104,9 +104,9 @@ def test_fusion_uses_a_modality_when_present_and_scores_without_it():
     from sklearn.metrics import roc_auc_score
 
     present = inputs.masks["ecg"]
-    assert roc_auc_score(y[present], model.predict_proba(inputs)[present]) > \
-        roc_auc_score(y[present], model.predict_proba(without)[present]) + 0.05
-    assert np.isfinite(model.predict_proba(without)).all()
+    assert roc_auc_score(y[present], model.predict_risk(inputs)[present]) > \
+        roc_auc_score(y[present], model.predict_risk(without)[present]) + 0.05
+    assert np.isfinite(model.predict_risk(without)).all()
     names = [f["factor"] for row in model.explain(inputs.take(np.flatnonzero(present)[:20]), top_k=5) for f in row]
     assert "ecg" in names
 
@@ -147,10 +147,10 @@ def test_modalities_present_names_each_rows_inputs():
 
 def test_xgboost_trains_on_rebalanced_rows_when_the_spec_asks():
     inputs, y, groups = toy_inputs(800)
-    plain = XGBoostRisk(params={"n_estimators": 60, "max_depth": 2, "balance": 0}).fit(inputs, y, groups)
-    resampled = XGBoostRisk(params={"n_estimators": 60, "max_depth": 2, "resample": "smotenc",
-                                    "calibration_folds": 3}).fit(inputs, y, groups)
+    plain = XGBoostRisk(params={"n_estimators": 60, "max_depth": 2}, balance=0).fit(inputs, y, groups)
+    resampled = XGBoostRisk(params={"n_estimators": 60, "max_depth": 2}, resample="smotenc",
+                            calibration_folds=3).fit(inputs, y, groups)
     assert plain.resampled_rows_ == plain.training_rows_ == len(y)
     assert resampled.resampled_rows_ == 2 * np.bincount(y).max()  # SMOTENC: the minority grown to the majority
-    p = resampled.predict_proba(inputs)
+    p = resampled.predict_risk(inputs)
     assert np.isfinite(p).all() and abs(p.mean() - y.mean()) < 0.1  # still calibrated to the real prevalence

@@ -14,7 +14,7 @@ import yaml
 from pipeline.config import PROJECT_ROOT, load_settings
 from pipeline.modeling.evaluation import cross_validate
 from pipeline.modeling.spec import load_spec
-from pipeline.modeling.train import labelled_examples
+from pipeline.modeling.training_set import labelled_examples
 from pipeline.sources import physionet2019
 from pipeline.sources.mimic import extract
 from pipeline.validate.checks import validate

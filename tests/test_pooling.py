@@ -69,8 +69,8 @@ def test_fusion_learns_attention_weights_that_find_the_abnormal_image():
         inputs.tabular, {"images": inputs.embeddings["images"].sum(1) / np.maximum(inputs.masks["images"].sum(1), 1)[:, None]},
         {"images": presence(inputs.masks["images"])})
     mean = EarlyFusionClassifier(**params).fit(as_mean(train), y)
-    auc_attention = roc_auc_score(y_test, attention.predict_proba(test))
-    auc_mean = roc_auc_score(y_test, mean.predict_proba(as_mean(test)))
+    auc_attention = roc_auc_score(y_test, attention.predict_risk(test))
+    auc_mean = roc_auc_score(y_test, mean.predict_risk(as_mean(test)))
     assert auc_attention > 0.9 and auc_attention > auc_mean + 0.03, (auc_attention, auc_mean)
 
     xs, masks = attention._tensors(test)
@@ -80,7 +80,7 @@ def test_fusion_learns_attention_weights_that_find_the_abnormal_image():
     rows = np.flatnonzero((y_test == 1) & (test.masks["images"].sum(1) >= 3) & (abnormal.sum(1) == 1))
     on_abnormal = weights[rows][abnormal[rows]]
     assert on_abnormal.mean() > 0.6, on_abnormal.mean()  # most of the weight on the one abnormal image
-    assert np.isfinite(attention.predict_proba(ModelInputs(test.tabular, test.embeddings,
+    assert np.isfinite(attention.predict_risk(ModelInputs(test.tabular, test.embeddings,
                                                           {"images": np.zeros_like(test.masks["images"])}))).all()
     assert any(f["factor"] == "images" for row in attention.explain(test.take(rows[:10]), top_k=2) for f in row)
 
@@ -128,6 +128,6 @@ def test_a_bilstm_over_note_sequences_reads_a_trend_that_attention_cannot():
     params = dict(modalities=("tabular", "notes"), epochs=60, patience=12, modality_dropout=0.0, hidden=16)
     bilstm = EarlyFusionClassifier(**params, sequence_pooling={"notes": "bilstm"}).fit(train, y)
     attention = EarlyFusionClassifier(**params, sequence_pooling={"notes": "attention"}).fit(train, y)
-    auc_bilstm = roc_auc_score(y_test, bilstm.predict_proba(test))
-    auc_attention = roc_auc_score(y_test, attention.predict_proba(test))
+    auc_bilstm = roc_auc_score(y_test, bilstm.predict_risk(test))
+    auc_attention = roc_auc_score(y_test, attention.predict_risk(test))
     assert auc_bilstm > 0.9 and auc_bilstm > auc_attention + 0.1, (auc_bilstm, auc_attention)

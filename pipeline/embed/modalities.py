@@ -28,9 +28,9 @@ from pipeline.embed.imaging import IMAGE_CONDITIONING, ImageEncoder, image_sha25
 from pipeline.embed.isolation import Budget, Isolated, guarded
 from pipeline.embed.records import text_sha256
 from pipeline.filestore import FileStore
+from pipeline.modality import Modality
 from pipeline.store.warehouse import Warehouse
 
-MODALITY_TABLE = {"notes": "notes", "ecg": "ecgs", "images": "images"}
 FAILURE_COLUMNS = ["source_table", "record_id", "stay_id", "reason", "check_name"]
 NOT_FINITE = "embedding is not finite (NaN or infinite values)"
 
@@ -126,7 +126,7 @@ def hash_records(records: pd.DataFrame, modality: str, filestore: FileStore, *, 
     rules (outside the store, not a regular file, too large) become failures.
     ``workers`` > 1 hashes files on that many threads (hashlib and file reads release the GIL),
     so a GPU worker's cores hash a night's files in parallel rather than one after another."""
-    table = MODALITY_TABLE[modality]
+    table = Modality(modality).table
     records = records.copy()
     if modality == "notes":
         records["content_hash"] = [text_sha256(t) for t in records["text"]]
@@ -275,7 +275,7 @@ def embed_records(wh: Warehouse, modality: str, records: pd.DataFrame, encoder, 
     cache.store(wh, encoder.encoder_id, modality, new)
     vectors.update(new)
     bad = records[records["content_hash"].isin(failed)]
-    failures = failure_rows(MODALITY_TABLE[modality], bad, [failed[h] for h in bad["content_hash"]], "decode_file")
+    failures = failure_rows(Modality(modality).table, bad, [failed[h] for h in bad["content_hash"]], "decode_file")
     return vectors, failures, len(new)
 
 

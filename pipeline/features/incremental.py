@@ -75,19 +75,3 @@ def advance(previous: pd.DataFrame | None, stays, arrived, edge_stays, fetch: Ev
     features.insert(0, "prediction_time", _keys(stays, t1)["prediction_time"])
     features.insert(0, "stay_id", stays)
     return features, {"recomputed": len(recompute), "carried_forward": len(carried)}
-
-
-def carry_forward(previous: pd.DataFrame, stays, spec: WindowSpec, t0: datetime, t1: datetime) -> pd.DataFrame:
-    """Last night's rows for ``stays`` as of ``t1``: identical, with time-since-last moved on.
-
-    Copies the feature matrix once (a night's table is tens of megabytes).
-    """
-    minutes = float((pd.Timestamp(t1) - pd.Timestamp(t0)).total_seconds() // 60)
-    columns = spec.columns()
-    keep = np.isin(previous["stay_id"].to_numpy(), np.fromiter(stays, dtype="int64"))
-    values = previous[columns].to_numpy(dtype="float64", copy=False)[keep]
-    values[:, [i for i, c in enumerate(columns) if "__since_last_" in c]] += minutes  # whole minutes: exact
-    carried = pd.DataFrame(values, columns=columns, copy=False)
-    carried.insert(0, "prediction_time", pd.Series(np.full(len(values), np.datetime64(pd.Timestamp(t1), "us"))))
-    carried.insert(0, "stay_id", previous["stay_id"].to_numpy()[keep])
-    return carried

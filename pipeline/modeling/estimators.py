@@ -1,7 +1,11 @@
-"""The candidate models, each following the scikit-learn contract: ``__init__`` stores
-parameters, ``fit`` learns (including its own preprocessing) and returns ``self``, learned
-state ends in ``_``, and ``predict_proba`` / ``explain`` never refit. The fitted object is what
-training saves and nightly scoring loads.
+"""The candidate models, each a scikit-learn classifier over :class:`ModelInputs` (not an
+array): ``__init__`` stores its hyper-parameters and nothing else, ``fit`` learns (including its
+own preprocessing), never changes a parameter and returns ``self``, learned state ends in ``_``,
+and nothing after ``fit`` refits. ``predict_proba`` gives ``(rows, classes)`` (survival: no event /
+event by the horizon), ``predict`` the most probable of ``classes_`` and ``score(inputs, y)`` its
+accuracy; ``predict_risk`` is the risk row's probability (of the positive class, of any class but
+the first, or of the event by the horizon), ``explain`` its top factors and ``scored`` every output
+of a risk row in one call. The fitted object is what training saves and nightly scoring loads.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
+from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from xgboost import DMatrix, XGBClassifier
 
@@ -86,19 +91,56 @@ class Scored:
     outputs: np.ndarray | None = None
 
 
+def _two_columns(risk: np.ndarray) -> np.ndarray:
+    """``predict_proba`` of a binary (or survival) risk: ``[1 - p, p]`` per row."""
+    return np.column_stack([1.0 - risk, risk])
+
+
 class _Scoring:
-    """``score``: every output of a nightly risk row in one call (a model overrides it where
-    its outputs share work, e.g. the preprocessing of late fusion or the forward passes of early fusion)."""
+    """What every candidate adds to :class:`~sklearn.base.ClassifierMixin`: ``predict_proba`` and
+    ``predict`` from the model's ``predict_risk`` (a multiclass model overrides ``predict_proba``),
+    and ``scored``, every output of a nightly risk row in one call (a model overrides it where its
+    outputs share work, e.g. the preprocessing of late fusion or the forward passes of early fusion).
+    Its name is not ``score``: that is the mixin's accuracy on labelled rows."""
 
     task = "binary"
+
+    def predict_proba(self, inputs: ModelInputs) -> np.ndarray:
+        """``(rows, 2)``: ``[1 - p, p]`` of the risk ``p`` (:meth:`predict_risk`)."""
+        return _two_columns(self.predict_risk(inputs))
+
+    def predict(self, inputs: ModelInputs) -> np.ndarray:
+        """The most probable of ``classes_`` per row."""
+        proba = self.predict_proba(inputs)   # first: an unfitted model raises NotFittedError, not AttributeError
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def modality_contributions(self, inputs: ModelInputs) -> list[dict | None]:
         return [None] * len(inputs)
 
-    def score(self, inputs: ModelInputs, top_k: int = 3) -> Scored:
+    def scored(self, inputs: ModelInputs, top_k: int = 3) -> Scored:
         outputs = self.predict_outputs(inputs) if self.task != "binary" else None
-        return Scored(self.predict_proba(inputs), self.explain(inputs, top_k), inputs.modalities_present(),
+        return Scored(self.predict_risk(inputs), self.explain(inputs, top_k), inputs.modalities_present(),
                       self.modality_contributions(inputs), outputs)
+
+
+# the keys of a spec's flat ``params`` that are the model's own constructor arguments, not the library's
+_XGBOOST_OPTIONS = ("resample", "balance", "calibration_folds", "early_stopping_rounds")
+_CONCATENATION_OPTIONS = ("resample", "calibration_folds")
+
+
+def _split_params(params: dict, own: tuple[str, ...]) -> tuple[dict, dict]:
+    """A spec's flat ``params`` as (what goes to the library, the model's own constructor arguments)."""
+    return {k: v for k, v in params.items() if k not in own}, {k: params[k] for k in own if k in params}
+
+
+def _library_params(model, own: tuple[str, ...]) -> dict:
+    """A copy of ``model.params``; one of the model's own constructor arguments there is an error
+    (it would reach the library, which would ignore it or fail later)."""
+    params = dict(model.params or {})
+    misplaced = sorted(set(params) & set(own))
+    if misplaced:
+        raise ValueError(f"{type(model).__name__}: {misplaced} are constructor arguments, not keys of params")
+    return params
 
 
 def _row_terms(deltas: dict[str, np.ndarray], present: dict[str, np.ndarray]) -> list[dict]:
@@ -107,11 +149,24 @@ def _row_terms(deltas: dict[str, np.ndarray], present: dict[str, np.ndarray]) ->
     return [{m: round(float(deltas[m][i]), 4) for m in deltas if present[m][i]} for i in range(n)]
 
 
-class XGBoostRisk(_Scoring, BaseEstimator, ClassifierMixin):
-    """Gradient-boosted trees on the tabular input; explanations are XGBoost's own SHAP values."""
+class XGBoostRisk(_Scoring, ClassifierMixin, BaseEstimator):
+    """Gradient-boosted trees on the tabular input; explanations are XGBoost's own SHAP values.
 
-    def __init__(self, params: dict | None = None, preprocessing: dict | None = None, seed: int = 7):
+    ``params`` go to XGBoost. ``resample`` (``smotenc`` / ``cluster_centroids``) rebalances the
+    training rows, see :mod:`pipeline.modeling.imbalance`; ``balance`` is the share of full class
+    re-weighting (``None``: 0.5 without resampling, else 0); ``calibration_folds`` (k >= 2) fits a
+    Platt calibration on the out-of-fold margins of k patient-level folds of the training rows;
+    ``early_stopping_rounds`` (> 0) keeps as many trees as early stopping on a patient-level inner
+    split chose, see :func:`~pipeline.modeling.late_fusion.early_stopped_trees`."""
+
+    def __init__(self, params: dict | None = None, resample: str = "none", balance: float | None = None,
+                 calibration_folds: int = 0, early_stopping_rounds: int = 0, preprocessing: dict | None = None,
+                 seed: int = 7):
         self.params = params
+        self.resample = resample
+        self.balance = balance
+        self.calibration_folds = calibration_folds
+        self.early_stopping_rounds = early_stopping_rounds
         self.preprocessing = preprocessing
         self.seed = seed
 
@@ -122,18 +177,11 @@ class XGBoostRisk(_Scoring, BaseEstimator, ClassifierMixin):
                              eval_metric="logloss")
 
     def fit(self, inputs: ModelInputs, y: np.ndarray, groups: np.ndarray | None = None) -> XGBoostRisk:
-        """``params`` go to XGBoost, except ``resample`` (``smotenc`` / ``cluster_centroids``:
-        rebalance the training rows, see :mod:`pipeline.modeling.imbalance`), ``balance`` (the
-        share of full class re-weighting; default 0.5 without resampling, else 0),
-        ``calibration_folds`` (k >= 2: a Platt calibration fitted on the out-of-fold margins of k
-        patient-level folds of the training rows) and ``early_stopping_rounds`` (> 0: as many
-        trees as early stopping on a patient-level inner split chose, see
-        :func:`~pipeline.modeling.late_fusion.early_stopped_trees`)."""
-        params = dict(self.params or {})
-        resample = params.pop("resample", "none")
-        balance = float(params.pop("balance", 0.5 if resample == "none" else 0.0))
-        folds = int(params.pop("calibration_folds", 0))
-        rounds = int(params.pop("early_stopping_rounds", 0) or 0)
+        params = _library_params(self, _XGBOOST_OPTIONS)
+        resample = self.resample
+        balance = float(self.balance if self.balance is not None else 0.5 if resample == "none" else 0.0)
+        folds = int(self.calibration_folds or 0)
+        rounds = int(self.early_stopping_rounds or 0)
         self.preprocessor_, rows = fit_preprocessor(self.preprocessing or {}, inputs.tabular, y)
         self.training_rows_ = int(rows.sum())
         self.feature_names_ = self.preprocessor_.get_feature_names_out()
@@ -157,9 +205,12 @@ class XGBoostRisk(_Scoring, BaseEstimator, ClassifierMixin):
         fit_x, fit_y = rebalance(matrix, y, resample, seed=self.seed)
         self.resampled_rows_ = int(len(fit_y))
         self.model_ = self._booster(params, fit_y, balance).fit(fit_x, fit_y)
+        self.classes_ = np.arange(2)
         return self
 
-    def predict_proba(self, inputs: ModelInputs) -> np.ndarray:
+    def predict_risk(self, inputs: ModelInputs) -> np.ndarray:
+        """P(positive) per row."""
+        check_is_fitted(self)
         matrix = self.preprocessor_.transform(inputs.tabular)
         if getattr(self, "calibrator_", None) is None:
             return self.model_.predict_proba(matrix)[:, 1]
@@ -167,6 +218,7 @@ class XGBoostRisk(_Scoring, BaseEstimator, ClassifierMixin):
 
     def explain(self, inputs: ModelInputs, top_k: int = 3) -> list[list[dict]]:
         """XGBoost's own SHAP values (log-odds), summed per factor group (SHAP is additive)."""
+        check_is_fitted(self)
         matrix = DMatrix(self.preprocessor_.transform(inputs.tabular), feature_names=list(self.feature_names_))
         shap = self.model_.get_booster().predict(matrix, pred_contribs=True)[:, :-1]
         groups = feature_groups(self.feature_names_, inputs.tabular)
@@ -207,7 +259,7 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float, gamma: 
     return (alpha_t * (1 - p_t) ** gamma * ce).mean()
 
 
-class EarlyFusionClassifier(_Scoring, BaseEstimator, ClassifierMixin):
+class EarlyFusionClassifier(_Scoring, ClassifierMixin, BaseEstimator):
     """Early fusion: per-modality projections of the tabular vector and each embedding,
     concatenated with the presence masks into an MLP. Trained with focal loss, L2 (weight
     decay), dropout and modality dropout, early-stopped on a patient-level inner split whose
@@ -308,9 +360,12 @@ class EarlyFusionClassifier(_Scoring, BaseEstimator, ClassifierMixin):
         self.net_.load_state_dict(best_state)
         self.validation_auroc_ = float(best)
         self.calibrator_ = LogisticRegression().fit(self._logits(val_x, val_m)[:, None], y[val_rows])
+        self.classes_ = np.arange(2)
         return self
 
-    def predict_proba(self, inputs: ModelInputs) -> np.ndarray:
+    def predict_risk(self, inputs: ModelInputs) -> np.ndarray:
+        """P(positive) per row."""
+        check_is_fitted(self)
         xs, masks = self._tensors(inputs)
         return self.calibrator_.predict_proba(self._logits(xs, masks)[:, None])[:, 1]
 
@@ -350,6 +405,7 @@ class EarlyFusionClassifier(_Scoring, BaseEstimator, ClassifierMixin):
 
     def _explained(self, inputs: ModelInputs, top_k: int):
         """Logits, the top SHAP factors, and the leave-one-modality-out deltas."""
+        check_is_fitted(self)
         xs, masks = self._tensors(inputs)
         base = self._logits(xs, masks)
         shap = self._shap(xs, masks)
@@ -365,15 +421,16 @@ class EarlyFusionClassifier(_Scoring, BaseEstimator, ClassifierMixin):
         return self._explained(inputs, top_k)[1]
 
     def modality_contributions(self, inputs: ModelInputs) -> list[dict]:
+        check_is_fitted(self)
         xs, masks = self._tensors(inputs)
         return self._withheld(xs, masks, self._logits(xs, masks))
 
-    def score(self, inputs: ModelInputs, top_k: int = 3) -> Scored:
+    def scored(self, inputs: ModelInputs, top_k: int = 3) -> Scored:
         base, factors, terms = self._explained(inputs, top_k)
         return Scored(self.calibrator_.predict_proba(base[:, None])[:, 1], factors, inputs.modalities_present(), terms)
 
 
-class LogisticRisk(_Scoring, BaseEstimator, ClassifierMixin):
+class LogisticRisk(_Scoring, ClassifierMixin, BaseEstimator):
     """L2-regularised logistic regression on the same preprocessed tabular input: the baseline
     every tabular model is measured against. Explanations are coefficient × scaled value."""
 
@@ -388,12 +445,16 @@ class LogisticRisk(_Scoring, BaseEstimator, ClassifierMixin):
         self.feature_names_ = self.preprocessor_.get_feature_names_out()
         self.model_ = LogisticRegression(C=self.C, max_iter=5000, random_state=self.seed)
         self.model_.fit(self.preprocessor_.transform(inputs.tabular[rows]), y[rows])
+        self.classes_ = np.arange(2)
         return self
 
-    def predict_proba(self, inputs: ModelInputs) -> np.ndarray:
+    def predict_risk(self, inputs: ModelInputs) -> np.ndarray:
+        """P(positive) per row."""
+        check_is_fitted(self)
         return self.model_.predict_proba(self.preprocessor_.transform(inputs.tabular))[:, 1]
 
     def explain(self, inputs: ModelInputs, top_k: int = 3) -> list[list[dict]]:
+        check_is_fitted(self)
         terms = self.preprocessor_.transform(inputs.tabular) * self.model_.coef_[0]
         groups = feature_groups(self.feature_names_, inputs.tabular)
         summed = np.column_stack([terms[:, columns].sum(axis=1) for columns in groups.values()])
@@ -410,25 +471,28 @@ def pooled_vectors(inputs: ModelInputs, modality: str) -> tuple[np.ndarray, np.n
     return np.where(presence(mask)[:, None], vectors, np.nan), presence(mask)
 
 
-class ConcatenationRisk(_Scoring, BaseEstimator, ClassifierMixin):
+class ConcatenationRisk(_Scoring, ClassifierMixin, BaseEstimator):
     """Feature-level fusion through a scikit-learn classifier, for binary and multiclass tasks:
     the preprocessed tabular features, then each embedded modality's pooled vector (standardised
     on the training rows; 0 where absent) and its presence flag, into a random forest
-    (``random_forest``, class-balanced) or an MLP with L2 penalty and early stopping (``mlp``).
-    ``resample`` rebalances the training rows first. ``calibration_folds`` (k >= 2) calibrates
-    the probabilities with scikit-learn's sigmoid calibration on the out-of-fold predictions of k
-    patient-level folds (each fold's model rebalanced on its own training rows), the classifier
-    itself refitted on every row. Explanations are occlusions in log-odds against the first
-    class: each factor group, then each modality, set to the training mean."""
+    (``random_forest``, class-balanced) or an MLP with L2 penalty and early stopping (``mlp``),
+    ``params`` going to that scikit-learn classifier. ``resample`` rebalances the training rows
+    first. ``calibration_folds`` (k >= 2) calibrates the probabilities with scikit-learn's sigmoid
+    calibration on the out-of-fold predictions of k patient-level folds (each fold's model
+    rebalanced on its own training rows), the classifier itself refitted on every row.
+    Explanations are occlusions in log-odds against the first class: each factor group, then each
+    modality, set to the training mean."""
 
     def __init__(self, kind: str = "random_forest", task: str = "binary", modalities: tuple[str, ...] = ("tabular",),
-                 preprocessing: dict | None = None, params: dict | None = None, resample: str = "none", seed: int = 7):
+                 preprocessing: dict | None = None, params: dict | None = None, resample: str = "none",
+                 calibration_folds: int = 0, seed: int = 7):
         self.kind = kind
         self.task = task
         self.modalities = modalities
         self.preprocessing = preprocessing
         self.params = params
         self.resample = resample
+        self.calibration_folds = calibration_folds
         self.seed = seed
 
     def _matrix(self, inputs: ModelInputs) -> np.ndarray:
@@ -453,8 +517,8 @@ class ConcatenationRisk(_Scoring, BaseEstimator, ClassifierMixin):
             self.widths_[m] = vectors.shape[1] + 1   # the pooled vector and its presence flag
             self.embedding_mean_[m] = vectors[present].mean(axis=0) if present.any() else 0.0
             self.embedding_scale_[m] = vectors[present].std(axis=0) + 1e-6 if present.any() else 1.0
-        options = dict(self.params or {})
-        folds = int(options.pop("calibration_folds", 0))
+        options = _library_params(self, _CONCATENATION_OPTIONS)
+        folds = int(self.calibration_folds or 0)
         if self.kind == "random_forest":
             options = {"n_estimators": 300, "min_samples_leaf": 3, "class_weight": "balanced", "n_jobs": 2, **options}
             self.model_ = RandomForestClassifier(random_state=self.seed, **options)
@@ -475,12 +539,18 @@ class ConcatenationRisk(_Scoring, BaseEstimator, ClassifierMixin):
 
     def predict_outputs(self, inputs: ModelInputs) -> np.ndarray:
         """Binary: P(positive); multiclass: ``(rows, classes)``."""
+        check_is_fitted(self)
         p = self.model_.predict_proba(self._matrix(inputs))
         return p[:, 1] if self.task == "binary" else p
 
-    def predict_proba(self, inputs: ModelInputs) -> np.ndarray:
+    def predict_risk(self, inputs: ModelInputs) -> np.ndarray:
+        """P(positive), or P(any class but the first), per row."""
         out = self.predict_outputs(inputs)
         return out if self.task == "binary" else 1.0 - out[:, 0]
+
+    def predict_proba(self, inputs: ModelInputs) -> np.ndarray:
+        """``(rows, 2)`` ``[1 - p, p]`` (binary) or ``(rows, classes)``."""
+        return _two_columns(self.predict_risk(inputs)) if self.task == "binary" else self.predict_outputs(inputs)
 
     def _risk_logit(self, matrix: np.ndarray) -> np.ndarray:
         p = np.clip(self.model_.predict_proba(matrix)[:, 0], 1e-6, 1 - 1e-6)
@@ -489,6 +559,7 @@ class ConcatenationRisk(_Scoring, BaseEstimator, ClassifierMixin):
     def _occlusions(self, inputs: ModelInputs):
         """Per factor group and per embedded modality, the risk log-odds change when it is set
         to the training mean (a modality: as if absent)."""
+        check_is_fitted(self)
         matrix = self._matrix(inputs)
         base = self._risk_logit(matrix)
         groups = feature_groups(self.feature_names_, inputs.tabular)
@@ -518,16 +589,18 @@ class ConcatenationRisk(_Scoring, BaseEstimator, ClassifierMixin):
         return _row_terms(deltas, {m: pooled_vectors(inputs, m)[1] for m in self.embedded_})
 
 
-class LateFusionRisk(_Scoring, BaseEstimator):
+class LateFusionRisk(_Scoring, ClassifierMixin, BaseEstimator):
     """Late fusion on :class:`ModelInputs` for every task (see :mod:`pipeline.modeling.late_fusion`):
     an XGBoost base model per modality — the tabular one on the preprocessed (imputed, selected)
     features, optionally rebalanced; each embedded one on its pooled vector — stacked out of fold;
     ``early_stopping_rounds`` (> 0) lets early stopping choose each base model's number of trees.
 
     ``y``: class index (binary / multiclass) or, for survival, ``(rows, 2)`` of (days, event).
-    ``predict_proba`` is the risk row's probability: P(positive), P(any class but the first), or
+    :meth:`predict_risk` is the risk row's probability: P(positive), P(any class but the first), or
     P(event within ``horizon_days``); :meth:`predict_outputs` adds the per-class probabilities or
-    the log hazard, :meth:`modality_contributions` each modality's stacker term."""
+    the log hazard, :meth:`modality_contributions` each modality's stacker term. A survival model's
+    ``predict_proba`` is (no event, event) by ``horizon_days`` and ``classes_`` ``[0, 1]``, but it
+    has no ``predict`` (nor accuracy ``score``): a censored row has no class to compare with."""
 
     def __init__(self, task: str = "binary", modalities: tuple[str, ...] = ("tabular",),
                  preprocessing: dict | None = None, folds: int = 5, base: dict | None = None,
@@ -544,6 +617,7 @@ class LateFusionRisk(_Scoring, BaseEstimator):
         self.seed = seed
 
     def _features(self, inputs: ModelInputs) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        check_is_fitted(self)
         features, present = {}, {}
         if "tabular" in self.modalities:
             features["tabular"] = self.preprocessor_.transform(inputs.tabular)
@@ -570,7 +644,7 @@ class LateFusionRisk(_Scoring, BaseEstimator):
         self.fusion_ = LateFusion(self.task, base, folds=self.folds,
                                   seed=self.seed, resample={"tabular": self.resample})
         self.fusion_.fit(features, present, self._labels(y), groups)
-        self.classes_ = self.fusion_.classes_
+        self.classes_ = np.arange(self.fusion_.classes_)   # survival: 2, no event / event by the horizon
         return self
 
     def predict_outputs(self, inputs: ModelInputs, only: tuple[str, ...] | None = None) -> np.ndarray:
@@ -583,8 +657,26 @@ class LateFusionRisk(_Scoring, BaseEstimator):
         out = self.fusion_.predict(features, present, only=only)
         return 1.0 - out[:, 0] if self.task == "multiclass" else out
 
-    def predict_proba(self, inputs: ModelInputs, only: tuple[str, ...] | None = None) -> np.ndarray:
+    def predict_risk(self, inputs: ModelInputs, only: tuple[str, ...] | None = None) -> np.ndarray:
+        """P(positive), P(any class but the first) or P(event within ``horizon_days``) per row;
+        ``only``: from that subset's stacker (see :meth:`LateFusion.predict`)."""
         return self._probability(*self._features(inputs), only=only)
+
+    def predict_proba(self, inputs: ModelInputs, only: tuple[str, ...] | None = None) -> np.ndarray:
+        """``(rows, classes)`` (multiclass) or ``[1 - p, p]`` of :meth:`predict_risk`."""
+        features, present = self._features(inputs)
+        if self.task == "survival" and self.horizon_days is None:
+            raise ValueError("a survival LateFusionRisk needs horizon_days for probabilities")
+        if self.task == "multiclass":
+            return self.fusion_.predict(features, present, only=only)
+        return _two_columns(self._probability(features, present, only=only))
+
+    def predict(self, inputs: ModelInputs) -> np.ndarray:
+        check_is_fitted(self)
+        if self.task == "survival":
+            raise ValueError("a survival LateFusionRisk predicts no class: predict_risk gives P(event within "
+                             "horizon_days), predict_outputs the log hazard")
+        return super().predict(inputs)
 
     def complete_cases(self, inputs: ModelInputs) -> np.ndarray:
         """The rows that have every one of this model's modalities."""
@@ -622,7 +714,7 @@ class LateFusionRisk(_Scoring, BaseEstimator):
                 columns.append(np.array([-t[0] if isinstance(t, list) else t for t in terms], dtype=float))
         return _factors(groups, np.column_stack(columns), inputs.tabular, top_k)
 
-    def score(self, inputs: ModelInputs, top_k: int = 3) -> Scored:
+    def scored(self, inputs: ModelInputs, top_k: int = 3) -> Scored:
         """Every risk-row output from one preprocessing pass."""
         features, present = self._features(inputs)
         contributions = self.fusion_.contributions(features, present)
@@ -633,10 +725,14 @@ class LateFusionRisk(_Scoring, BaseEstimator):
 
 def make_candidate(kind: str, inputs: tuple[str, ...], params: dict, seed: int, preprocessing: dict | None = None,
                    poolings: dict[str, str] | None = None, task: str = "binary", horizon_days: float | None = None):
-    """A candidate model; ``poolings`` (modality -> the spec's pooling) tells early fusion which
-    record sequences it pools with attention and which with a BiLSTM."""
+    """A candidate model; ``params`` is the spec's flat mapping, whose keys that are the model's own
+    constructor arguments (xgboost: resample, balance, calibration_folds, early_stopping_rounds;
+    random_forest / mlp: resample, calibration_folds) become those arguments, the rest its ``params``.
+    ``poolings`` (modality -> the spec's pooling) tells early fusion which record sequences it pools
+    with attention and which with a BiLSTM."""
     if kind == "xgboost":
-        return XGBoostRisk(params=params, preprocessing=preprocessing, seed=seed)
+        library, own = _split_params(params, _XGBOOST_OPTIONS)
+        return XGBoostRisk(params=library, preprocessing=preprocessing, seed=seed, **own)
     if kind == "logistic":
         return LogisticRisk(preprocessing=preprocessing, seed=seed, **params)
     if kind == "early_fusion":
@@ -644,9 +740,9 @@ def make_candidate(kind: str, inputs: tuple[str, ...], params: dict, seed: int, 
         return EarlyFusionClassifier(modalities=inputs, preprocessing=preprocessing, seed=seed,
                                      sequence_pooling=sequences or None, **params)
     if kind in ("random_forest", "mlp"):
-        options = dict(params)
+        library, own = _split_params(params, _CONCATENATION_OPTIONS)
         return ConcatenationRisk(kind=kind, task=task, modalities=inputs, preprocessing=preprocessing, seed=seed,
-                                 resample=options.pop("resample", "none"), params=options)
+                                 params=library, **own)
     if kind == "late_fusion":
         return LateFusionRisk(task=task, modalities=inputs, preprocessing=preprocessing, seed=seed,
                               horizon_days=horizon_days, **params)

@@ -30,6 +30,7 @@ from pipeline.config import ALL_TIME
 from pipeline.modeling.estimators import make_candidate
 from pipeline.modeling.inputs import build_inputs
 from pipeline.modeling.metrics import evaluation_metrics
+from pipeline.modeling.training_set import training_set
 from pipeline.store import features as stored_features
 from pipeline.store import registry as stored_registry
 
@@ -71,8 +72,6 @@ def _recalibrated(train_score: np.ndarray, y_train: np.ndarray, test_score: np.n
 
 def cross_validate(wh, settings, spec, folds: int = 5, as_of: datetime | None = None) -> Evaluation:
     """Patient-level stratified ``folds``-fold cross-validation of every tabular candidate."""
-    from pipeline.modeling.train import training_set
-
     as_of = as_of or ALL_TIME
     data = training_set(wh, settings, spec, as_of)
     candidates = [c for c in spec.candidates if c.inputs == ("tabular",)]
@@ -91,7 +90,7 @@ def cross_validate(wh, settings, spec, folds: int = 5, as_of: datetime | None = 
             model = make_candidate(candidate.kind, candidate.inputs, candidate.params, spec.seed, spec.preprocessing,
                                spec.poolings())
             model.fit(train_in, y[train_rows], groups[train_rows])
-            predictions[candidate.name][test_rows] = model.predict_proba(test_in)
+            predictions[candidate.name][test_rows] = model.predict_risk(test_in)
         for name in references.columns:
             score = references[name].to_numpy(dtype=float)
             predictions[f"{name} (logistic recalibration)"][test_rows] = _recalibrated(
@@ -113,8 +112,6 @@ def cross_validate(wh, settings, spec, folds: int = 5, as_of: datetime | None = 
 def evaluate_external(wh_eval, settings, spec, bundles: dict[str, object], promoted: str,
                       excluded_subjects: set[int] | None = None) -> Evaluation:
     """Score the labelled cohort in ``wh_eval`` with already-trained bundles (no refitting)."""
-    from pipeline.modeling.train import training_set
-
     data = training_set(wh_eval, settings, spec, ALL_TIME)
     keep = ~data.examples["subject_id"].isin(excluded_subjects or set())
     examples = data.examples[keep].reset_index(drop=True)
@@ -124,7 +121,7 @@ def evaluate_external(wh_eval, settings, spec, bundles: dict[str, object], promo
     results = {}
     for name, bundle in bundles.items():
         label = f"{name} (promoted)" if name == promoted else name
-        results[label] = evaluation_metrics(y, bundle.model.predict_proba(inputs), spec.operating_threshold,
+        results[label] = evaluation_metrics(y, bundle.model.predict_risk(inputs), spec.operating_threshold,
                                             seed=spec.seed)
     references = _reference_scores(wh_eval, examples["stay_id"].tolist())
     results |= _raw_score_metrics(references, y, spec)

@@ -255,7 +255,7 @@ def task_metrics(spec, model, inputs, y: np.ndarray, **options) -> tuple[dict, t
     """Held-out metrics of the spec's task, and the binary view the report plots: (labels,
     probability) of the outcome, of any class but the first, or of the event by the horizon.
     ``options`` go to the model's predictions (a late-fusion ablation's ``only``)."""
-    probability = model.predict_proba(inputs, **options)
+    probability = model.predict_risk(inputs, **options)
     if spec.task == "binary":
         return binary_metrics(y, probability, spec.operating_threshold), (y, probability)
     if spec.task == "multiclass":

@@ -16,8 +16,9 @@ import yaml
 from pipeline.features.preprocess import IMPUTATIONS, SCALINGS
 from pipeline.modeling.imbalance import RESAMPLERS
 from pipeline.features.windows import AGGREGATIONS, DEFAULT_AGGREGATIONS, WindowSpec
+from pipeline.modality import Modality
 
-MODALITIES = ("tabular", "notes", "ecg", "images")
+MODALITIES = ("tabular", *(m.value for m in Modality))
 CANDIDATE_KINDS = ("xgboost", "logistic", "early_fusion", "late_fusion", "random_forest", "mlp")
 POOLINGS = ("mean", "last", "attention", "bilstm")  # attention / bilstm: learned over the last max_records
 TASKS = ("binary", "multiclass", "survival")

@@ -15,7 +15,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from pipeline.frames import CONTRACTS, TIME, conform, empty
+from pipeline.frames import CONTRACTS, RECORD_TABLES, TIME, conform, empty
 from pipeline.sources.screen import RawColumns, screen
 from pipeline.store.features import concept_map
 from pipeline.store.warehouse import Warehouse
@@ -103,7 +103,7 @@ def extract(wh: Warehouse, until: datetime, since: dict[str, datetime] | None = 
     The cohort is a full snapshot (every stay admitted by ``until``); the other tables are
     incremental from their own watermark (default: the beginning of time).
     """
-    since = {t: (since or {}).get(t) or EPOCH for t in ("events", "notes", "ecgs", "images")}
+    since = {t: (since or {}).get(t) or EPOCH for t in ("events", *RECORD_TABLES)}
     screened = _Screened()
     raw_cohort, reasons = _read(wh, "cohort", {"until": until})
     raw_cohort = screened.keep("cohort", raw_cohort, reasons, raw_cohort["stay_id"])

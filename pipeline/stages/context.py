@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import Settings, load_settings
+from pipeline.frames import SOURCE_TABLES
 from pipeline.modeling import registry
 from pipeline.modeling.spec import load_specs
 from pipeline.store.run_folder import RunFolder
@@ -19,7 +20,7 @@ from pipeline.store.warehouse import Warehouse, connect
 log = logging.getLogger(__name__)
 
 
-TABLES = ("cohort", "events", "notes", "ecgs", "images")
+TABLES = SOURCE_TABLES
 
 
 def as_night(value: str | date | datetime) -> date:

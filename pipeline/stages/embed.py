@@ -3,23 +3,24 @@ pooled per stay for each model that reads them."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import pandas as pd
 
 from pipeline.config import Settings, resolve_device
 from pipeline.embed.intervals import ecg_intervals
 from pipeline.embed.isolation import Budget
-from pipeline.embed.modalities import MODALITY_TABLE, embed_records, hash_records, stay_embedding
+from pipeline.embed.modalities import embed_records, hash_records, stay_embedding
 from pipeline.embed.text import TextEncoder
 from pipeline.filestore import FileStore
-from pipeline.frames import MODALITY_OF
+from pipeline.modality import Modality
 from pipeline.modeling import registry
 from pipeline.modeling.inputs import presence
 from pipeline.modeling.spec import parse_spec
 from pipeline.stages.context import active_stays, night_context
 from pipeline.store import features as feature_store
-
-
-EMBED_MODALITIES = ("notes", "ecg", "images")
+from pipeline.store.warehouse import Warehouse
 
 
 def embed_stage(night, settings: Settings | None = None, modality: str | None = None,
@@ -28,8 +29,8 @@ def embed_stage(night, settings: Settings | None = None, modality: str | None = 
     all. Per model and modality, ``embed/<model>.<modality>.npz`` holds the pooled vector and a
     presence mask of every active stay; each record table gets its usable records and its
     unreadable ones (with reasons) for publish."""
-    if modality is not None and modality not in EMBED_MODALITIES:
-        raise ValueError(f"unknown modality {modality!r}; modalities are {', '.join(EMBED_MODALITIES)}")
+    if modality is not None and modality not in set(Modality):
+        raise ValueError(f"unknown modality {modality!r}; modalities are {', '.join(Modality)}")
     ctx, wh = night_context(night, settings, run_id)
     manifest = ctx.manifest()
     device = resolve_device(ctx.settings.device)
@@ -40,39 +41,61 @@ def embed_stage(night, settings: Settings | None = None, modality: str | None = 
     bundles = {name: registry.load_bundle(info["artifact_uri"], ctx.settings.home)
                for name, info in manifest["models"].items()}
     summary = {}
-    for current in [modality] if modality else EMBED_MODALITIES:
-        table = MODALITY_TABLE[current]
+    for current in [Modality(modality)] if modality else Modality:
+        table = current.table
         tonight, unreadable = hash_records(ctx.read("validate", table), current, store,
                                            workers=ctx.settings.decode_workers)
         failures = [unreadable]
-        past = history[history["modality"] == MODALITY_OF[table]]
+        past = history[history["modality"] == current.stored]
         # a record re-sent tonight is tonight's version or nothing (quarantined), never its stale past one
         past = past[~past["record_id"].isin(ctx.read("extract", table)["record_id"].astype(str))]
         everything = pd.concat([tonight, past], ignore_index=True)
         for name, bundle in bundles.items():
             spec = parse_spec(bundle.spec_raw, name)
             for m in (m for m in bundle.inputs if m != "tabular" and spec.source(m) == current):
-                encoder = _encoder_for(bundle, m, ctx.settings, device)
                 records = spec.modality_records(m, everything)
-                vectors, failed, new = embed_records(wh, current, records, encoder, store, device=device,
-                                                     workers=ctx.settings.decode_workers, budget=budget)
-                failures.append(failed)
-                dim = encoder.dim if current == "notes" else encoder.network.config["embedding_dim"]
-                matrix, mask = stay_embedding(records, vectors, active, dim, spec.modalities[m])
+                embedded = embed_modality(wh, current, records, _encoder_for(bundle, m, ctx.settings, device),
+                                          active, spec.modalities[m], store, ctx.settings, device=device,
+                                          budget=budget)
+                failures.append(embedded.failures)
                 ctx.write_arrays("embed", f"{name}.{m}", stay_id=active["stay_id"].to_numpy(),
-                                 vectors=matrix, mask=mask)
-                summary[f"{name}.{m}"] = {"records": len(records), "newly_embedded": new,
-                                          "stays_with_data": int(presence(mask).sum())}
+                                 vectors=embedded.vectors, mask=embedded.mask)
+                summary[f"{name}.{m}"] = {"records": len(records), "newly_embedded": embedded.new,
+                                          "stays_with_data": int(presence(embedded.mask).sum())}
         failed = pd.concat(failures, ignore_index=True).drop_duplicates(["source_table", "record_id"])
         ctx.write("embed", f"failures_{table}", failed)
         readable = tonight[~tonight["record_id"].isin(failed["record_id"])]
         ctx.write("embed", f"records_{table}", readable)
-        if current == "ecg":
+        if current is Modality.ECG:
             intervals = ecg_intervals(wh, readable, store, workers=ctx.settings.decode_workers, budget=budget)
             ctx.write("embed", "ecg_intervals", intervals)
             summary["ecg_intervals_from_signal"] = int((intervals["measured_by"] == "signal").sum())
         summary[f"unreadable_{table}"] = len(failed)
     return summary
+
+
+@dataclass
+class Embedded:
+    """A modality's model input for each (stay, prediction time) row, and what it cost."""
+
+    vectors: np.ndarray      # (rows, dim), or (rows, records, dim) for a pooled-by-the-model set
+    mask: np.ndarray         # presence per row (per record for a set)
+    failures: pd.DataFrame   # records that could not be embedded, with the reason
+    new: int                 # vectors computed now rather than found in the cache
+
+
+def embed_modality(wh: Warehouse, source: str, records: pd.DataFrame, encoder, keys: pd.DataFrame, options: dict,
+                   store: FileStore, settings: Settings, *, device: str, budget: Budget,
+                   progress: bool = False) -> Embedded:
+    """Hashed ``records`` of one source through ``encoder`` (the cache first), pooled per row of
+    ``keys`` (stay, prediction time) by the spec's modality ``options``: the one path from records
+    to a model input, for a night (the active stays at midnight) and for training (every example
+    at its prediction time)."""
+    vectors, failures, new = embed_records(wh, source, records, encoder, store, device=device,
+                                           workers=settings.decode_workers, budget=budget, progress=progress)
+    dim = encoder.dim if source == "notes" else encoder.network.config["embedding_dim"]
+    matrix, mask = stay_embedding(records, vectors, keys, dim, options)
+    return Embedded(matrix, mask, failures, new)
 
 
 def _encoder_for(bundle: registry.Bundle, modality: str, settings: Settings, device: str):

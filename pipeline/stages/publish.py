@@ -9,7 +9,8 @@ import pandas as pd
 
 from pipeline.config import Settings
 from pipeline.features.windows import KEY
-from pipeline.frames import MODALITY_OF, RECORD_TABLES
+from pipeline.frames import RECORD_TABLES
+from pipeline.modality import Modality
 from pipeline.publish import NightResults, accounting, publish
 from pipeline.stages.context import TABLES, active_stays, night_context
 from pipeline.store.run_folder import RunFolder
@@ -33,13 +34,13 @@ def publish_stage(night, settings: Settings | None = None, run_id: str | None = 
     excluded = ctx.read("extract", "excluded")
     events = ctx.read("validate", "events")
     records = pd.concat([
-        ctx.read("embed", f"records_{t}").assign(modality=MODALITY_OF[t]) for t in RECORD_TABLES
+        ctx.read("embed", f"records_{t}").assign(modality=Modality.of_table(t).stored) for t in RECORD_TABLES
     ], ignore_index=True)
     for column in ("category", "uri", "text"):
         records[column] = records[column] if column in records else None
     unscored = ctx.read("validate", "unscored")
     stored = {"cohort": len(ctx.read("validate", "cohort")) - len(unscored), "events": len(events),
-              **{t: int((records["modality"] == MODALITY_OF[t]).sum()) for t in RECORD_TABLES}}
+              **{t: int((records["modality"] == Modality.of_table(t).stored).sum()) for t in RECORD_TABLES}}
     tonight_ids = {t: set(ctx.read("extract", t)[RECORD_ID[t]].astype(str)) for t in TABLES}
     unreadable_tonight = unreadable.loc[np.array([rid in tonight_ids.get(t, ()) for t, rid in
                                                   zip(unreadable["source_table"], unreadable["record_id"])], bool)]

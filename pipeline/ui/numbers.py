@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.frames import SOURCE_TABLES
 from pipeline.store import audit, registry
 from pipeline.store import risk as risk_table
 from pipeline.store import runs as stored_runs
@@ -66,7 +67,7 @@ def last_runs(wh: Warehouse, limit: int = 10) -> tuple[RunSummary, ...]:
     )
 
 
-_TABLES = ("cohort", "events", "notes", "ecgs", "images")
+_TABLES = SOURCE_TABLES
 
 
 def _table_order(table: str) -> tuple[int, str]:
