@@ -7,7 +7,10 @@ saying why; with VIGIL_CI=1 (set by .ci/run) the same condition fails the run in
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import uuid
 from datetime import date, datetime
@@ -32,6 +35,25 @@ def pytest_configure(config):
     os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def airflow_dags_test(settings, dag_id: str, day, conf: dict | None = None,
+                      timeout: int = 900) -> subprocess.CompletedProcess:
+    """``airflow dags test`` in a subprocess, with its own metadata DB in the Vigil home."""
+    from pipeline.cli import airflow_env
+
+    env = airflow_env(settings)
+    env["AIRFLOW_HOME"] = str(settings.home / "airflow")
+    env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{settings.home / 'airflow' / 'airflow.db'}"
+    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    airflow = str(Path(sys.executable).parent / "airflow")
+    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    for pool in ("gpu", "training"):
+        subprocess.run([airflow, "pools", "set", pool, "1", pool], env=env, check=True, capture_output=True,
+                       timeout=300)
+    extra = ["--conf", json.dumps(conf)] if conf else []
+    return subprocess.run([airflow, "dags", "test", dag_id, day.isoformat(), *extra], env=env,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def unavailable(reason: str):

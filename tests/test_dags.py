@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.cli import airflow_env
 from pipeline.stages.context import run_folder
-from tests.conftest import E2E_NIGHTS, ROOT
+from tests.conftest import E2E_NIGHTS, ROOT, airflow_dags_test
 
 
 @pytest.fixture(scope="module")
@@ -87,28 +87,12 @@ def test_night_for_a_run():
     assert str(scheduled) == "2026-01-29"
 
 
-def _dags_test(settings, dag_id: str, day, conf: dict | None = None) -> subprocess.CompletedProcess:
-    """``airflow dags test`` in a subprocess, with its own metadata DB in the Vigil home."""
-    env = airflow_env(settings)
-    env["AIRFLOW_HOME"] = str(settings.home / "airflow")
-    env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{settings.home / 'airflow' / 'airflow.db'}"
-    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
-    airflow = str(Path(sys.executable).parent / "airflow")
-    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
-    for pool in ("gpu", "training"):
-        subprocess.run([airflow, "pools", "set", pool, "1", pool], env=env, check=True, capture_output=True,
-                       timeout=300)
-    extra = ["--conf", json.dumps(conf)] if conf else []
-    return subprocess.run([airflow, "dags", "test", dag_id, day.isoformat(), *extra], env=env,
-                          capture_output=True, text=True, timeout=900)
-
-
 @pytest.mark.slow
 def test_airflow_dags_test_of_the_nightly_dag_is_green(trained):
     wh = trained["warehouse"]
     night = E2E_NIGHTS[1]
     before = wh.read("SELECT risk_rows_sha256 FROM vigil_audit.runs WHERE night = :n", {"n": night})
-    result = _dags_test(trained["settings"], "vigil_nightly", night)
+    result = airflow_dags_test(trained["settings"], "vigil_nightly", night)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert "state=success" in output
@@ -121,32 +105,33 @@ def test_airflow_dags_test_of_the_nightly_dag_is_green(trained):
 
 
 @pytest.mark.slow
-def test_airflow_dags_test_of_the_training_dag_registers_and_promotes(tmp_path):
-    """All four specs, one mapped task each, on the synthetic ICU and research cohorts; promoted
-    because the run was triggered with ``{"promote": true}``."""
+def test_airflow_dags_test_of_the_training_dag_promotes_when_asked(tmp_path, monkeypatch):
+    """A run triggered with ``{"promote": true}`` promotes each spec's selected version. One spec
+    here (a models folder of its own): the training DAG over all four specs, one mapped task
+    each, is run by ``tests/test_research_models.py``'s fixture."""
+    import shutil
     from datetime import date, datetime
 
     from pipeline.config import load_settings
     from pipeline.synthetic import cohort as synthetic
-    from pipeline.synthetic.research import generate_research, write_research
     from pipeline.store.warehouse import connect
     from tests.conftest import make_env
 
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(ROOT / "models" / "icu_mortality.yaml", models)
+    monkeypatch.setenv("VIGIL_MODELS_DIR", str(models))
     settings = load_settings({**os.environ, **make_env(tmp_path / "home")})
     wh = connect(settings)
     wh.create_schema()
     synthetic.write(wh, synthetic.generate(220, datetime(2026, 1, 1), 20, seed=5), settings.filestore, progress=False)
-    write_research(wh, generate_research(220, datetime(2026, 1, 1), 20, seed=5), settings.filestore, progress=False)
-    result = _dags_test(settings, "vigil_training", date(2026, 1, 21), conf={"promote": True})
+    result = airflow_dags_test(settings, "vigil_training", date(2026, 1, 21), conf={"promote": True})
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     versions = wh.read("SELECT model_name, candidate, promoted, selected, training_as_of "
                        "FROM vigil_models.model_versions", times=("training_as_of",))
-    assert sorted(versions["candidate"]) == ["clinical_ct_pathology_cox", "early_fusion", "ehr_ecg_late_fusion",
-                                             "late_fusion_stack", "mlp_concatenated", "random_forest_concatenated",
-                                             "ultrasound_notes_numerics_late_fusion", "xgboost_tabular"]
+    assert sorted(versions["candidate"]) == ["early_fusion", "late_fusion_stack", "xgboost_tabular"]
     promoted = versions[versions["promoted"].astype(bool)]
-    assert sorted(promoted["model_name"]) == sorted(versions["model_name"].unique())   # one per model
-    assert promoted["selected"].astype(bool).all()
+    assert list(promoted["model_name"]) == ["icu_mortality"] and promoted["selected"].astype(bool).all()
     assert (versions["training_as_of"] == datetime(2026, 1, 21)).all()
 
 

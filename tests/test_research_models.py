@@ -1,6 +1,6 @@
 """The three research models end to end on their synthetic cohorts (and the ICU model on the
-same stays): trained through the same training code as the nightly model (grid search,
-encoders, late fusion, reports), registered with their data snapshot and code version,
+same stays): trained by the training DAG through the same training code as the nightly model
+(grid search, encoders, late fusion, reports), registered with their data snapshot and code version,
 promoted explicitly, then scored by a night — each only for the stays its cohort enrols, each
 row naming its version, its modalities, its class probabilities or hazard, and its explanations."""
 
@@ -13,12 +13,11 @@ import pytest
 from pipeline.config import load_settings
 from pipeline.modeling import registry
 from pipeline.modeling.spec import load_spec
-from pipeline.modeling.train import train_spec
 from pipeline.nightly import run_night
 from pipeline.synthetic.cohort import STAY_BASE
 from pipeline.synthetic.research import COHORTS, generate_research, write_research
 from pipeline.store.warehouse import connect
-from tests.conftest import make_env
+from tests.conftest import airflow_dags_test, make_env
 
 RESEARCH = {"pe_thrombolysis_outcome": "pe_thrombolysis", "liver_steatosis_grade": "liver_steatosis",
             "gist_recurrence": "gist_resection"}
@@ -27,14 +26,32 @@ TRAIN_AS_OF, NIGHT = datetime(2026, 2, 28), date(2026, 2, 28)
 
 @pytest.fixture(scope="module")
 def research_home(tmp_path_factory):
+    """The cohorts trained as an operator trains them: one run of the training DAG
+    (``airflow dags test vigil_training``), a mapped task per spec in ``models/``, not promoted."""
     home = tmp_path_factory.mktemp("research")
     settings = load_settings(make_env(home))
     wh = connect(settings)
     wh.create_schema()
     write_research(wh, generate_research(500, datetime(2026, 1, 1), 60, seed=7), settings.filestore, progress=False)
-    reports = {name: train_spec(wh, settings, load_spec(settings.models_dir / f"{name}.yaml"), TRAIN_AS_OF,
-                                progress=False) for name in [*RESEARCH, "icu_mortality"]}
-    return settings, wh, reports
+    result = airflow_dags_test(settings, "vigil_training", TRAIN_AS_OF.date(), conf={"promote": False}, timeout=2400)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return settings, wh, {name: _training_report(settings, name) for name in [*RESEARCH, "icu_mortality"]}
+
+
+def _training_report(settings, name: str) -> dict:
+    """The one training report of ``name`` the DAG run wrote, with its HTML page's path."""
+    [path] = sorted((settings.reports_dir / name).glob("*.json"))
+    return {**json.loads(path.read_text()), "html_report": str(path.with_suffix(".html"))}
+
+
+def test_the_training_dag_registers_every_candidate_of_every_spec_as_of_its_logical_date(research_home):
+    _, wh, _ = research_home
+    versions = wh.read("SELECT model_name, candidate, training_as_of FROM vigil_models.model_versions",
+                       times=("training_as_of",))
+    assert sorted(versions["candidate"]) == ["clinical_ct_pathology_cox", "early_fusion", "ehr_ecg_late_fusion",
+                                             "late_fusion_stack", "mlp_concatenated", "random_forest_concatenated",
+                                             "ultrasound_notes_numerics_late_fusion", "xgboost_tabular"]
+    assert (versions["training_as_of"] == TRAIN_AS_OF).all()
 
 
 def test_each_fused_model_beats_every_single_modality_on_held_out_patients(research_home):
@@ -161,11 +178,9 @@ def test_survival_scores_are_monitored_at_their_horizon_once_outcomes_are_known(
 
 @pytest.mark.slow
 def test_the_nightly_dag_maps_a_score_task_over_the_promoted_models(research_home):
-    from tests.test_dags import _dags_test
-
     settings, wh, _ = research_home
     night = date(2026, 3, 1)
-    result = _dags_test(settings, "vigil_nightly", night)
+    result = airflow_dags_test(settings, "vigil_nightly", night)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert output.count("task_id=score") >= len(RESEARCH) + 1 and "map_index=3" in output
