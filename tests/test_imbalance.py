@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from pipeline.modeling.imbalance import binary_columns, rebalance
+from pipeline.modeling.imbalance import binary_columns, rebalance, resampling_steps
 
 
 def skewed(n=1200, seed=0):
@@ -47,3 +47,33 @@ def test_unknown_method_and_degenerate_inputs():
         rebalance(matrix, y, "adasyn")
     one_class = np.zeros(len(y), int)
     assert rebalance(matrix, one_class, "smotenc")[0] is matrix
+
+
+def three_classes(counts=(300, 60, 20), seed=3):
+    """Classes 0, 1, 2 of ``counts`` rows, shifted apart, with a one-hot unit column block."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(3), counts)
+    numeric = rng.normal(size=(len(y), 3)) + y[:, None] * 0.8
+    return np.hstack([numeric, np.eye(3)[rng.integers(0, 3, size=len(y))]]), y
+
+
+@pytest.mark.parametrize("steps, expected", [
+    ([{"smotenc": 0.5}, {"cluster_centroids": 1.0}], [150, 150, 150]),   # minorities up to half, then equal
+    ([{"smotenc": 0.5}, {"cluster_centroids": 0.8}], [187, 150, 150]),   # the majority down to 150 / 0.8
+    (["smotenc", "cluster_centroids"], [300, 300, 300]),                 # bare names: equal after the first
+    ([{"cluster_centroids": 0.25}], [80, 60, 20]),                       # only classes above 20 / 0.25 shrink
+])
+def test_the_hybrid_pipeline_reaches_its_target_class_counts(steps, expected):
+    matrix, y = three_classes()
+    resampled, target = rebalance(matrix, y, steps)
+    assert np.bincount(target).tolist() == expected
+    assert np.isin(resampled[:, 3:], (0.0, 1.0)).all()   # SMOTENC keeps the one-hot block binary
+
+
+def test_a_hybrid_step_or_ratio_that_is_not_one_names_what_is_wrong():
+    matrix, y = three_classes()
+    with pytest.raises(ValueError, match="unknown resampling 'adasyn'"):
+        rebalance(matrix, y, [{"smotenc": 0.5}, "adasyn"])
+    with pytest.raises(ValueError, match="ratio of smotenc must be a number in"):
+        rebalance(matrix, y, [{"smotenc": 1.5}])
+    assert resampling_steps("none") == [] and rebalance(matrix, y, "none")[0] is matrix

@@ -152,8 +152,8 @@ def _row_terms(deltas: dict[str, np.ndarray], present: dict[str, np.ndarray]) ->
 class XGBoostRisk(_Scoring, ClassifierMixin, BaseEstimator):
     """Gradient-boosted trees on the tabular input; explanations are XGBoost's own SHAP values.
 
-    ``params`` go to XGBoost. ``resample`` (``smotenc`` / ``cluster_centroids``) rebalances the
-    training rows, see :mod:`pipeline.modeling.imbalance`; ``balance`` is the share of full class
+    ``params`` go to XGBoost. ``resample`` (``smotenc`` / ``cluster_centroids`` / a hybrid)
+    rebalances the training rows, see :mod:`pipeline.modeling.imbalance`; ``balance`` is the share of full class
     re-weighting (``None``: 0.5 without resampling, else 0); ``calibration_folds`` (k >= 2) fits a
     Platt calibration on the out-of-fold margins of k patient-level folds of the training rows;
     ``early_stopping_rounds`` (> 0) keeps as many trees as early stopping on a patient-level inner

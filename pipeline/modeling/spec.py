@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.features.preprocess import IMPUTATIONS, SCALINGS
-from pipeline.modeling.imbalance import RESAMPLERS
+from pipeline.modeling.imbalance import resampling_steps
 from pipeline.features.windows import AGGREGATIONS, DEFAULT_AGGREGATIONS, WindowSpec
 from pipeline.modality import Modality
 
@@ -199,9 +199,8 @@ def parse_spec(raw: dict, where: str = "<spec>") -> ModelSpec:
                                 f"modalities ({list(modalities)})")
         if kind in ("xgboost", "logistic") and inputs != ("tabular",):
             raise SpecError(f"{here}: an {kind} candidate reads the tabular input only")
-        resample = (entry.get("params") or {}).get("resample", "none")
-        if kind in ("xgboost", "random_forest", "mlp") and resample not in RESAMPLERS:
-            raise SpecError(f"{here}.params.resample: {resample!r} is not one of {list(RESAMPLERS)}")
+        if kind in ("xgboost", "random_forest", "mlp"):
+            _check_resample((entry.get("params") or {}).get("resample", "none"), f"{here}.params")
         grid = entry.get("grid")
         if grid is not None and not (isinstance(grid, dict) and grid
                                      and all(isinstance(v, list) and v for v in grid.values())):
@@ -278,8 +277,14 @@ def _check_late_fusion(params: dict, inputs: tuple[str, ...], where: str) -> Non
     for modality in params.get("base") or {}:
         if modality not in inputs:
             raise SpecError(f"{where}.params.base.{modality}: not one of the candidate's inputs {list(inputs)}")
-    if params.get("resample", "none") not in RESAMPLERS:
-        raise SpecError(f"{where}.params.resample: {params['resample']!r} is not one of {list(RESAMPLERS)}")
+    _check_resample(params.get("resample", "none"), f"{where}.params")
+
+
+def _check_resample(resample, where: str) -> None:
+    try:
+        resampling_steps(resample)
+    except ValueError as error:
+        raise SpecError(f"{where}.resample: {resample!r}: {error}") from None
 
 
 def load_spec(path: Path) -> ModelSpec:
