@@ -57,3 +57,26 @@ def test_the_report_page_embeds_its_plots_and_writes_them_beside_it(tmp_path):
             assert image.size[0] > 250 and image.size[1] > 200
     assert base64.b64decode(embedded[0]) == (tmp_path / "20260129T000000" / "curves.png").read_bytes()
     assert "without notes" in page and "0.61" in page and "Alert burden (early_fusion)" in page
+
+
+def test_a_survival_report_shows_kaplan_meier_curves_by_risk_tertile_with_the_log_rank_test(tmp_path):
+    from pipeline.modeling.metrics import survival_metrics
+
+    rng = np.random.default_rng(4)
+    hazard = rng.normal(size=300)
+    days = rng.exponential(400 * np.exp(-hazard))
+    event = days < 700
+    days = np.minimum(days, 700)
+    probability = 1 - np.exp(-np.exp(hazard) * 0.5)
+    metrics = survival_metrics(days, event, hazard, probability, 365, resamples=10)
+    groups = metrics["risk_groups"]
+    assert list(groups["groups"]) == ["low", "medium", "high"] and groups["log_rank_p"] < 1e-3
+    assert groups["groups"]["high"]["surviving"][-1] < groups["groups"]["low"]["surviving"][-1]
+    report = {"title": "GIST", "task": "survival", "training_as_of": "2026-01-29", "examples": 300, "positives": 200,
+              "train": {"n": 1200}, "held_out": {"n": 300}, "patients_on_both_sides": 0, "selected": "cox",
+              "promote_metric": "c_index", "candidates": {"cox": metrics}}
+    known = (event & (days <= 365)) | (days > 365)
+    page = write_report_html(report, {"cox": ((event & (days <= 365))[known].astype(int), probability[known])}, {}, 0.3,
+                             10.0, tmp_path, "s").read_text()
+    assert "Kaplan-Meier by predicted risk tertile (cox)" in page and f"p = {groups['log_rank_p']:g}" in page
+    assert (tmp_path / "s" / "kaplan-meier.png").stat().st_size > 5000

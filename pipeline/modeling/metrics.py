@@ -12,6 +12,7 @@ from scipy.special import expit, logit
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (accuracy_score, average_precision_score, brier_score_loss, confusion_matrix,
                              f1_score, fbeta_score, precision_score, recall_score, roc_auc_score)
+from sksurv.compare import compare_survival
 from sksurv.metrics import brier_score, concordance_index_censored, cumulative_dynamic_auc
 from sksurv.nonparametric import kaplan_meier_estimator
 from sksurv.util import Surv
@@ -248,7 +249,43 @@ def survival_metrics(days: np.ndarray, event: np.ndarray, risk: np.ndarray, prob
         "observed_risk": _round(1 - still), "mean_predicted": _round(probability.mean()) if len(days) else None,
         "auroc_known": _round(roc_auc_score(by_horizon, probability[known])) if both else None,
         "brier_known": _round(brier_score_loss(by_horizon, probability[known])) if known.any() else None,
+        "risk_groups": group_survival(days, event, risk_groups(risk)),
     }
+
+
+RISK_GROUPS = ("low", "medium", "high")
+
+
+def risk_groups(risk: np.ndarray) -> np.ndarray:
+    """Each row's tertile of predicted risk: ``low``, ``medium`` or ``high``.
+
+    >>> risk_groups(np.array([0.1, 0.5, 0.9, 0.2, 0.6, 0.8])).tolist()
+    ['low', 'medium', 'high', 'low', 'medium', 'high']
+    """
+    risk = np.asarray(risk, float)
+    return np.array(RISK_GROUPS)[np.digitize(risk, np.quantile(risk, [1 / 3, 2 / 3]))] if len(risk) else \
+        np.array([], dtype=str)
+
+
+def group_survival(days: np.ndarray, event: np.ndarray, groups: np.ndarray) -> dict | None:
+    """Each group's Kaplan-Meier curve (days, probability still event-free after them), and the
+    log-rank test of the groups' difference (scikit-survival's ``compare_survival``); ``None``
+    with fewer than two groups or no event."""
+    days, event, groups = np.asarray(days, float), np.asarray(event).astype(bool), np.asarray(groups)
+    labels = set(groups.tolist())
+    present = [g for g in RISK_GROUPS if g in labels] + sorted(labels - set(RISK_GROUPS), key=str)
+    if len(present) < 2 or not event.any():
+        return None
+    chi2, p = compare_survival(Surv.from_arrays(event, days), groups)
+    curves = {}
+    for group in present:
+        rows = groups == group
+        times, surviving = kaplan_meier_estimator(event[rows], days[rows])
+        curves[str(group)] = {"n": int(rows.sum()), "events": int(event[rows].sum()),
+                              "days": [round(float(t), 3) for t in times],
+                              "surviving": [round(float(v), 4) for v in surviving]}
+    return {"groups": curves, "log_rank_chi2": _round(chi2), "log_rank_df": len(present) - 1,
+            "log_rank_p": float(f"{p:.3g}")}
 
 
 def task_metrics(spec, model, inputs, y: np.ndarray, **options) -> tuple[dict, tuple]:

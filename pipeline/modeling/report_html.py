@@ -121,7 +121,7 @@ def write_report_html(report: dict, held_out: dict[str, tuple[np.ndarray, np.nda
         f"({report['positives']} positive); train {report['train']['n']} / held out {report['held_out']['n']} "
         f"(patient-level split, {report['patients_on_both_sides']} patients on both sides). Operating threshold "
         f"{threshold:g}; selected: <b>{html.escape(selected)}</b> (by {html.escape(report['promote_metric'])}).</p>",
-        *_task_sections(report),
+        *_task_sections(report, plots),
         f"<h2>Held-out metrics{' of the ' + html.escape(_BINARY_VIEW[report.get('task', 'binary')]) if report.get('task', 'binary') != 'binary' else ''}</h2>",
         _table(pd.DataFrame(rows)),
         "<h2>Discrimination</h2>", _image(plots, "curves.png", curves_png(held_out), "ROC and precision-recall curves"),
@@ -159,7 +159,7 @@ def _task_only_page(report: dict, ablation: dict, unplotted: list[str], plots: P
     title = html.escape(f"{report['title']} — training report")
     path.write_text("\n".join([
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{_STYLE}</style></head><body>",
-        f"<h1>{title}</h1>", *_task_sections(report),
+        f"<h1>{title}</h1>", *_task_sections(report, plots),
         f"<p>No ROC, calibration or alert-burden plots: the held-out {html.escape(_BINARY_VIEW.get(report.get('task'), 'outcome'))} "
         f"has a single class for {html.escape(', '.join(unplotted))} (too little follow-up by the training date).</p>",
         "<h2>Modality ablation</h2>", _table(pd.DataFrame(_ablation_rows(report, ablation))), "</body></html>"]))
@@ -170,9 +170,21 @@ _BINARY_VIEW = {"multiclass": "probability of any class but the first",
                 "survival": "probability of the event within the horizon (patients whose status then is known)"}
 
 
-def _task_sections(report: dict) -> list[str]:
+def kaplan_meier_png(groups: dict[str, dict], title: str) -> bytes:
+    """Step curves of each risk group's Kaplan-Meier estimate (``metrics.group_survival``)."""
+    figure, axis = plt.subplots(figsize=(6, 4.2))
+    for name, group in groups.items():
+        axis.step([0.0, *group["days"]], [1.0, *group["surviving"]], where="post",
+                  label=f"{name} risk (n={group['n']}, {group['events']} events)")
+    axis.set(xlabel="days after the prediction", ylabel="event-free (Kaplan-Meier)", ylim=(0, 1.02), title=title)
+    axis.legend(loc="lower left", fontsize=8)
+    return _png(figure)
+
+
+def _task_sections(report: dict, plots: Path) -> list[str]:
     """Multiclass: per-class figures and the confusion matrix of the selected candidate;
-    survival: Harrell's C of every candidate."""
+    survival: Harrell's C of every candidate, and the selected one's Kaplan-Meier curves by
+    predicted risk tertile with their log-rank test."""
     task, selected = report.get("task", "binary"), report["selected"]
     if task == "multiclass":
         m = report["candidates"][selected]
@@ -191,11 +203,20 @@ def _task_sections(report: dict) -> list[str]:
                                  "events": c["events"], "n": c["n"], f"AUROC at {c['horizon_days']:g} days": c["auroc"],
                                  "Brier at horizon": c["brier"], "observed risk (Kaplan-Meier)": c.get("observed_risk"),
                                  "mean predicted": c.get("mean_predicted")} for name, c in report["candidates"].items()])
-        return ["<h2>Survival metrics</h2>", _table(summary),
-                "<p>At the horizon, AUROC and Brier score weight each patient by the inverse probability of "
-                "still being followed (IPCW), and the observed risk is the Kaplan-Meier event rate. The ROC and "
-                "calibration plots below use only the patients whose status at the horizon is known, which "
-                "over-represents early events.</p>"]
+        sections = ["<h2>Survival metrics</h2>", _table(summary),
+                    "<p>At the horizon, AUROC and Brier score weight each patient by the inverse probability of "
+                    "still being followed (IPCW), and the observed risk is the Kaplan-Meier event rate. The ROC and "
+                    "calibration plots below use only the patients whose status at the horizon is known, which "
+                    "over-represents early events.</p>"]
+        groups = report["candidates"][selected].get("risk_groups")
+        if groups:
+            test = (f"log-rank chi-square {groups['log_rank_chi2']} on {groups['log_rank_df']} df, "
+                    f"p = {groups['log_rank_p']:g}")
+            sections += [f"<h3>Kaplan-Meier by predicted risk tertile ({html.escape(selected)})</h3>",
+                         f"<p>The held-out patients in thirds of predicted risk; {test}.</p>",
+                         _image(plots, "kaplan-meier.png", kaplan_meier_png(groups["groups"], test),
+                                "Kaplan-Meier curves by predicted risk group")]
+        return sections
     return []
 
 

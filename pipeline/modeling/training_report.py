@@ -91,10 +91,11 @@ def _render_task_report(report: dict, lines: list[str]) -> str:
                          + " | ".join(f"{m['per_class'][c]['auroc']} {m['per_class'][c]['auroc_ci95']}"
                                       for c in report["classes"]) + " |")
     else:
-        lines += ["| candidate | C-index (95 % CI) | events | AUROC at horizon | Brier at horizon |",
-                  "|---|---|---|---|---|"]
+        lines += ["| candidate | C-index (95 % CI) | events | AUROC at horizon | Brier at horizon | "
+                  "log-rank p (risk tertiles) |", "|---|---|---|---|---|---|"]
         for name, m in report["candidates"].items():
             mark = " (selected)" if name == report["selected"] else ""
+            log_rank = (m.get("risk_groups") or {}).get("log_rank_p")
             lines.append(f"| {name}{mark} | {m['c_index']} {m['c_index_ci95']} | {m['events']} | {m['auroc']} | "
-                         f"{m['brier']} |")
+                         f"{m['brier']} | {log_rank} |")
     return "\n".join(lines) + "\n"
