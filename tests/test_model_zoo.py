@@ -268,3 +268,30 @@ def test_kaplan_meier_and_log_rank_match_their_reference_values():
     tertiles = risk_groups(np.arange(9.0))
     assert tertiles.tolist() == ["low"] * 3 + ["medium"] * 3 + ["high"] * 3
     assert group_survival(np.ones(4), np.zeros(4), tertiles[:4]) is None   # no event: nothing to compare
+
+
+@pytest.mark.parametrize("task", ["multiclass", "survival"])
+def test_the_shap_summary_is_xgboosts_exact_treeshap_per_factor_and_class(task):
+    """Per row and output, the factor groups' SHAP values plus XGBoost's bias add up to the
+    tabular model's margin (TreeSHAP is exact); the summary ranks factors by mean |SHAP| per class."""
+    from xgboost import DMatrix
+
+    from pipeline.modeling.training_report import factor_importance
+
+    train, y, groups = zoo_inputs(900, 0, task)
+    test, _, _ = zoo_inputs(300, 1, task)
+    model = LateFusionRisk(task=task, modalities=("tabular", "ct"), folds=3).fit(train, y, groups)
+    names, values = model.factor_shap(test)
+    assert names == ["age", "lab_x", "sex"] and values.shape == (300, 3 if task == "multiclass" else 1, 3)
+    booster = model.fusion_.base_["tabular"].get_booster()
+    matrix = DMatrix(model.preprocessor_.transform(test.tabular), feature_names=list(model.feature_names_))
+    margin = booster.predict(matrix, output_margin=True).reshape(300, -1)
+    bias = booster.predict(matrix, pred_contribs=True).reshape(300, margin.shape[1], -1)[..., -1]
+    np.testing.assert_allclose(values.sum(axis=-1) + bias, margin, rtol=1e-4, atol=1e-4)
+    summary = factor_importance(Spec(task), model, test)
+    assert list(summary) == (["normal", "death", "bleeding"] if task == "multiclass" else ["log hazard"])
+    for k, per_factor in enumerate(summary.values()):
+        assert list(per_factor.values()) == sorted(per_factor.values(), reverse=True)
+        assert per_factor["age"] == pytest.approx(np.abs(values[:, k, 0]).mean(), abs=1e-4)
+    assert factor_importance(Spec(task), LateFusionRisk(task=task, modalities=("ct",), folds=3).fit(train, y, groups),
+                             test) is None   # no tabular trees: no summary

@@ -92,6 +92,8 @@ def test_reports_hold_the_task_metrics_and_plots(research_home):
         assert page.count("<img") >= 3 and "Modality ablation" in page
     assert "Per class" in open(pe["html_report"]).read() and "Harrell" in open(gist["html_report"]).read()
     assert "Kaplan-Meier by predicted risk tertile" in open(gist["html_report"]).read()
+    assert list(pe["factor_importance"]["ehr_ecg_late_fusion"]) == ["normal", "death", "bleeding"]
+    assert "Factor importance" in open(pe["html_report"]).read()
     summary = open(pe["html_report"].replace(".html", ".md")).read()
     assert "trained on data known by" in summary and "label counts" in summary and "positive)" not in summary
 

@@ -79,6 +79,17 @@ def _factors(groups: dict[str, list[int]], contributions: np.ndarray, raw: pd.Da
     return out
 
 
+def tree_shap_by_factor(model: XGBClassifier, matrix: np.ndarray, feature_names, raw: pd.DataFrame
+                        ) -> tuple[list[str], np.ndarray]:
+    """XGBoost's exact TreeSHAP values of ``model`` summed per factor group (SHAP is additive):
+    the group names and ``(rows, outputs, groups)`` — one output per class of a multiclass model,
+    else one (log-odds or log hazard)."""
+    shap = model.get_booster().predict(DMatrix(matrix, feature_names=list(feature_names)), pred_contribs=True)
+    shap = (shap[:, None] if shap.ndim == 2 else shap)[..., :-1]
+    groups = feature_groups(feature_names, raw)
+    return list(groups), np.stack([shap[..., columns].sum(axis=-1) for columns in groups.values()], axis=-1)
+
+
 @dataclass
 class Scored:
     """A model's scores of its rows, all that a risk row holds: the probability, the top factors,
@@ -116,6 +127,11 @@ class _Scoring:
 
     def modality_contributions(self, inputs: ModelInputs) -> list[dict | None]:
         return [None] * len(inputs)
+
+    def factor_shap(self, inputs: ModelInputs) -> tuple[list[str], np.ndarray] | None:
+        """Exact TreeSHAP per factor group (:func:`tree_shap_by_factor`) where the model has
+        boosted trees on the tabular input; ``None`` otherwise."""
+        return None
 
     def scored(self, inputs: ModelInputs, top_k: int = 3) -> Scored:
         outputs = self.predict_outputs(inputs) if self.task != "binary" else None
@@ -215,6 +231,11 @@ class XGBoostRisk(_Scoring, ClassifierMixin, BaseEstimator):
         if getattr(self, "calibrator_", None) is None:
             return self.model_.predict_proba(matrix)[:, 1]
         return self.calibrator_.predict_proba(self.model_.predict(matrix, output_margin=True)[:, None])[:, 1]
+
+    def factor_shap(self, inputs: ModelInputs) -> tuple[list[str], np.ndarray]:
+        check_is_fitted(self)
+        return tree_shap_by_factor(self.model_, self.preprocessor_.transform(inputs.tabular), self.feature_names_,
+                                   inputs.tabular)
 
     def explain(self, inputs: ModelInputs, top_k: int = 3) -> list[list[dict]]:
         """XGBoost's own SHAP values (log-odds), summed per factor group (SHAP is additive)."""
@@ -695,6 +716,14 @@ class LateFusionRisk(_Scoring, ClassifierMixin, BaseEstimator):
         stacker term (multiclass: likewise against the first class) as a factor of its own."""
         features, present = self._features(inputs)
         return self._explain(inputs, features, self.fusion_.contributions(features, present), top_k)
+
+    def factor_shap(self, inputs: ModelInputs) -> tuple[list[str], np.ndarray] | None:
+        """The tabular base model's TreeSHAP per factor group (per class for multiclass)."""
+        check_is_fitted(self)
+        if "tabular" not in self.modalities:
+            return None
+        return tree_shap_by_factor(self.fusion_.base_["tabular"], self.preprocessor_.transform(inputs.tabular),
+                                   self.feature_names_, inputs.tabular)
 
     def _explain(self, inputs: ModelInputs, features, contributions: list[dict], top_k: int) -> list[list[dict]]:
         groups: dict[str, list[int]] = {}

@@ -134,6 +134,7 @@ def write_report_html(report: dict, held_out: dict[str, tuple[np.ndarray, np.nda
         "withheld (its presence mask set to absent, as when a stay has no such record); a late-fusion model on the "
         "held-out patients with every modality, fused and from each single modality's model alone.</p>",
         _table(pd.DataFrame(ablation_rows)),
+        *_importance_sections(report, plots),
         f"<h2>Alert burden ({html.escape(selected)})</h2>",
         f"<p>Alerting the top share of scores; per day at {stays_per_day:.0f} scored stays a day (the held-out "
         f"cohort's volume).</p>", _table(alert_burden(y, p, stays_per_day)),
@@ -142,6 +143,32 @@ def write_report_html(report: dict, held_out: dict[str, tuple[np.ndarray, np.nda
     path = folder / f"{stem}.html"
     path.write_text("\n".join(parts))
     return path
+
+
+def importance_png(summary: dict[str, dict[str, float]], title: str) -> bytes:
+    """Horizontal bars of mean |SHAP| per factor, one panel per class (or the single output)."""
+    figure, axes = plt.subplots(1, len(summary), figsize=(4.2 * len(summary), 0.32 * max(map(len, summary.values()))
+                                                            + 1.2), squeeze=False)
+    for axis, (output, values) in zip(axes[0], summary.items()):
+        factors = list(values)[::-1]
+        axis.barh(factors, [values[f] for f in factors], color="#486581")
+        axis.set(xlabel="mean |SHAP|", title=output)
+        axis.tick_params(axis="y", labelsize=8)
+    figure.suptitle(title, fontsize=10)
+    return _png(figure)
+
+
+def _importance_sections(report: dict, plots: Path) -> list[str]:
+    """The SHAP summary of every candidate with boosted trees on the tabular input."""
+    importance = report.get("factor_importance") or {}
+    if not importance:
+        return []
+    parts = ["<h2>Factor importance</h2>", "<p>Mean absolute SHAP value of each factor on the held-out patients "
+             "(XGBoost's exact TreeSHAP of the tabular model, summed over a factor's columns), per class for a "
+             "multiclass model.</p>"]
+    for i, (name, summary) in enumerate(importance.items()):
+        parts.append(_image(plots, f"importance-{i}.png", importance_png(summary, name), f"SHAP summary {name}"))
+    return parts
 
 
 def _ablation_rows(report: dict, ablation: dict[str, dict[str, float]]) -> list[dict]:

@@ -33,7 +33,7 @@ from pipeline.modeling.estimators import make_candidate
 from pipeline.modeling.inputs import ModelInputs, build_inputs, event_sequences
 from pipeline.modeling.metrics import task_metrics
 from pipeline.modeling.spec import Candidate, ModelSpec
-from pipeline.modeling.training_report import training_report, write_training_report
+from pipeline.modeling.training_report import factor_importance, training_report, write_training_report
 from pipeline.modeling.training_set import TrainingSet, targets, training_set
 from pipeline.modeling.tuning import grid_search
 from pipeline.monitoring import reference_quantiles
@@ -76,6 +76,7 @@ class Fitted:
     searched: list
     ablation: dict
     trees: int | dict | None
+    importance: dict | None     # mean |SHAP| per factor on the held-out rows (boosted-tree models)
 
 
 def split_patients(spec: ModelSpec, data: TrainingSet) -> Split:
@@ -160,7 +161,8 @@ def fit_candidate(spec: ModelSpec, candidate: Candidate, inputs: ModelInputs, sp
     metrics, scores = task_metrics(spec, model, held_in, y_test)
     held_out = model.predict_risk(held_in) if spec.task == "survival" else scores[1]
     return Fitted(candidate, model, metrics, scores, held_out, searched,
-                  ablation(spec, candidate.kind, model, held_in, y_test), _trees(model))
+                  ablation(spec, candidate.kind, model, held_in, y_test), _trees(model),
+                  factor_importance(spec, model, held_in))
 
 
 def train_spec(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: datetime, *, progress: bool = True,
@@ -183,6 +185,7 @@ def train_spec(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: dateti
     report["grid_search"] = {n: f.searched for n, f in fitted.items() if f.searched}
     report["ablation"] = {n: f.ablation for n, f in fitted.items() if f.ablation}
     report["trees"] = {n: f.trees for n, f in fitted.items() if f.trees}
+    report["factor_importance"] = {n: f.importance for n, f in fitted.items() if f.importance}
     report_path = write_training_report(report, spec, data.examples, split.test_rows,
                                         {n: f.held_out_scores for n, f in fitted.items()},
                                         {n: f.ablation for n, f in fitted.items()},

@@ -16,6 +16,24 @@ from pipeline.modeling.spec import ModelSpec
 from pipeline.modeling.training_set import TrainingSet
 
 
+def factor_importance(spec: ModelSpec, model, inputs, top: int = 15) -> dict[str, dict[str, float]] | None:
+    """Mean |SHAP| of each factor on the held-out rows, from the model's exact TreeSHAP values
+    (``factor_shap``), per class of a multiclass model, else of the outcome's log-odds or the
+    log hazard: the papers' SHAP summary. ``None`` for a model without boosted trees on the
+    tabular input."""
+    shap = model.factor_shap(inputs)
+    if shap is None:
+        return None
+    names, values = shap
+    outputs = (list(spec.classes) if values.shape[1] > 1 else
+               ["log hazard"] if spec.task == "survival" else [f"log-odds of {spec.classes[-1]}"])
+    summary = {}
+    for k, output in enumerate(outputs):
+        mean = np.abs(values[:, k]).mean(axis=0)
+        summary[output] = {names[j]: round(float(mean[j]), 4) for j in np.argsort(-mean, kind="stable")[:top]}
+    return summary
+
+
 def write_training_report(report: dict, spec: ModelSpec, examples: pd.DataFrame, test_rows: np.ndarray,
                           held_out_scores: dict, ablations: dict, folder: Path, stem: str) -> Path:
     """``<stem>.json``, ``<stem>.md`` and ``<stem>.html`` in ``folder``; returns the Markdown's path
