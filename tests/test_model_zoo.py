@@ -67,6 +67,12 @@ def raw(name):
     ("gist_recurrence", lambda r: r["modalities"]["ct"].update(source="xray"), "modalities.ct: unknown modality"),
     ("gist_recurrence", lambda r: r["modalities"]["ct"].update(categories="CT"), "modalities.ct.categories"),
     ("gist_recurrence", lambda r: r["training"].update(cv_folds=1), "training.cv_folds"),
+    ("liver_steatosis_grade", lambda r: r["modalities"]["clinical_text"].pop("template"),
+     "modalities.clinical_text.template: required"),
+    ("liver_steatosis_grade", lambda r: r["modalities"]["clinical_text"].update(template="BMI {bmi:.1f}, {sex}"),
+     r"modalities.clinical_text.template: fields must name the spec's features; unknown: \['bmi'\]"),
+    ("liver_steatosis_grade", lambda r: r["modalities"]["clinical_text"].update(template="Age {age"),
+     "modalities.clinical_text.template: expected '}'"),
 ])
 def test_spec_errors_name_the_field(name, change, message):
     spec = raw(name)

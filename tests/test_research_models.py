@@ -130,6 +130,9 @@ def test_versions_are_registered_with_their_snapshot_and_promoted_only_when_aske
         run_night(NIGHT, settings)
     for name in [*RESEARCH, "icu_mortality"]:
         registry.promote(wh, name, home=settings.home)
+    # an operator may promote any candidate: the liver model whose text is each stay's own fields
+    forest = versions[versions["version"].str.endswith("-random_forest_concatenated")]["version"].iloc[0]
+    registry.promote(wh, "liver_steatosis_grade", forest, home=settings.home)
 
 
 def test_a_night_scores_each_cohort_with_its_promoted_model(research_home):
@@ -154,6 +157,9 @@ def test_a_night_scores_each_cohort_with_its_promoted_model(research_home):
                        for o, p in zip(outputs, rows["probability"]))
         else:
             assert all(o["horizon_days"] == spec.horizon_days and "log_hazard" in o for o in outputs)
+    liver = risk[risk["model_name"] == "liver_steatosis_grade"]   # its text rendered from each stay's features
+    assert liver["model_version"].str.endswith("-random_forest_concatenated").all()
+    assert liver["modalities"].str.split("+").map(lambda used: "clinical_text" in used).all()
     gist = risk[risk["model_name"] == "gist_recurrence"]
     assert (gist["modalities"] == "tabular+ct+pathology").mean() > 0.8
     icu = risk[risk["model_name"] == "icu_mortality"]   # every active stay, each cohort's included

@@ -94,7 +94,8 @@ class ModelSpec:
         return {m: options.get("pooling", "mean") for m, options in self.modalities.items()}
 
     def source(self, modality: str) -> str:
-        """The record table a modality reads (``images`` for a CT or pathology modality)."""
+        """The record table a modality reads (``images`` for a CT or pathology modality), or
+        ``events`` (window sequences of the codes) / ``rendered`` (its template's fields as text)."""
         return "tabular" if modality == "tabular" else self.modalities[modality].get("source", modality)
 
     def modality_records(self, modality: str, records):
@@ -166,13 +167,20 @@ def parse_spec(raw: dict, where: str = "<spec>") -> ModelSpec:
                                             "mi_weight", "redundancy", "imputation"}
     if unknown_options:
         raise SpecError(f"{where}: preprocessing: unknown option(s) {sorted(unknown_options)}")
+    window_spec = WindowSpec(codes=tuple(_require(features, "codes", f"{where}: features")),
+                             lookbacks=tuple(lookbacks), aggregations=aggregations,
+                             missing_indicators=bool(features.get("missing_indicators", True)))
     modalities = raw.get("modalities") or {}
     for name, options in modalities.items():
         source = (options or {}).get("source", name)
-        if name == "tabular" or source not in (*MODALITIES[1:], "events"):
+        if name == "tabular" or source not in (*MODALITIES[1:], "events", "rendered"):
             raise SpecError(f"{where}: modalities.{name}: unknown modality; name one of {list(MODALITIES[1:])}, "
-                            f"or give it a 'source' among them (e.g. ct: {{source: images, categories: [CT]}}) "
-                            f"or 'events' (the features.sequence windows of the lab/vital codes)")
+                            f"or give it a 'source' among them (e.g. ct: {{source: images, categories: [CT]}}), "
+                            f"'events' (the features.sequence windows of the lab/vital codes) or 'rendered' "
+                            f"(the clinical fields of its template as text)")
+        if source == "rendered":
+            _check_template((options or {}).get("template"), window_spec, raw.get("features") or {},
+                            f"{where}: modalities.{name}.template")
         if source == "events" and (sequence is None or (options or {}).get("pooling") not in ("bilstm", "attention")):
             raise SpecError(f"{where}: modalities.{name}: an events modality reads features.sequence (required) "
                             f"through pooling: bilstm or attention")
@@ -245,9 +253,7 @@ def parse_spec(raw: dict, where: str = "<spec>") -> ModelSpec:
         prediction_schedule=schedule,
         label_kind=label_kind,
         horizon_hours=None if horizon is None else float(horizon),
-        window_spec=WindowSpec(codes=tuple(_require(features, "codes", f"{where}: features")),
-                               lookbacks=tuple(lookbacks), aggregations=aggregations,
-                               missing_indicators=bool(features.get("missing_indicators", True))),
+        window_spec=window_spec,
         sequence=dict(sequence) if sequence else None,
         preprocessing=preprocessing,
         static_numeric=tuple(features.get("static_numeric", ())),
@@ -278,6 +284,22 @@ def _check_late_fusion(params: dict, inputs: tuple[str, ...], where: str) -> Non
         if modality not in inputs:
             raise SpecError(f"{where}.params.base.{modality}: not one of the candidate's inputs {list(inputs)}")
     _check_resample(params.get("resample", "none"), f"{where}.params")
+
+
+def _check_template(template, windows: WindowSpec, features: dict, where: str) -> None:
+    """A rendered-text modality's template: ``str.format`` fields naming the spec's features."""
+    from pipeline.embed.rendered import template_fields
+
+    if not isinstance(template, str) or not template.strip():
+        raise SpecError(f"{where}: required, the text each row renders (e.g. 'Age {{age:.0f}}, {{sex}}')")
+    try:
+        fields = template_fields(template)
+    except ValueError as error:
+        raise SpecError(f"{where}: {error}") from None
+    known = {*windows.columns(), *(features.get("static_numeric") or []), *(features.get("static_categorical") or [])}
+    unknown = [f for f in fields if f not in known]
+    if not fields or unknown:
+        raise SpecError(f"{where}: fields must name the spec's features; unknown: {unknown or 'none named'}")
 
 
 def _check_resample(resample, where: str) -> None:

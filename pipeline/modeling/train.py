@@ -25,6 +25,7 @@ from sklearn.model_selection import GroupShuffleSplit
 from pipeline.config import Settings, resolve_device
 from pipeline.embed.isolation import Budget
 from pipeline.embed.modalities import decode_files, hash_records, new_signal_encoder
+from pipeline.embed.rendered import rendered_embedding
 from pipeline.embed.text import TextEncoder
 from pipeline.filestore import FileStore
 from pipeline.modeling import encoder_training, registry
@@ -98,21 +99,27 @@ def embed_examples(wh: Warehouse, settings: Settings, spec: ModelSpec, data: Tra
     store = FileStore.from_settings(settings)
     budget = Budget.from_settings(settings)
     out = Embedded()
-    for modality, records in data.records.items():
-        options, source = spec.modalities[modality], spec.source(modality)
+    for modality in (m for m in spec.used_modalities() if m != "tabular"):
+        options, source, records = spec.modalities[modality], spec.source(modality), data.records.get(modality)
         if source == "events":  # windows of the lab/vital codes: no encoder, a sequence model reads them
             out.stay_embeddings[modality] = event_sequences(spec, records, data.examples)
             continue
-        log.info("%s: embedding %d %s records", spec.name, len(records), modality)
-        hashed, unreadable = hash_records(records, source, store)
-        out.failures.append(unreadable)
-        if source == "notes":
+        if source in ("notes", "rendered"):
             encoder = TextEncoder(settings.text_encoder, max_tokens=settings.text_max_tokens,
                                   batch_size=settings.embed_batch_size, device=device,
                                   pooling=options.get("text_pooling", "mean"),
                                   overlap=settings.text_window_overlap, max_windows=settings.text_max_windows)
             out.text_encoder = encoder.describe()
-        else:
+        if source == "rendered":  # the example's own fields as text, one vector per example
+            vectors, mask, failed = rendered_embedding(wh, data.features, options["template"], encoder, store,
+                                                       progress=progress)
+            out.stay_embeddings[modality] = (vectors, mask)
+            out.failures.append(failed)
+            continue
+        log.info("%s: embedding %d %s records", spec.name, len(records), modality)
+        hashed, unreadable = hash_records(records, source, store)
+        out.failures.append(unreadable)
+        if source != "notes":
             encoder = new_signal_encoder(source, {**options, "seed": spec.seed})
             out.pretraining[modality] = _pretrain(encoder, options, hashed, data.examples, split.train_rows, spec,
                                                   store, settings, budget, device, progress)
@@ -212,7 +219,8 @@ def _save_version(settings: Settings, spec: ModelSpec, fitted: Fitted, embedded:
     registry.Bundle(
         model_name=spec.name, version=version, candidate=candidate.name, inputs=candidate.inputs,
         spec_raw=spec.raw, model=fitted.model,
-        text_encoder=embedded.text_encoder if "notes" in candidate.inputs else None,
+        text_encoder=embedded.text_encoder if any(spec.source(m) in ("notes", "rendered")
+                                                  for m in candidate.inputs) else None,
         signal_encoders={m: e for m, e in embedded.signal_encoders.items() if m in candidate.inputs},
         training={**training, "held_out_probabilities": quantiles},
     ).save(artifact)

@@ -45,8 +45,8 @@ def training_set(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: date
     features = build_features(validation.valid("events"), cohort, examples[KEY], spec.window_spec)
     records = {}
     for m in spec.used_modalities():
-        if m != "tabular":  # the records of the examples' stays only (other cohorts' records are not this model's)
-            source = spec.source(m)
+        source = spec.source(m)
+        if source not in ("tabular", "rendered"):  # the examples' stays' records only (not other cohorts')
             table = validation.valid("events") if source == "events" else \
                 spec.modality_records(m, validation.valid(Modality(source).table))
             records[m] = table[table["stay_id"].isin(examples["stay_id"])]

@@ -54,7 +54,7 @@ def embed_stage(night, settings: Settings | None = None, modality: str | None = 
             spec = parse_spec(bundle.spec_raw, name)
             for m in (m for m in bundle.inputs if m != "tabular" and spec.source(m) == current):
                 records = spec.modality_records(m, everything)
-                embedded = embed_modality(wh, current, records, _encoder_for(bundle, m, ctx.settings, device),
+                embedded = embed_modality(wh, current, records, encoder_for(bundle, m, ctx.settings, device),
                                           active, spec.modalities[m], store, ctx.settings, device=device,
                                           budget=budget)
                 failures.append(embedded.failures)
@@ -98,7 +98,7 @@ def embed_modality(wh: Warehouse, source: str, records: pd.DataFrame, encoder, k
     return Embedded(matrix, mask, failures, new)
 
 
-def _encoder_for(bundle: registry.Bundle, modality: str, settings: Settings, device: str):
+def encoder_for(bundle: registry.Bundle, modality: str, settings: Settings, device: str):
     if modality in bundle.signal_encoders:
         return bundle.signal_encoders[modality]
     trained = bundle.text_encoder

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
-from pipeline.config import Settings
+from pipeline.config import Settings, resolve_device
+from pipeline.embed.rendered import rendered_embedding
+from pipeline.filestore import FileStore
 from pipeline.modeling import registry
 from pipeline.modeling.inputs import build_inputs
 from pipeline.modeling.spec import parse_spec
 from pipeline.score import score_stays
 from pipeline.sources.mimic import read_enrolment
 from pipeline.stages.context import active_stays, night_context
+from pipeline.stages.embed import encoder_for
+
+log = logging.getLogger(__name__)
 
 
 def night_models(night, settings: Settings | None = None, run_id: str | None = None) -> list[str]:
@@ -36,6 +43,9 @@ def score_stage(night, settings: Settings | None = None, model: str | None = Non
         features = ctx.read("features", name)
         embedded = {}
         for modality in (m for m in bundle.inputs if m != "tabular"):
+            if spec.source(modality) == "rendered":  # from tonight's features, so here rather than in embed
+                embedded[modality] = _rendered(wh, ctx, bundle, spec, modality, features)
+                continue
             arrays = ctx.read_arrays("embed", f"{name}.{modality}",
                                      f"run the embed stage ({modality}) of night {ctx.night}")
             if not np.array_equal(arrays["stay_id"], active["stay_id"].to_numpy()):
@@ -50,3 +60,16 @@ def score_stage(night, settings: Settings | None = None, model: str | None = Non
         ctx.write("score", f"enrolled.{name}", active.loc[keep, ["stay_id"]])
         summary[name] = {"version": bundle.version, "scored": len(rows), "not_in_cohort": int((~keep).sum())}
     return summary
+
+
+def _rendered(wh, ctx, bundle: registry.Bundle, spec, modality: str, features) -> tuple[np.ndarray, np.ndarray]:
+    """A rendered-text modality of each active stay: its features through the template, then
+    the text encoder the model was trained with; a text that cannot be encoded leaves the
+    modality absent for that stay (its risk row then names the modalities it was scored from)."""
+    encoder = encoder_for(bundle, modality, ctx.settings, resolve_device(ctx.settings.device))
+    vectors, mask, failed = rendered_embedding(wh, features, spec.modalities[modality]["template"], encoder,
+                                               FileStore.from_settings(ctx.settings))
+    if len(failed):
+        log.warning("%s: %d rendered texts of night %s could not be encoded (%s); scored without %s",
+                    bundle.model_name, len(failed), ctx.night, failed["reason"].iloc[0], modality)
+    return vectors, mask
