@@ -11,6 +11,7 @@ import pytest
 import torch
 import wfdb
 
+from pipeline.config import load_settings
 from pipeline.embed.ecg import _read_format16, condition_signal, read_ecg, read_leads, record_files
 from pipeline.embed.imaging import read_image
 from pipeline.embed.modalities import embed_records, hash_records, new_signal_encoder, stay_sequences, stay_vectors
@@ -500,3 +501,53 @@ def test_a_gain_that_is_a_word_is_refused_in_every_wfdb_format(tmp_path):
         header.write_text("\n".join(lines) + "\n")
         with pytest.raises(RecordError, match="a signal's gain is not a number"):
             read_leads(tmp_path / f"r{fmt}")
+
+
+def tiny_clip(path: Path) -> Path:
+    """A CLIP checkpoint the test builds: tiny image and text towers, and the shipped MiniLM's
+    WordPiece tokenizer (its [SEP] ends a text, where CLIP pools)."""
+    from transformers import AutoTokenizer, CLIPConfig, CLIPModel
+
+    tokenizer = AutoTokenizer.from_pretrained(load_settings({}).text_encoder)
+    torch.manual_seed(0)
+    config = CLIPConfig(
+        text_config={"vocab_size": tokenizer.vocab_size, "hidden_size": 16, "num_hidden_layers": 1,
+                     "num_attention_heads": 2, "intermediate_size": 32, "max_position_embeddings": 77,
+                     "eos_token_id": tokenizer.sep_token_id, "bos_token_id": tokenizer.cls_token_id,
+                     "pad_token_id": tokenizer.pad_token_id},
+        vision_config={"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
+                       "image_size": 28, "patch_size": 14},
+        projection_dim=8)
+    CLIPModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_a_clip_checkpoint_embeds_images_and_rendered_text_into_its_shared_space(tmp_path):
+    """The liver paper's CLIP-style model: ultrasound through the image tower and projection,
+    the clinical fields' text through the text tower and projection, both frozen and as the
+    checkpoint computes them, so their similarity is CLIP's own."""
+    from transformers import CLIPModel
+
+    from pipeline.embed.rendered import render_texts
+
+    clip_dir = tiny_clip(tmp_path / "clip")
+    texts = render_texts(pd.DataFrame({"age": [54.0, 71.0], "sex": ["M", "F"]}), "Age {age:.0f}, sex {sex}")
+    text = TextEncoder(str(clip_dir), max_tokens=256)
+    assert text.shared_space and text.dim == 8 and text.max_tokens == 77 and ":clip:" in text.encoder_id
+    image = new_signal_encoder("images", {"backbone": str(clip_dir), "shared_space": True, "size": 28})
+    assert image.network.config["embedding_dim"] == 8 and "shared_space=True" in image.encoder_id
+    assert not any(p.requires_grad for p in image.network.backbone.parameters())
+    pixels = np.random.default_rng(0).random((3, 1, 28, 28), dtype=np.float32)
+    text_vectors, image_vectors = text.encode(texts), image.encode(pixels, "cpu")
+    clip = CLIPModel.from_pretrained(clip_dir).eval()
+    tokens = text.tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        reference = clip(**tokens, pixel_values=torch.from_numpy(pixels).expand(-1, 3, -1, -1))
+    unit = lambda v: v / np.linalg.norm(v, axis=1, keepdims=True)  # noqa: E731
+    np.testing.assert_allclose(unit(text_vectors), reference.text_embeds.numpy(), atol=1e-5)
+    np.testing.assert_allclose(unit(image_vectors), reference.image_embeds.numpy(), atol=1e-5)
+    np.testing.assert_allclose(clip.logit_scale.exp().item() * unit(image_vectors) @ unit(text_vectors).T,
+                               reference.logits_per_image.numpy(), atol=1e-4)   # CLIP's own image-text similarity
+    with pytest.raises(ValueError, match="shared_space needs a CLIP checkpoint"):
+        new_signal_encoder("images", {"backbone": load_settings({}).text_encoder, "shared_space": True})

@@ -73,6 +73,10 @@ def raw(name):
      r"modalities.clinical_text.template: fields must name the spec's features; unknown: \['bmi'\]"),
     ("liver_steatosis_grade", lambda r: r["modalities"]["clinical_text"].update(template="Age {age"),
      "modalities.clinical_text.template: expected '}'"),
+    ("liver_steatosis_grade", lambda r: r["modalities"]["ultrasound"].update(shared_space=True),
+     "modalities.ultrasound.shared_space: an images modality's CLIP 'backbone'"),
+    ("liver_steatosis_grade", lambda r: r["modalities"]["ultrasound"].update(text_encoder="clip"),
+     "modalities.ultrasound.text_encoder: only a notes or rendered modality reads text"),
 ])
 def test_spec_errors_name_the_field(name, change, message):
     spec = raw(name)

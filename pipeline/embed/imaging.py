@@ -119,20 +119,26 @@ class ImageEncoder(nn.Module):
         return cls(ResNetModel(config), embedding_dim, size)
 
     @classmethod
-    def pretrained(cls, source: str, embedding_dim: int = 32, size: int = 224) -> ImageEncoder:
-        """A frozen backbone from a local checkpoint directory (or hub id where it is reachable)."""
-        import json
-
+    def pretrained(cls, source: str, embedding_dim: int = 32, size: int = 224,
+                   shared_space: bool = False) -> ImageEncoder:
+        """A frozen backbone from a local checkpoint directory (or hub id where it is reachable);
+        with ``shared_space``, a CLIP checkpoint's image tower and projection as they are
+        (:class:`SharedSpaceImageEncoder`)."""
         from transformers import AutoModel
 
         backbone = AutoModel.from_pretrained(source)
+        if shared_space:
+            if getattr(backbone.config, "model_type", None) != "clip":
+                raise ValueError(f"shared_space needs a CLIP checkpoint (image and text towers); {source} is a "
+                                 f"{getattr(backbone.config, 'model_type', 'unknown')} model")
+            stats = _image_stats(source)
+            return SharedSpaceImageEncoder(backbone.eval(), size, stats.get("image_mean"), stats.get("image_std"))
         if hasattr(backbone, "vision_model") and not hasattr(backbone.config, "num_channels"):
             backbone = backbone.vision_model  # a full CLIP checkpoint: its image tower
         for parameter in backbone.parameters():
             parameter.requires_grad_(False)
         channels = int(getattr(backbone.config, "num_channels", 3))
-        processor = Path(source) / "preprocessor_config.json"
-        stats = json.loads(processor.read_text()) if processor.exists() else {}
+        stats = _image_stats(source)
         return cls(backbone.eval(), embedding_dim, size, channels, stats.get("image_mean"), stats.get("image_std"))
 
     def _pooled(self, x: torch.Tensor) -> torch.Tensor:
@@ -144,3 +150,32 @@ class ImageEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(torch.relu(self.embed(x))).squeeze(-1)
+
+
+def _image_stats(source: str) -> dict:
+    """A checkpoint's image mean and std (its ``preprocessor_config.json``), if it has them."""
+    import json
+
+    processor = Path(source) / "preprocessor_config.json"
+    return json.loads(processor.read_text()) if processor.exists() else {}
+
+
+class SharedSpaceImageEncoder(ImageEncoder):
+    """A CLIP checkpoint's image tower and projection, frozen and used as they are: its vectors
+    live in the space its text tower puts text in (:class:`~pipeline.embed.text.TextEncoder` on
+    the same checkpoint), as the liver paper's CLIP-style model embeds ultrasound and clinical
+    text. Nothing here is trained, so the training run does not pre-train it."""
+
+    shared_space = True
+
+    def __init__(self, clip: nn.Module, size: int, mean: list[float] | None, std: list[float] | None):
+        for parameter in clip.parameters():
+            parameter.requires_grad_(False)
+        channels = int(clip.config.vision_config.num_channels)
+        super().__init__(clip, int(clip.config.projection_dim), size, channels, mean, std)
+        self.project = nn.Identity()
+
+    def _pooled(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x.expand(-1, self.channels, -1, -1) - self.mean) / self.std
+        features = self.backbone.get_image_features(pixel_values=x)
+        return features if isinstance(features, torch.Tensor) else features.pooler_output

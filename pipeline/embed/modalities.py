@@ -88,7 +88,8 @@ class SignalEncoder:
 def new_signal_encoder(modality: str, params: dict) -> SignalEncoder:
     """An ECG or image encoder from a spec's modality options.
 
-    ``backbone`` (images): a local ``transformers`` checkpoint, frozen, under a new projection.
+    ``backbone`` (images): a local ``transformers`` checkpoint, frozen, under a new projection;
+    with ``shared_space``, a CLIP checkpoint's own image projection (the space its text shares).
     ``weights``: a ``state_dict`` file saved from this same architecture (e.g. by another site's
     training run); loaded as is, and the training run then uses it without pre-training.
     Without either, the network starts from the seeded initialisation and is pre-trained.
@@ -98,7 +99,8 @@ def new_signal_encoder(modality: str, params: dict) -> SignalEncoder:
     if modality == "ecg":
         network = EcgResNet(width=params.get("width", 32), embedding_dim=dim)
     elif params.get("backbone"):
-        network = ImageEncoder.pretrained(str(params["backbone"]), dim, size=params.get("size", 224))
+        network = ImageEncoder.pretrained(str(params["backbone"]), dim, size=params.get("size", 224),
+                                          shared_space=bool(params.get("shared_space")))
     else:
         network = ImageEncoder.small(embedding_dim=dim, size=params.get("size", 64))
     if params.get("weights"):
@@ -111,6 +113,8 @@ def new_signal_encoder(modality: str, params: dict) -> SignalEncoder:
         kept["size"] = params.get("size", 224 if params.get("backbone") else 64)
     if params.get("backbone"):
         kept["backbone"] = Path(str(params["backbone"])).name
+        if params.get("shared_space"):
+            kept["shared_space"] = True
     return SignalEncoder(modality=modality, network=network.eval(), params=kept)
 
 

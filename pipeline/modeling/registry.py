@@ -24,9 +24,10 @@ class Bundle:
     inputs: tuple[str, ...]
     spec_raw: dict
     model: object                      # fitted estimator (scikit-learn contract)
-    text_encoder: dict | None          # source, max_tokens, pooling, encoder_id
+    text_encoder: dict | None          # source, max_tokens, pooling, encoder_id (the spec-wide text encoder)
     signal_encoders: dict              # modality -> SignalEncoder (trained network + input settings)
     training: dict                     # as_of, counts, split, encoder pre-training results
+    text_encoders: dict | None = None  # modality -> its own text encoder (a modality's text_encoder option)
 
     def save(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)

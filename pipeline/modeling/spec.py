@@ -178,6 +178,11 @@ def parse_spec(raw: dict, where: str = "<spec>") -> ModelSpec:
                             f"or give it a 'source' among them (e.g. ct: {{source: images, categories: [CT]}}), "
                             f"'events' (the features.sequence windows of the lab/vital codes) or 'rendered' "
                             f"(the clinical fields of its template as text)")
+        if (options or {}).get("text_encoder") and source not in ("notes", "rendered"):
+            raise SpecError(f"{where}: modalities.{name}.text_encoder: only a notes or rendered modality reads text")
+        if (options or {}).get("shared_space") and not (source == "images" and (options or {}).get("backbone")):
+            raise SpecError(f"{where}: modalities.{name}.shared_space: an images modality's CLIP 'backbone' "
+                            f"(its image projection) is what it shares")
         if source == "rendered":
             _check_template((options or {}).get("template"), window_spec, raw.get("features") or {},
                             f"{where}: modalities.{name}.template")

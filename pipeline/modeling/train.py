@@ -59,7 +59,7 @@ class Embedded:
     """Every embedded modality of the examples, and how the encoders behind them were made."""
 
     stay_embeddings: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-    text_encoder: dict | None = None
+    text_encoders: dict = field(default_factory=dict)    # text modality -> its encoder's description
     signal_encoders: dict = field(default_factory=dict)
     pretraining: dict = field(default_factory=dict)
     failures: list[pd.DataFrame] = field(default_factory=list)
@@ -105,11 +105,12 @@ def embed_examples(wh: Warehouse, settings: Settings, spec: ModelSpec, data: Tra
             out.stay_embeddings[modality] = event_sequences(spec, records, data.examples)
             continue
         if source in ("notes", "rendered"):
-            encoder = TextEncoder(settings.text_encoder, max_tokens=settings.text_max_tokens,
+            encoder = TextEncoder(options.get("text_encoder") or settings.text_encoder,
+                                  max_tokens=settings.text_max_tokens,
                                   batch_size=settings.embed_batch_size, device=device,
                                   pooling=options.get("text_pooling", "mean"),
                                   overlap=settings.text_window_overlap, max_windows=settings.text_max_windows)
-            out.text_encoder = encoder.describe()
+            out.text_encoders[modality] = encoder.describe()
         if source == "rendered":  # the example's own fields as text, one vector per example
             vectors, mask, failed = rendered_embedding(wh, data.features, options["template"], encoder, store,
                                                        progress=progress)
@@ -139,6 +140,8 @@ def _pretrain(encoder, options: dict, hashed: pd.DataFrame, examples: pd.DataFra
     usable = _record_labels(hashed, examples, train_rows)
     if options.get("weights"):
         return {"weights": str(options["weights"]), "records": int(len(usable))}
+    if getattr(encoder.network, "shared_space", False):  # a CLIP checkpoint's own space: nothing to train
+        return {"shared_space": str(options["backbone"]), "records": int(len(usable))}
     arrays, _ = decode_files(usable, encoder, store, workers=settings.decode_workers, budget=budget,
                              progress=progress)
     usable = usable[usable["content_hash"].isin(arrays)]
@@ -219,8 +222,9 @@ def _save_version(settings: Settings, spec: ModelSpec, fitted: Fitted, embedded:
     registry.Bundle(
         model_name=spec.name, version=version, candidate=candidate.name, inputs=candidate.inputs,
         spec_raw=spec.raw, model=fitted.model,
-        text_encoder=embedded.text_encoder if any(spec.source(m) in ("notes", "rendered")
-                                                  for m in candidate.inputs) else None,
+        text_encoder=next((embedded.text_encoders[m] for m in candidate.inputs if m in embedded.text_encoders),
+                          None),
+        text_encoders={m: d for m, d in embedded.text_encoders.items() if m in candidate.inputs},
         signal_encoders={m: e for m, e in embedded.signal_encoders.items() if m in candidate.inputs},
         training={**training, "held_out_probabilities": quantiles},
     ).save(artifact)

@@ -101,7 +101,7 @@ def embed_modality(wh: Warehouse, source: str, records: pd.DataFrame, encoder, k
 def encoder_for(bundle: registry.Bundle, modality: str, settings: Settings, device: str):
     if modality in bundle.signal_encoders:
         return bundle.signal_encoders[modality]
-    trained = bundle.text_encoder
+    trained = (bundle.text_encoders or {}).get(modality) or bundle.text_encoder
     encoder = TextEncoder.from_description(trained, batch_size=settings.embed_batch_size, device=device)
     if encoder.encoder_id != trained["encoder_id"]:
         raise RuntimeError(f"{bundle.model_name} {bundle.version} was trained with text encoder "
