@@ -17,8 +17,6 @@ import pendulum
 from airflow.sdk import dag, get_current_context, setup, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from pipeline.modality import Modality
-
 
 def _wiring() -> dict:
     from pipeline.dag_defaults import nightly  # schedule, retries, priority, alerts: nothing heavy
@@ -103,6 +101,7 @@ def vigil_nightly():
     validated = begun >> extract() >> validate()
     scored = score.expand(model=validated >> models())
     validated >> features() >> scored
+    from pipeline.modality import Modality  # no dependencies: an embedding task per record modality
     for modality in (m.value for m in Modality):
         validated >> embed.override(task_id=f"embed_{modality}")(modality) >> scored
     scored >> publish() >> report().as_teardown(setups=begun)

@@ -43,6 +43,7 @@ def airflow_dags_test(settings, dag_id: str, day, conf: dict | None = None,
     from pipeline.cli import airflow_env
 
     env = airflow_env(settings)
+    env["VIGIL_DEVICE"] = settings.device
     env["AIRFLOW_HOME"] = str(settings.home / "airflow")
     env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{settings.home / 'airflow' / 'airflow.db'}"
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)

@@ -77,3 +77,11 @@ def test_a_hybrid_step_or_ratio_that_is_not_one_names_what_is_wrong():
     with pytest.raises(ValueError, match="ratio of smotenc must be a number in"):
         rebalance(matrix, y, [{"smotenc": 1.5}])
     assert resampling_steps("none") == [] and rebalance(matrix, y, "none")[0] is matrix
+
+
+def test_a_hybrid_pipeline_whose_over_sampling_cannot_run_leaves_the_rows_as_they_are():
+    """A class of one row has no neighbour to interpolate towards: under-sampling alone would
+    cut every class to that one row, so nothing is resampled."""
+    matrix, y = three_classes((300, 60, 1))
+    resampled, target = rebalance(matrix, y, [{"smotenc": 0.5}, {"cluster_centroids": 1.0}])
+    assert resampled is matrix and target is y

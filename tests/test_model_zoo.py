@@ -73,6 +73,12 @@ def raw(name):
      r"modalities.clinical_text.template: fields must name the spec's features; unknown: \['bmi'\]"),
     ("liver_steatosis_grade", lambda r: r["modalities"]["clinical_text"].update(template="Age {age"),
      "modalities.clinical_text.template: expected '}'"),
+    ("liver_steatosis_grade", lambda r: r["modalities"]["clinical_text"].update(template="{sex:.0f} {}"),
+     r"modalities.clinical_text.template: fields must name the spec's features; unknown: \[''\]"),
+    ("liver_steatosis_grade", lambda r: r["modalities"]["clinical_text"].update(template="Sex {sex:.0f}"),
+     "modalities.clinical_text.template: cannot render \\(ValueError"),
+    ("liver_steatosis_grade", lambda r: r["modalities"]["clinical_text"].update(pooling="attention"),
+     "modalities.clinical_text.pooling: a rendered modality is one text per row"),
     ("liver_steatosis_grade", lambda r: r["modalities"]["ultrasound"].update(shared_space=True),
      "modalities.ultrasound.shared_space: an images modality's CLIP 'backbone'"),
     ("liver_steatosis_grade", lambda r: r["modalities"]["ultrasound"].update(text_encoder="clip"),
@@ -305,3 +311,14 @@ def test_the_shap_summary_is_xgboosts_exact_treeshap_per_factor_and_class(task):
         assert per_factor["age"] == pytest.approx(np.abs(values[:, k, 0]).mean(), abs=1e-4)
     assert factor_importance(Spec(task), LateFusionRisk(task=task, modalities=("ct",), folds=3).fit(train, y, groups),
                              test) is None   # no tabular trees: no summary
+
+
+def test_a_log_rank_test_that_cannot_be_computed_leaves_the_curves():
+    """A group whose only member is censored before the first event has nobody at risk at any
+    event time: the test's covariance is singular, so there is no test, but the curves stay."""
+    from pipeline.modeling.metrics import group_survival
+
+    out = group_survival(np.array([1, 5, 6, 7, 8, 9.0]), np.array([0, 1, 1, 0, 1, 0]),
+                         np.array(["high", "low", "low", "medium", "medium", "low"]))
+    assert out["log_rank_p"] is None and out["log_rank_chi2"] is None
+    assert out["groups"]["high"] == {"n": 1, "events": 0, "days": [1.0], "surviving": [1.0]}

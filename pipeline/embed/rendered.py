@@ -18,6 +18,7 @@ import pandas as pd
 from pipeline.embed.modalities import embed_records
 from pipeline.embed.records import text_sha256
 from pipeline.filestore import FileStore
+from pipeline.modeling.spec import template_fields
 from pipeline.store.warehouse import Warehouse
 
 NOT_MEASURED = "not measured"
@@ -28,15 +29,6 @@ class _ClinicalFormatter(string.Formatter):
         if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
             return NOT_MEASURED
         return super().format_field(value, format_spec)
-
-
-def template_fields(template: str) -> list[str]:
-    """The feature columns a template reads.
-
-    >>> template_fields("Age {age:.0f}, {sex}, lactate {lab_lactate__last_24h:.1f} mmol/L")
-    ['age', 'sex', 'lab_lactate__last_24h']
-    """
-    return [field for _, field, _, _ in string.Formatter().parse(template) if field]
 
 
 def render_texts(features: pd.DataFrame, template: str) -> list[str]:
@@ -61,6 +53,7 @@ def rendered_embedding(wh: Warehouse, features: pd.DataFrame, template: str, enc
     records = pd.DataFrame({"record_id": hashes, "stay_id": features["stay_id"].astype("Int64").to_numpy(),
                             "text": texts, "content_hash": hashes})
     vectors, failures, _ = embed_records(wh, "notes", records, encoder, store, progress=progress)
+    failures = failures.assign(source_table="rendered text", check_name="encode")   # no record table behind it
     matrix = np.zeros((len(texts), encoder.dim), dtype=np.float32)
     mask = np.array([h in vectors for h in hashes], dtype=bool)
     if mask.any():

@@ -54,10 +54,21 @@ def resampling_steps(resample: Resample) -> list[tuple[str, float]]:
 
 
 def rebalance(matrix: np.ndarray, y: np.ndarray, method: Resample, *, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
-    """``(matrix, y)`` through each step of ``method`` in turn (:func:`resampling_steps`)."""
+    """``(matrix, y)`` through each step of ``method`` in turn (:func:`resampling_steps`).
+
+    A pipeline whose over-sampling cannot run (a class of a single row has no neighbour) leaves
+    the rows as they are: its under-sampling alone would shrink every class to that one row."""
+    resampled, target = matrix, y
     for name, ratio in resampling_steps(method):
-        matrix, y = _resampled(matrix, y, name, ratio, seed)
-    return matrix, y
+        if name == "smotenc" and _smallest_class(target) < 2:
+            return matrix, y
+        resampled, target = _resampled(resampled, target, name, ratio, seed)
+    return resampled, target
+
+
+def _smallest_class(y: np.ndarray) -> int:
+    counts = np.bincount(np.asarray(y, dtype=int))
+    return int(counts[counts > 0].min()) if counts.any() else 0
 
 
 def _resampled(matrix: np.ndarray, y: np.ndarray, method: str, ratio: float,

@@ -269,14 +269,18 @@ def risk_groups(risk: np.ndarray) -> np.ndarray:
 
 def group_survival(days: np.ndarray, event: np.ndarray, groups: np.ndarray) -> dict | None:
     """Each group's Kaplan-Meier curve (days, probability still event-free after them), and the
-    log-rank test of the groups' difference (scikit-survival's ``compare_survival``); ``None``
-    with fewer than two groups or no event."""
+    log-rank test of the groups' difference (scikit-survival's ``compare_survival``; ``None``
+    where its covariance is singular, e.g. a group with nobody at risk at any event time);
+    ``None`` with fewer than two groups or no event."""
     days, event, groups = np.asarray(days, float), np.asarray(event).astype(bool), np.asarray(groups)
     labels = set(groups.tolist())
     present = [g for g in RISK_GROUPS if g in labels] + sorted(labels - set(RISK_GROUPS), key=str)
     if len(present) < 2 or not event.any():
         return None
-    chi2, p = compare_survival(Surv.from_arrays(event, days), groups)
+    try:
+        chi2, p = compare_survival(Surv.from_arrays(event, days), groups)
+    except np.linalg.LinAlgError:
+        chi2 = p = None
     curves = {}
     for group in present:
         rows = groups == group
@@ -285,7 +289,7 @@ def group_survival(days: np.ndarray, event: np.ndarray, groups: np.ndarray) -> d
                               "days": [round(float(t), 3) for t in times],
                               "surviving": [round(float(v), 4) for v in surviving]}
     return {"groups": curves, "log_rank_chi2": _round(chi2), "log_rank_df": len(present) - 1,
-            "log_rank_p": float(f"{p:.3g}")}
+            "log_rank_p": None if p is None else float(f"{p:.3g}")}
 
 
 def task_metrics(spec, model, inputs, y: np.ndarray, **options) -> tuple[dict, tuple]:

@@ -238,7 +238,8 @@ def _task_sections(report: dict, plots: Path) -> list[str]:
         groups = report["candidates"][selected].get("risk_groups")
         if groups:
             test = (f"log-rank chi-square {groups['log_rank_chi2']} on {groups['log_rank_df']} df, "
-                    f"p = {groups['log_rank_p']:g}")
+                    f"p = {groups['log_rank_p']:g}" if groups["log_rank_p"] is not None
+                    else "no log-rank test (a group has nobody at risk at any event time)")
             sections += [f"<h3>Kaplan-Meier by predicted risk tertile ({html.escape(selected)})</h3>",
                          f"<p>The held-out patients in thirds of predicted risk; {test}.</p>",
                          _image(plots, "kaplan-meier.png", kaplan_meier_png(groups["groups"], test),

@@ -8,6 +8,7 @@ name the file and the field.
 from __future__ import annotations
 
 import hashlib
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,6 +184,8 @@ def parse_spec(raw: dict, where: str = "<spec>") -> ModelSpec:
         if (options or {}).get("shared_space") and not (source == "images" and (options or {}).get("backbone")):
             raise SpecError(f"{where}: modalities.{name}.shared_space: an images modality's CLIP 'backbone' "
                             f"(its image projection) is what it shares")
+        if source == "rendered" and (options or {}).get("pooling", "mean") != "mean":
+            raise SpecError(f"{where}: modalities.{name}.pooling: a rendered modality is one text per row (mean)")
         if source == "rendered":
             _check_template((options or {}).get("template"), window_spec, raw.get("features") or {},
                             f"{where}: modalities.{name}.template")
@@ -291,20 +294,34 @@ def _check_late_fusion(params: dict, inputs: tuple[str, ...], where: str) -> Non
     _check_resample(params.get("resample", "none"), f"{where}.params")
 
 
-def _check_template(template, windows: WindowSpec, features: dict, where: str) -> None:
-    """A rendered-text modality's template: ``str.format`` fields naming the spec's features."""
-    from pipeline.embed.rendered import template_fields
+def template_fields(template: str) -> list[str]:
+    """The feature columns a template reads.
 
+    >>> template_fields("Age {age:.0f}, {sex}, lactate {lab_lactate__last_24h:.1f} mmol/L")
+    ['age', 'sex', 'lab_lactate__last_24h']
+    """
+    return list(dict.fromkeys(field for _, field, _, _ in string.Formatter().parse(template) if field is not None))
+
+
+def _check_template(template, windows: WindowSpec, features: dict, where: str) -> None:
+    """A rendered-text modality's template: ``str.format`` fields naming the spec's features,
+    each formatted as its kind of value allows (checked by rendering a probe row)."""
     if not isinstance(template, str) or not template.strip():
         raise SpecError(f"{where}: required, the text each row renders (e.g. 'Age {{age:.0f}}, {{sex}}')")
     try:
         fields = template_fields(template)
     except ValueError as error:
         raise SpecError(f"{where}: {error}") from None
-    known = {*windows.columns(), *(features.get("static_numeric") or []), *(features.get("static_categorical") or [])}
+    categorical = set(features.get("static_categorical") or [])
+    known = {*windows.columns(), *(features.get("static_numeric") or []), *categorical}
     unknown = [f for f in fields if f not in known]
     if not fields or unknown:
         raise SpecError(f"{where}: fields must name the spec's features; unknown: {unknown or 'none named'}")
+    try:
+        template.format(**{f: "x" if f in categorical else 1.0 for f in fields})
+    except (ValueError, IndexError, KeyError, AttributeError) as error:
+        raise SpecError(f"{where}: cannot render ({type(error).__name__}: {error}); a category takes no number "
+                        f"format, a number a numeric one (e.g. {{age:.0f}})") from None
 
 
 def _check_resample(resample, where: str) -> None:

@@ -25,8 +25,10 @@ def factor_importance(spec: ModelSpec, model, inputs, top: int = 15) -> dict[str
     if shap is None:
         return None
     names, values = shap
-    outputs = (list(spec.classes) if values.shape[1] > 1 else
-               ["log hazard"] if spec.task == "survival" else [f"log-odds of {spec.classes[-1]}"])
+    if values.shape[1] > 1:   # one output per class the model was fitted on (a class absent then has none)
+        outputs = [spec.classes[int(c)] for c in getattr(model, "classes_", range(values.shape[1]))]
+    else:
+        outputs = ["log hazard"] if spec.task == "survival" else [f"log-odds of {spec.classes[-1]}"]
     summary = {}
     for k, output in enumerate(outputs):
         mean = np.abs(values[:, k]).mean(axis=0)

@@ -41,10 +41,13 @@ def score_stage(night, settings: Settings | None = None, model: str | None = Non
         bundle = registry.load_bundle(manifest["models"][name]["artifact_uri"], ctx.settings.home)
         spec = parse_spec(bundle.spec_raw, name)
         features = ctx.read("features", name)
+        enrolled = read_enrolment(wh, spec.cohort_query, ctx.prediction_time)
+        keep = np.ones(len(active), bool) if enrolled is None else active["stay_id"].isin(
+            enrolled.loc[enrolled["enrolled_time"] <= ctx.prediction_time, "stay_id"]).to_numpy()
         embedded = {}
         for modality in (m for m in bundle.inputs if m != "tabular"):
             if spec.source(modality) == "rendered":  # from tonight's features, so here rather than in embed
-                embedded[modality] = _rendered(wh, ctx, bundle, spec, modality, features)
+                embedded[modality] = _rendered(wh, ctx, bundle, spec, modality, features, keep)
                 continue
             arrays = ctx.read_arrays("embed", f"{name}.{modality}",
                                      f"run the embed stage ({modality}) of night {ctx.night}")
@@ -52,9 +55,6 @@ def score_stage(night, settings: Settings | None = None, model: str | None = Non
                 raise RuntimeError(f"{modality} embeddings of night {ctx.night} are stale: re-run the embed stage")
             embedded[modality] = (arrays["vectors"], arrays["mask"])
         inputs = build_inputs(spec, features, embedded)
-        enrolled = read_enrolment(wh, spec.cohort_query, ctx.prediction_time)
-        keep = np.ones(len(active), bool) if enrolled is None else active["stay_id"].isin(
-            enrolled.loc[enrolled["enrolled_time"] <= ctx.prediction_time, "stay_id"]).to_numpy()
         rows = score_stays(bundle, spec, inputs.take(np.flatnonzero(keep)), active[keep], ctx.night)
         ctx.write("score", f"risk.{name}", rows)
         ctx.write("score", f"enrolled.{name}", active.loc[keep, ["stay_id"]])
@@ -62,13 +62,19 @@ def score_stage(night, settings: Settings | None = None, model: str | None = Non
     return summary
 
 
-def _rendered(wh, ctx, bundle: registry.Bundle, spec, modality: str, features) -> tuple[np.ndarray, np.ndarray]:
-    """A rendered-text modality of each active stay: its features through the template, then
-    the text encoder the model was trained with; a text that cannot be encoded leaves the
-    modality absent for that stay (its risk row then names the modalities it was scored from)."""
+def _rendered(wh, ctx, bundle: registry.Bundle, spec, modality: str, features,
+              keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A rendered-text modality of the active stays the model scores (``keep``; absent for the
+    others): their features through the template, then the text encoder the model was trained
+    with. A text that cannot be encoded leaves the modality absent for that stay (its risk row
+    then names the modalities it was scored from)."""
     encoder = encoder_for(bundle, modality, ctx.settings, resolve_device(ctx.settings.device))
-    vectors, mask, failed = rendered_embedding(wh, features, spec.modalities[modality]["template"], encoder,
-                                               FileStore.from_settings(ctx.settings))
+    rows = np.flatnonzero(keep)
+    kept, kept_mask, failed = rendered_embedding(wh, features.iloc[rows], spec.modalities[modality]["template"],
+                                                 encoder, FileStore.from_settings(ctx.settings))
+    vectors = np.zeros((len(features), kept.shape[1]), dtype=np.float32)
+    mask = np.zeros(len(features), dtype=bool)
+    vectors[rows], mask[rows] = kept, kept_mask
     if len(failed):
         log.warning("%s: %d rendered texts of night %s could not be encoded (%s); scored without %s",
                     bundle.model_name, len(failed), ctx.night, failed["reason"].iloc[0], modality)
