@@ -47,7 +47,9 @@ def test_training_promotes_a_model_with_a_patient_level_split(trained):
     assert set(report["candidates"]) == {"xgboost_tabular", "early_fusion", "late_fusion_stack"}
     assert report["selected"] != "late_fusion_stack"  # a baseline is never promoted
     page = Path(report["html_report"]).read_text()  # the report with its plots, beside the Markdown
-    assert page.count("data:image/png;base64,") == 5 and "without images" in page and "Alert burden" in page
+    # curves, calibration, three confusion matrices, and a SHAP summary per boosted-tree candidate
+    assert set(report["factor_importance"]) == {"xgboost_tabular", "late_fusion_stack"} and "Factor importance" in page
+    assert page.count("data:image/png;base64,") == 5 + 2 and "without images" in page and "Alert burden" in page
     assert "only ecg" in page and "all modalities (complete cases)" in page
 
 
