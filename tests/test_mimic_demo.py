@@ -8,7 +8,7 @@ import pytest
 from pipeline.features.windows import build_features
 from pipeline.modeling.spec import load_spec
 from pipeline.sources import mimic_demo
-from pipeline.sources.mimic import extract
+from pipeline.sources.mimic import extract, read_enrolment
 from pipeline.validate.checks import validate
 
 pytestmark = pytest.mark.shared_data
@@ -19,7 +19,7 @@ def test_mimic_demo_loads_and_goes_through_extract_validate_and_features(any_war
     from pipeline.config import PROJECT_ROOT
 
     loaded = mimic_demo.load(any_warehouse, shared_data / "mimic-iv-demo-2.2", progress=False)
-    assert loaded.checksums_verified == 7
+    assert loaded.checksums_verified == 10
     assert loaded.rows["mimiciv_hosp.patients"] == 100
     assert loaded.rows["mimiciv_icu.icustays"] == 140
     assert loaded.rows["mimiciv_hosp.labevents"] == 107_727
@@ -30,6 +30,17 @@ def test_mimic_demo_loads_and_goes_through_extract_validate_and_features(any_war
     assert {t: n for t, n in again.rows.items() if t not in dictionaries} == \
         {t: n for t, n in loaded.rows.items() if t not in dictionaries}
     assert all(again.rows[t] == 0 for t in dictionaries)  # dictionary rows are merged, not duplicated
+
+    # antimicrobials, cultures, infusions and the charted SOFA inputs through the Sepsis-3 query:
+    # some stays, not all, each enrolled during its ICU stay
+    assert (loaded.rows["mimiciv_hosp.prescriptions"], loaded.rows["mimiciv_hosp.microbiologyevents"],
+            loaded.rows["mimiciv_icu.inputevents"]) == (18_087, 2_899, 20_404)
+    enrolled = read_enrolment(any_warehouse, "cohort_sepsis3", AS_OF).merge(
+        any_warehouse.read("SELECT stay_id, intime, outtime FROM mimiciv_icu.icustays", times=("intime", "outtime")),
+        on="stay_id")
+    assert 20 <= len(enrolled) <= 100, len(enrolled)     # of 140 stays; MIMIC-IV's own rate is about a third
+    assert (enrolled["enrolled_time"] >= enrolled["intime"]).all()
+    assert (enrolled["enrolled_time"] <= enrolled["outtime"] + pd.Timedelta(hours=1)).all()
 
     extraction = extract(any_warehouse, until=AS_OF)
     outcome = validate(extraction.frames, AS_OF)

@@ -24,7 +24,14 @@ MODELS = PROJECT_ROOT / "models"
 
 def test_the_four_specs_load_with_their_tasks_and_modalities():
     specs = {s.name: s for s in load_specs(MODELS)}
-    assert set(specs) == {"icu_mortality", "pe_thrombolysis_outcome", "liver_steatosis_grade", "gist_recurrence"}
+    assert set(specs) == {"sepsis_icu_mortality", "icu_mortality", "pe_thrombolysis_outcome", "liver_steatosis_grade",
+                          "gist_recurrence"}
+    sepsis = specs["sepsis_icu_mortality"]
+    assert sepsis.cohort_query == "cohort_sepsis3" and sepsis.prediction_offset_hours == 48
+    assert (sepsis.sequence["window_hours"], sepsis.sequence["windows"]) == (24, 2)   # the paper's 24 h windows
+    early = next(c for c in sepsis.candidates if c.kind == "early_fusion")
+    assert set(early.grid) <= {"hidden", "dropout", "learning_rate", "focal_gamma", "focal_alpha", "weight_decay"}
+    assert sepsis.cv_folds == 5
     pe, liver, gist = specs["pe_thrombolysis_outcome"], specs["liver_steatosis_grade"], specs["gist_recurrence"]
     assert (pe.task, pe.classes, pe.used_modalities()) == ("multiclass", ("normal", "death", "bleeding"), ("tabular", "ecg"))
     assert liver.classes == ("S0", "S1", "S2", "S3") and liver.source("ultrasound") == "images"

@@ -14,6 +14,7 @@ from pipeline.config import load_settings
 from pipeline.modeling import registry
 from pipeline.modeling.spec import load_spec
 from pipeline.nightly import run_night
+from pipeline.sources.mimic import read_enrolment
 from pipeline.synthetic.cohort import STAY_BASE
 from pipeline.synthetic.research import COHORTS, generate_research, write_research
 from pipeline.store.warehouse import connect
@@ -21,6 +22,7 @@ from tests.conftest import airflow_dags_test, make_env
 
 RESEARCH = {"pe_thrombolysis_outcome": "pe_thrombolysis", "liver_steatosis_grade": "liver_steatosis",
             "gist_recurrence": "gist_resection"}
+ICU_MODELS = ("icu_mortality", "sepsis_icu_mortality")   # every ICU stay / the Sepsis-3 stays, on the same stays
 TRAIN_AS_OF, NIGHT = datetime(2026, 2, 28), date(2026, 2, 28)
 
 
@@ -35,7 +37,7 @@ def research_home(tmp_path_factory):
     write_research(wh, generate_research(500, datetime(2026, 1, 1), 60, seed=7), settings.filestore, progress=False)
     result = airflow_dags_test(settings, "vigil_training", TRAIN_AS_OF.date(), conf={"promote": False}, timeout=2400)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-    return settings, wh, {name: _training_report(settings, name) for name in [*RESEARCH, "icu_mortality"]}
+    return settings, wh, {name: _training_report(settings, name) for name in [*RESEARCH, *ICU_MODELS]}
 
 
 def _training_report(settings, name: str) -> dict:
@@ -48,9 +50,10 @@ def test_the_training_dag_registers_every_candidate_of_every_spec_as_of_its_logi
     _, wh, _ = research_home
     versions = wh.read("SELECT model_name, candidate, training_as_of FROM vigil_models.model_versions",
                        times=("training_as_of",))
-    assert sorted(versions["candidate"]) == ["clinical_ct_pathology_cox", "early_fusion", "ehr_ecg_late_fusion",
-                                             "late_fusion_stack", "mlp_concatenated", "random_forest_concatenated",
-                                             "ultrasound_notes_numerics_late_fusion", "xgboost_tabular"]
+    assert sorted(versions["candidate"]) == ["clinical_ct_pathology_cox", "early_fusion", "early_fusion",
+                                             "ehr_ecg_late_fusion", "late_fusion_stack", "late_fusion_stack",
+                                             "mlp_concatenated", "random_forest_concatenated",
+                                             "ultrasound_notes_numerics_late_fusion", "xgboost_tabular", "xgboost_tabular"]
     assert (versions["training_as_of"] == TRAIN_AS_OF).all()
 
 
@@ -63,7 +66,7 @@ def test_each_fused_model_beats_every_single_modality_on_held_out_patients(resea
         late = next(c.name for c in spec.candidates if c.kind == "late_fusion")
         variants = dict(report["ablation"][late])
         fused = variants.pop("all modalities (complete cases)")
-        if name == "icu_mortality":
+        if name in ICU_MODELS:
             fused = report["ablation"]["early_fusion"]["all modalities (complete cases)"]
         assert len(variants) >= 2, name
         for single, value in variants.items():
@@ -112,7 +115,7 @@ def test_the_reports_show_their_plots_in_headless_chromium(research_home, tmp_pa
             assert shown >= 3, (name, shown)
             body = driver.find_element("tag name", "body").text
             assert "Modality ablation" in body and ("Per class" in body or "Harrell" in body
-                                                    or name == "icu_mortality"), name
+                                                    or name in ICU_MODELS), name
             _full_page(driver, folder / f"{name}.png", 800)
     finally:
         driver.quit()
@@ -122,13 +125,13 @@ def test_versions_are_registered_with_their_snapshot_and_promoted_only_when_aske
     settings, wh, _ = research_home
     versions = wh.read("SELECT model_name, version, promoted, selected, data_snapshot, code_version "
                        "FROM vigil_models.model_versions")
-    assert set(versions["model_name"]) == {*RESEARCH, "icu_mortality"} and not versions["promoted"].astype(bool).any()
+    assert set(versions["model_name"]) == {*RESEARCH, *ICU_MODELS} and not versions["promoted"].astype(bool).any()
     snapshot = json.loads(versions["data_snapshot"].iloc[0])
     assert snapshot["rows"]["cohort"] > 0 and snapshot["latest_arrival"] <= str(TRAIN_AS_OF)
     assert versions["code_version"].str.len().min() > 0
     with pytest.raises(RuntimeError, match="no model has a promoted version"):
         run_night(NIGHT, settings)
-    for name in [*RESEARCH, "icu_mortality"]:
+    for name in [*RESEARCH, *ICU_MODELS]:
         registry.promote(wh, name, home=settings.home)
     # an operator may promote any candidate: the liver model whose text is each stay's own fields
     forest = versions[versions["version"].str.endswith("-random_forest_concatenated")]["version"].iloc[0]
@@ -169,6 +172,10 @@ def test_a_night_scores_each_cohort_with_its_promoted_model(research_home):
     assert set(icu["model_version"]) == {registry.promoted(wh, "icu_mortality")["version"]}
     for terms, used in zip(icu["modality_contributions"].map(json.loads), icu["modalities"]):
         assert set(terms) == set(used.split("+")) - {"tabular"}   # early fusion: leave-one-modality-out deltas
+    sepsis = risk[risk["model_name"] == "sepsis_icu_mortality"]   # only the stays Sepsis-3 enrolled by midnight
+    septic = read_enrolment(wh, "cohort_sepsis3", datetime.combine(NIGHT, datetime.min.time()))
+    assert 5 < len(sepsis) < len(icu) and set(sepsis["stay_id"]) <= set(septic["stay_id"])
+    assert set(sepsis["model_version"]) == {registry.promoted(wh, "sepsis_icu_mortality")["version"]}
 
 
 def test_survival_scores_are_monitored_at_their_horizon_once_outcomes_are_known(research_home):
@@ -194,7 +201,7 @@ def test_the_nightly_dag_maps_a_score_task_over_the_promoted_models(research_hom
     result = airflow_dags_test(settings, "vigil_nightly", night)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
-    assert output.count("task_id=score") >= len(RESEARCH) + 1 and "map_index=3" in output
+    assert output.count("task_id=score") >= len(RESEARCH) + len(ICU_MODELS) and "map_index=4" in output
     risk = wh.read("SELECT model_name, COUNT(*) AS n FROM vigil_risk.risk_scores WHERE night = :n GROUP BY model_name",
                    {"n": night})
-    assert set(risk["model_name"]) == {*RESEARCH, "icu_mortality"} and (risk["n"] > 5).all()
+    assert set(risk["model_name"]) == {*RESEARCH, *ICU_MODELS} and (risk["n"] > 5).all()

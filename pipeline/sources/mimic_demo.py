@@ -27,7 +27,15 @@ CSV_TABLES = {
     "mimiciv_icu.icustays": ("icu/icustays.csv.gz", ("intime", "outtime")),
     "mimiciv_icu.d_items": ("icu/d_items.csv.gz", ()),
     "mimiciv_icu.outputevents": ("icu/outputevents.csv.gz", ("charttime", "storetime")),
+    "mimiciv_icu.inputevents": ("icu/inputevents.csv.gz", ("starttime", "endtime", "storetime")),
+    "mimiciv_hosp.prescriptions": ("hosp/prescriptions.csv.gz", ("starttime", "stoptime")),
+    "mimiciv_hosp.microbiologyevents": ("hosp/microbiologyevents.csv.gz",
+                                        ("chartdate", "charttime", "storedate", "storetime")),
 }
+# Codes and free text that pandas would otherwise read as numbers (an NDC loses its leading zeros).
+TEXT_COLUMNS = {"mimiciv_hosp.prescriptions": ("poe_id", "order_provider_id", "gsn", "ndc", "formulary_drug_cd",
+                                               "prod_strength", "dose_val_rx", "form_val_disp"),
+                "mimiciv_hosp.microbiologyevents": ("order_provider_id", "quantity", "dilution_text", "comments")}
 
 
 @dataclass
@@ -87,7 +95,7 @@ def load(wh: Warehouse, root: Path, meds_path: Path | None = None, progress: boo
     checked = verify_checksums(root, [f for f, _ in CSV_TABLES.values()])
     tables: dict[str, pd.DataFrame] = {}
     for table, (name, times) in CSV_TABLES.items():
-        frame = pd.read_csv(root / name, low_memory=False)
+        frame = pd.read_csv(root / name, low_memory=False, dtype=dict.fromkeys(TEXT_COLUMNS.get(table, ()), str))
         for column in times:
             frame[column] = pd.to_datetime(frame[column], format="ISO8601")
         tables[table] = frame

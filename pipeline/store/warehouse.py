@@ -9,7 +9,9 @@ no timestamp type), in the one format whose string order is time order.
 from __future__ import annotations
 
 import io
+import math
 import re
+import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -91,6 +93,11 @@ class Warehouse:
             cursor = dbapi_conn.cursor()
             for schema in SCHEMAS:
                 cursor.execute(f"ATTACH DATABASE ? AS {schema}", (str(db_path.parent / f"{schema}.db"),))
+            try:  # an SQLite built without its math functions: floor() for the extraction queries
+                cursor.execute("SELECT floor(1.5)")
+            except sqlite3.OperationalError:
+                dbapi_conn.create_function("floor", 1, lambda x: None if x is None else float(math.floor(x)),
+                                           deterministic=True)
             cursor.close()
 
         return engine
@@ -119,7 +126,8 @@ class Warehouse:
             self._run_sql_folders(conn, ("schema",))
         self._add_missing_columns()  # before the views, which may read the added columns
         with self.begin() as conn:
-            self._run_sql_folders(conn, ("migrations", "concepts", "views", f"views/{self.dialect}"))
+            self._run_sql_folders(conn, ("migrations", "concepts", f"functions/{self.dialect}", "views",
+                                         f"views/{self.dialect}"))
         self.__dict__.pop("_time_columns", None)
         if had_roles:
             self.apply_roles()

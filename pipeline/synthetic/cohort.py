@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from pipeline.synthetic import ecg as ecg_synth
 from pipeline.synthetic import imaging, notes
+from pipeline.synthetic.sepsis import sepsis_inputs
 
 SUBJECT_BASE = 90_000_000
 HADM_BASE = 91_000_000
@@ -147,6 +148,11 @@ def generate(n_stays: int = 2000, start: datetime = datetime(2026, 1, 1), days: 
     tables["mimiciv_hosp.d_labitems"] = pd.DataFrame({
         "itemid": [v[0] for v in LABS.values()], "label": list(LABS), "fluid": "Blood", "category": "Chemistry",
     })
+
+    stays = tables["mimiciv_icu.icustays"].assign(los_days=los_days)
+    first_id = LABEVENT_BASE + 100 * id_offset + 5_000_000   # after the base cohort's labs
+    for table, rows in sepsis_inputs(np.random.default_rng(seed + 3), stays, risk["tabular"], first_id).items():
+        tables[table] = pd.concat([tables[table], rows], ignore_index=True) if table in tables else rows
 
     radiology, discharge = _notes(rng, subject, hadm_id, intime, los_days, dischtime, died, risk["text"])
     tables["mimiciv_note.radiology"] = radiology

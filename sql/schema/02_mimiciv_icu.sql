@@ -59,3 +59,35 @@ CREATE TABLE IF NOT EXISTS mimiciv_icu.outputevents (
 
 CREATE INDEX IF NOT EXISTS outputevents_storetime_idx ON mimiciv_icu.outputevents (storetime);
 CREATE INDEX IF NOT EXISTS outputevents_stay_idx ON mimiciv_icu.outputevents (stay_id);
+
+-- Infusions and boluses (vasopressor rates for Sepsis-3's cardiovascular SOFA), as in mimic-code.
+CREATE TABLE IF NOT EXISTS mimiciv_icu.inputevents (
+    subject_id                      INTEGER NOT NULL,
+    hadm_id                         INTEGER,
+    stay_id                         INTEGER,
+    caregiver_id                    INTEGER,
+    starttime                       TIMESTAMP,
+    endtime                         TIMESTAMP,
+    storetime                       TIMESTAMP,
+    itemid                          INTEGER NOT NULL,
+    amount                          DOUBLE PRECISION,
+    amountuom                       VARCHAR(20),
+    rate                            DOUBLE PRECISION,
+    rateuom                         VARCHAR(20),   -- vasopressors: mcg/kg/min (mimic-code's unit)
+    orderid                         INTEGER,
+    linkorderid                     INTEGER,
+    ordercategoryname               VARCHAR(50),
+    secondaryordercategoryname      VARCHAR(50),
+    ordercomponenttypedescription   VARCHAR(100),
+    ordercategorydescription        VARCHAR(30),
+    patientweight                   DOUBLE PRECISION,
+    totalamount                     DOUBLE PRECISION,
+    totalamountuom                  VARCHAR(50),
+    isopenbag                       SMALLINT,
+    continueinnextdept              SMALLINT,
+    statusdescription               VARCHAR(20),
+    originalamount                  DOUBLE PRECISION,
+    originalrate                    DOUBLE PRECISION
+);
+
+CREATE INDEX IF NOT EXISTS inputevents_stay_idx ON mimiciv_icu.inputevents (stay_id);

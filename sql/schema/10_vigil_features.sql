@@ -98,3 +98,11 @@ CREATE INDEX IF NOT EXISTS stay_events_night_idx ON vigil_features.stay_events (
 CREATE INDEX IF NOT EXISTS stay_events_row_idx ON vigil_features.stay_events (source_row_id);
 CREATE INDEX IF NOT EXISTS stay_records_stay_idx ON vigil_features.stay_records (stay_id);
 CREATE INDEX IF NOT EXISTS stay_features_night_idx ON vigil_features.stay_features (night);
+
+-- Which prescription drug names are systemic antimicrobials (Sepsis-3's suspected infection,
+-- sql/extract/cohort_sepsis3.sql): LIKE patterns on the lower-cased drug name, loaded from
+-- sql/concepts/antibiotics.sql.
+CREATE TABLE IF NOT EXISTS vigil_features.antibiotic_names (
+    pattern       VARCHAR(64) NOT NULL PRIMARY KEY,   -- e.g. '%vancomycin%'
+    drug_class    VARCHAR(40) NOT NULL
+);
