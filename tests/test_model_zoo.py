@@ -37,7 +37,8 @@ def test_the_four_specs_load_with_their_tasks_and_modalities():
     assert liver.classes == ("S0", "S1", "S2", "S3") and liver.source("ultrasound") == "images"
     assert liver.modalities["ultrasound"]["max_records"] == 5
     assert (gist.task, gist.horizon_days, gist.promote_metric) == ("survival", 30.0, "c_index")
-    assert {gist.source(m) for m in ("ct", "pathology")} == {"images"}
+    assert {gist.source(m) for m in ("ct", "ct_radiomics", "pathology")} == {"images"}
+    assert gist.modalities["ct_radiomics"]["extractor"] == "radiomics"
     records = pd.DataFrame({"category": ["CT", "SM", "CR"]})
     assert gist.modality_records("pathology", records)["category"].tolist() == ["SM"]
     assert all(s.cohort_query for s in (pe, liver, gist)) and specs["icu_mortality"].cohort_query is None
@@ -49,6 +50,14 @@ def raw(name):
 
 
 @pytest.mark.parametrize("name, change, message", [
+    ("gist_recurrence", lambda r: r["modalities"]["pathology"].update(select_top_k=5),
+     "select_top_k and radiomics settings belong to an 'extractor: radiomics' modality"),
+    ("gist_recurrence", lambda r: r["modalities"]["ct_radiomics"].update(extractor="wavelets"),
+     r"ct_radiomics.extractor: 'radiomics' is the one extractor"),
+    ("gist_recurrence", lambda r: r["modalities"]["ct_radiomics"].update(select_top_k=0),
+     r"ct_radiomics.select_top_k: a positive number"),
+    ("gist_recurrence", lambda r: r["modalities"]["ct_radiomics"].update(backbone="/models/resnet"),
+     "a radiomics modality has no network"),
     ("pe_thrombolysis_outcome", lambda r: r["candidates"][0].update(inputs=["tabular", "mri"]),
      r"candidates\[0\].inputs: unknown modality 'mri'"),
     ("pe_thrombolysis_outcome", lambda r: r["modalities"].update(waveform={"pooling": "mean"}),

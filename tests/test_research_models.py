@@ -73,6 +73,9 @@ def test_each_fused_model_beats_every_single_modality_on_held_out_patients(resea
             assert fused > value, (name, single, fused, value)
         assert report["patients_on_both_sides"] == 0
     assert max(reports["pe_thrombolysis_outcome"]["trees"]["ehr_ecg_late_fusion"].values()) < 400  # early-stopped
+    selected = reports["gist_recurrence"]["encoder_pretraining"]["ct_radiomics"]["radiomics_selected"]
+    assert 3 <= len(selected) <= 12 and all(n.startswith("original_") for n in selected)  # on the training split
+    assert "only ct_radiomics" in reports["gist_recurrence"]["ablation"]["clinical_ct_pathology_cox"]
     liver = reports["liver_steatosis_grade"]
     assert {"random_forest_concatenated", "mlp_concatenated"} <= set(liver["candidates"])
     assert liver["ablation"]["random_forest_concatenated"]["without ultrasound"] < \
@@ -166,7 +169,7 @@ def test_a_night_scores_each_cohort_with_its_promoted_model(research_home):
     assert liver["model_version"].str.endswith("-random_forest_concatenated").all()
     assert liver["modalities"].str.split("+").map(lambda used: "clinical_text" in used).all()
     gist = risk[risk["model_name"] == "gist_recurrence"]
-    assert (gist["modalities"] == "tabular+ct+pathology").mean() > 0.8
+    assert (gist["modalities"] == "tabular+ct+ct_radiomics+pathology").mean() > 0.8
     icu = risk[risk["model_name"] == "icu_mortality"]   # every active stay, each cohort's included
     assert set(icu["stay_id"]) >= set(risk.loc[risk["model_name"] != "icu_mortality", "stay_id"])
     assert set(icu["model_version"]) == {registry.promoted(wh, "icu_mortality")["version"]}

@@ -32,11 +32,15 @@ IMAGE_CONDITIONING = "reduce-then-window"
 
 
 def image_sha256(path: Path, store: FileStore | None = None) -> str:
+    """The content of an image record: its DICOM file and, where one lies beside it, its tumour
+    mask (``<file>.mask.nrrd``, read by radiomics), so a corrected mask is measured again."""
+    mask = path.with_name(path.name + ".mask.nrrd")
     if store is not None:
-        return files_sha256([store.regular(path, "DICOM file")], store.max_bytes)
+        files = [store.regular(path, "DICOM file")]
+        return files_sha256(files + ([store.regular(mask, "tumour mask")] if mask.exists() else []), store.max_bytes)
     if not path.is_file():
         raise RecordError("DICOM file not found")
-    return files_sha256([path])
+    return files_sha256([path] + ([mask] if mask.is_file() else []))
 
 
 def read_image(path: Path, size: int = 64) -> np.ndarray:

@@ -58,6 +58,10 @@ class SignalEncoder:
         return f"{kind}:{settings}@{state_digest(self.network)}"
 
     @property
+    def dim(self) -> int:
+        return self.network.config["embedding_dim"]
+
+    @property
     def step(self) -> str:
         return "ECG decoding" if self.modality == "ecg" else "image decoding"
 

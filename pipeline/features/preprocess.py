@@ -103,17 +103,7 @@ class ClinicalPreprocessor(TransformerMixin, BaseEstimator):
         target = (y - y.mean()) / (np.sqrt(((y - y.mean()) ** 2).sum()) or 1.0)
         corr = np.abs(centred.T @ target / np.where(norms > 0, norms, 1.0))
         score = self.mi_weight * mi / (mi.max() or 1.0) + (1 - self.mi_weight) * corr / (corr.max() or 1.0)
-        unit = centred / np.where(norms > 0, norms, 1.0)
-        kept: list[int] = []
-        for index in np.argsort(-score, kind="stable"):
-            if norms[index] == 0:
-                continue
-            if kept and np.max(np.abs(unit[:, kept].T @ unit[:, index])) > self.redundancy:
-                continue
-            kept.append(int(index))
-            if len(kept) == self.select_top_k:
-                break
-        return np.array(sorted(kept))
+        return np.array(greedy_select(matrix, score, self.select_top_k, self.redundancy))
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
         return self._full_transform(X)[:, self.selected_]
@@ -126,6 +116,24 @@ class ClinicalPreprocessor(TransformerMixin, BaseEstimator):
         if not self.numeric_:
             return np.zeros(len(X))
         return X[self.numeric_].isna().mean(axis=1).to_numpy()
+
+
+def greedy_select(matrix: np.ndarray, score: np.ndarray, k: int | None, redundancy: float) -> list[int]:
+    """Columns by falling ``score``, up to ``k``, skipping a constant column, one without a finite
+    score, and one correlated above ``redundancy`` with a column already kept (sorted indices)."""
+    centred = matrix - matrix.mean(axis=0)
+    norms = np.sqrt((centred ** 2).sum(axis=0))
+    unit = centred / np.where(norms > 0, norms, 1.0)
+    kept: list[int] = []
+    for index in np.argsort(-score, kind="stable"):
+        if norms[index] == 0 or not np.isfinite(score[index]):
+            continue
+        if kept and np.max(np.abs(unit[:, kept].T @ unit[:, index])) > redundancy:
+            continue
+        kept.append(int(index))
+        if len(kept) == k:
+            break
+    return sorted(kept)
 
 
 def iterative_imputer(seed: int) -> IterativeImputer:

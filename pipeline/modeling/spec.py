@@ -110,6 +110,25 @@ class ModelSpec:
         return tuple(m for m in ("tabular", *self.modalities) if m in used)
 
 
+def _check_extractor(options: dict, source: str, where: str) -> None:
+    """``extractor: radiomics`` (an images modality: PyRadiomics features of each image's tumour
+    mask instead of a network's embedding), its ``radiomics`` settings and ``select_top_k``."""
+    extractor = options.get("extractor")
+    if extractor is None:
+        if "select_top_k" in options or "radiomics" in options:
+            raise SpecError(f"{where}: select_top_k and radiomics settings belong to an 'extractor: radiomics' modality")
+        return
+    if extractor != "radiomics" or source != "images":
+        raise SpecError(f"{where}.extractor: 'radiomics' is the one extractor, for an images modality")
+    if options.get("backbone") or options.get("weights"):
+        raise SpecError(f"{where}: a radiomics modality has no network to load (no backbone or weights)")
+    top_k = options.get("select_top_k")
+    if top_k is not None and not (isinstance(top_k, int) and not isinstance(top_k, bool) and top_k > 0):
+        raise SpecError(f"{where}.select_top_k: a positive number of features, chosen on the training split")
+    if not isinstance(options.get("radiomics", {}), dict):
+        raise SpecError(f"{where}.radiomics: PyRadiomics settings as a mapping (e.g. {{binWidth: 25}})")
+
+
 def _require(mapping: dict, key: str, where: str):
     if not isinstance(mapping, dict) or key not in mapping:
         raise SpecError(f"{where}: missing required field '{key}'")
@@ -192,6 +211,7 @@ def parse_spec(raw: dict, where: str = "<spec>") -> ModelSpec:
         if source == "events" and (sequence is None or (options or {}).get("pooling") not in ("bilstm", "attention")):
             raise SpecError(f"{where}: modalities.{name}: an events modality reads features.sequence (required) "
                             f"through pooling: bilstm or attention")
+        _check_extractor(options or {}, source, f"{where}: modalities.{name}")
         categories = (options or {}).get("categories")
         if categories is not None and not (isinstance(categories, list) and categories):
             raise SpecError(f"{where}: modalities.{name}.categories: a non-empty list (note types, DICOM modalities)")

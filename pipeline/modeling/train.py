@@ -25,13 +25,14 @@ from sklearn.model_selection import GroupShuffleSplit
 from pipeline.config import Settings, resolve_device
 from pipeline.embed.isolation import Budget
 from pipeline.embed.modalities import decode_files, hash_records, new_signal_encoder
+from pipeline.embed.radiomics import RadiomicsExtractor, select_features
 from pipeline.embed.rendered import rendered_embedding
 from pipeline.embed.text import TextEncoder
 from pipeline.filestore import FileStore
 from pipeline.modeling import encoder_training, registry
 from pipeline.modeling.ablation import ablation
 from pipeline.modeling.estimators import make_candidate
-from pipeline.modeling.inputs import ModelInputs, build_inputs, event_sequences
+from pipeline.modeling.inputs import ModelInputs, build_inputs, event_sequences, presence
 from pipeline.modeling.metrics import task_metrics
 from pipeline.modeling.spec import Candidate, ModelSpec
 from pipeline.modeling.training_report import factor_importance, training_report, write_training_report
@@ -120,7 +121,10 @@ def embed_examples(wh: Warehouse, settings: Settings, spec: ModelSpec, data: Tra
         log.info("%s: embedding %d %s records", spec.name, len(records), modality)
         hashed, unreadable = hash_records(records, source, store)
         out.failures.append(unreadable)
-        if source != "notes":
+        if options.get("extractor") == "radiomics":   # measured, not learned: nothing to pre-train
+            encoder = RadiomicsExtractor(options)
+            out.signal_encoders[modality] = encoder
+        elif source != "notes":
             encoder = new_signal_encoder(source, {**options, "seed": spec.seed})
             out.pretraining[modality] = _pretrain(encoder, options, hashed, data.examples, split.train_rows, spec,
                                                   store, settings, budget, device, progress)
@@ -128,7 +132,15 @@ def embed_examples(wh: Warehouse, settings: Settings, spec: ModelSpec, data: Tra
         embedded = embed_modality(wh, source, hashed, encoder, data.examples, options, store, settings,
                                   device=device, budget=budget, progress=progress)
         out.failures.append(embedded.failures)
-        out.stay_embeddings[modality] = (embedded.vectors, embedded.mask)
+        vectors = embedded.vectors
+        if isinstance(encoder, RadiomicsExtractor) and options.get("select_top_k"):
+            train = np.zeros(len(vectors), bool)
+            train[split.train_rows] = True
+            encoder.selected_columns = select_features(vectors, train & presence(embedded.mask), split.y, spec.task,
+                                                       int(options["select_top_k"]), seed=spec.seed)
+            vectors = encoder.select(vectors)
+            out.pretraining[modality] = {"radiomics_selected": encoder.selected_names}
+        out.stay_embeddings[modality] = (vectors, embedded.mask)
     return out
 
 

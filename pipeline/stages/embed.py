@@ -93,8 +93,9 @@ def embed_modality(wh: Warehouse, source: str, records: pd.DataFrame, encoder, k
     at its prediction time)."""
     vectors, failures, new = embed_records(wh, source, records, encoder, store, device=device,
                                            workers=settings.decode_workers, budget=budget, progress=progress)
-    dim = encoder.dim if source == "notes" else encoder.network.config["embedding_dim"]
-    matrix, mask = stay_embedding(records, vectors, keys, dim, options)
+    matrix, mask = stay_embedding(records, vectors, keys, encoder.dim, options)
+    if getattr(encoder, "selected_columns", None) is not None:   # radiomics: the columns training selected
+        matrix = encoder.select(matrix)
     return Embedded(matrix, mask, failures, new)
 
 

@@ -355,6 +355,8 @@ def write_files(cohort: SyntheticCohort, filestore: Path, progress: bool = True)
         pixels = imaging.synth_chest(rng, job["opacity"]) if modality == "CR" else imaging.synth_texture(rng, job["opacity"])
         imaging.write_dicom(target, pixels, patient_id=str(job["subject_id"]), study_uid_seed=job["dicom_id"],
                             when=job["when"], monochrome1=job["monochrome1"], modality=modality)
+        if modality == "CT":   # the tumour region its radiomics are measured in
+            imaging.write_mask(target, imaging.organ_region())
         if job["damage"] == "corrupt":
             target.write_bytes(b"\x00" * 64 + b"not a dicom file")
 

@@ -33,12 +33,26 @@ def synth_chest(rng: np.random.Generator, opacity: float) -> np.ndarray:
     return np.clip(image, 0, 4095).astype(np.uint16)
 
 
+def organ_region() -> np.ndarray:
+    """The ellipse :func:`synth_texture` fills with tissue: a CT's tumour mask."""
+    y, x = np.mgrid[0:SIZE, 0:SIZE] / SIZE
+    return ((x - 0.5) / 0.4) ** 2 + ((y - 0.5) / 0.35) ** 2 < 1
+
+
+def write_mask(image_path: Path, region: np.ndarray) -> None:
+    """A label image beside the DICOM file (``<file>.mask.nrrd``, 1 = tumour), on its pixel grid."""
+    import SimpleITK as sitk
+
+    sitk.WriteImage(sitk.GetImageFromArray(region.astype(np.uint8)[None]),
+                    str(image_path.with_name(image_path.name + ".mask.nrrd")), useCompression=True)
+
+
 def synth_texture(rng: np.random.Generator, level: float) -> np.ndarray:
     """A 128x128 12-bit speckled organ or tissue patch (liver ultrasound, CT, pathology stain):
     brightness and the number of dense foci rise with ``level`` (echogenicity, lesion burden,
     mitotic figures)."""
     y, x = np.mgrid[0:SIZE, 0:SIZE] / SIZE
-    organ = ((x - 0.5) / 0.4) ** 2 + ((y - 0.5) / 0.35) ** 2 < 1
+    organ = organ_region()
     image = np.where(organ, 900.0 + 350.0 * np.tanh(level), 150.0)
     for _ in range(int(rng.poisson(2 + 3 * max(level, 0.0)))):
         cx, cy = rng.uniform(0.25, 0.75, 2)
