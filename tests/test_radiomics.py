@@ -109,3 +109,19 @@ def test_selection_on_the_training_rows_keeps_the_informative_distinct_columns()
     assert len(kept) == 2
     labels = (signal > 0).astype(int)
     assert select_features(matrix, present, labels, "binary", k=1) in ([1], [2])
+
+
+def test_a_stay_feature_is_the_mean_of_the_slices_that_define_it():
+    import pandas as pd
+
+    from pipeline.embed.modalities import stay_vectors
+
+    when = pd.Timestamp("2026-03-01 10:00")
+    records = pd.DataFrame({"stay_id": [1, 1, 2], "time": when, "arrival_time": when, "content_hash": ["a", "b", "c"]})
+    vectors = {"a": np.array([1.0, np.nan], np.float32), "b": np.array([3.0, 5.0], np.float32),
+               "c": np.array([np.nan, np.nan], np.float32)}
+    keys = pd.DataFrame({"stay_id": [1, 2], "prediction_time": when + pd.Timedelta(hours=1)})
+    matrix, present = stay_vectors(records, vectors, keys, 2)
+    assert present.tolist() == [True, True]
+    np.testing.assert_array_equal(matrix[0], [2.0, 5.0])
+    assert np.isnan(matrix[1]).all()

@@ -5,7 +5,7 @@ promoted explicitly, then scored by a night — each only for the stays its coho
 row naming its version, its modalities, its class probabilities or hazard, and its explanations."""
 
 import json
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -175,8 +175,8 @@ def test_a_night_scores_each_cohort_with_its_promoted_model(research_home):
     assert set(icu["model_version"]) == {registry.promoted(wh, "icu_mortality")["version"]}
     for terms, used in zip(icu["modality_contributions"].map(json.loads), icu["modalities"]):
         assert set(terms) == set(used.split("+")) - {"tabular"}   # early fusion: leave-one-modality-out deltas
-    sepsis = risk[risk["model_name"] == "sepsis_icu_mortality"]   # only the stays Sepsis-3 enrolled by midnight
-    septic = read_enrolment(wh, "cohort_sepsis3", datetime.combine(NIGHT, datetime.min.time()))
+    sepsis = risk[risk["model_name"] == "sepsis_icu_mortality"]   # only the stays Sepsis-3 enrolled by the night's end
+    septic = read_enrolment(wh, "cohort_sepsis3", datetime.combine(NIGHT + timedelta(days=1), datetime.min.time()))
     assert 5 < len(sepsis) < len(icu) and set(sepsis["stay_id"]) <= set(septic["stay_id"])
     assert set(sepsis["model_version"]) == {registry.promoted(wh, "sepsis_icu_mortality")["version"]}
 

@@ -43,18 +43,27 @@ class Cases:
                  micro_specimen_id=5000 + n, chartdate=at(hours).replace(hour=0, minute=0), charttime=at(hours),
                  spec_type_desc="BLOOD CULTURE", storetime=at(hours + 48))
 
-    def lab(self, k: int, itemid: int, hours: float, value: float, stored_after: float = 1.0) -> None:
+    def lab(self, k: int, itemid: int, hours: float, value, stored_after: float = 1.0, specimen: int | None = None
+            ) -> None:
         n = len(self.rows.get("mimiciv_hosp.labevents", []))
         self.add("mimiciv_hosp.labevents", labevent_id=n + 1, subject_id=k, hadm_id=1000 + k, itemid=itemid,
-                 charttime=at(hours), storetime=at(hours + stored_after), valuenum=value, value=str(value))
+                 specimen_id=specimen, charttime=at(hours), storetime=at(hours + stored_after),
+                 valuenum=value if isinstance(value, float | int) else None, value=str(value))
 
-    def chart(self, k: int, itemid: int, hours: float, value: float) -> None:
+    def gas(self, k: int, hours: float, pao2: float, specimen_type: str = "ART.") -> None:
+        """A blood gas: its PaO2 and the specimen-type row that says where the blood came from."""
+        specimen = 7000 + len(self.rows.get("mimiciv_hosp.labevents", []))
+        self.lab(k, PAO2, hours, pao2, specimen=specimen)
+        self.lab(k, SPECIMEN_TYPE, hours, specimen_type, specimen=specimen)
+
+    def chart(self, k: int, itemid: int, hours: float, value: float, text: str | None = None) -> None:
         self.add("mimiciv_icu.chartevents", subject_id=k, hadm_id=1000 + k, stay_id=100 + k, charttime=at(hours),
-                 storetime=at(hours + 0.25), itemid=itemid, valuenum=value, value=str(value))
+                 storetime=at(hours + 0.25), itemid=itemid, valuenum=value, value=text or str(value))
 
-    def infusion(self, k: int, itemid: int, start: float, end: float, rate: float, unit: str = "mcg/kg/min") -> None:
+    def infusion(self, k: int, itemid: int, start: float, end: float, rate: float, unit: str = "mcg/kg/min",
+                 weight: float | None = 80) -> None:
         self.add("mimiciv_icu.inputevents", subject_id=k, hadm_id=1000 + k, stay_id=100 + k, starttime=at(start),
-                 endtime=at(end), storetime=at(start), itemid=itemid, rate=rate, rateuom=unit, patientweight=80)
+                 endtime=at(end), storetime=at(start), itemid=itemid, rate=rate, rateuom=unit, patientweight=weight)
 
     def urine(self, k: int, hours: float, ml: float) -> None:
         self.add("mimiciv_icu.outputevents", subject_id=k, hadm_id=1000 + k, stay_id=100 + k, charttime=at(hours),
@@ -66,7 +75,7 @@ class Cases:
                 wh.bulk_insert(conn, table, pd.DataFrame(rows))
 
 
-PLATELETS, BILIRUBIN, CREATININE, PAO2 = 51265, 50885, 50912, 50821
+PLATELETS, BILIRUBIN, CREATININE, PAO2, SPECIMEN_TYPE = 51265, 50885, 50912, 50821, 52033
 MAP, GCS_EYE, GCS_VERBAL, GCS_MOTOR, FIO2, VENT_MODE = 220052, 220739, 223900, 223901, 223835, 223849
 NOREPINEPHRINE, DOPAMINE = 221906, 221662
 
@@ -124,12 +133,12 @@ def build_cases() -> tuple[Cases, dict[int, datetime | None]]:
 
     # PaO2 90 on FiO2 60 % (ratio 150) on a ventilator: respiration 3
     k = c.stay(9)
-    c.culture(k, 2), c.antibiotic(k, 5), c.chart(k, FIO2, 9, 60), c.chart(k, VENT_MODE, 8, 1), c.lab(k, PAO2, 10, 90)
+    c.culture(k, 2), c.antibiotic(k, 5), c.chart(k, FIO2, 9, 60), c.chart(k, VENT_MODE, 8, 1), c.gas(k, 10, 90)
     expected[109] = at(11)
 
     # the same ratio without a ventilator is 2 points; a PaO2 with no FiO2 charted is not scored
     k = c.stay(10)
-    c.culture(k, 2), c.antibiotic(k, 5), c.chart(k, FIO2, 9, 60), c.lab(k, PAO2, 10, 90), c.lab(k, PAO2, 20, 40)
+    c.culture(k, 2), c.antibiotic(k, 5), c.chart(k, FIO2, 9, 60), c.gas(k, 10, 90), c.gas(k, 20, 40)
     expected[110] = at(11)
 
     # bilirubin 1.5 (1 point) + dopamine 3 mcg/kg/min given in mcg/min (2 points) = 3
@@ -137,12 +146,62 @@ def build_cases() -> tuple[Cases, dict[int, datetime | None]]:
     c.culture(k, 2), c.antibiotic(k, 5), c.lab(k, BILIRUBIN, 3, 1.5), c.infusion(k, DOPAMINE, 6.2, 8, 240, "mcg/min")
     expected[111] = at(7)
 
-    # 5 mL of urine an hour: under 200 mL a day is renal 4, from the 24th ICU hour on
+    # 5 mL of urine an hour: under 200 mL a day is renal 4, from the 24th ICU hour on (suspicion at 10 h)
     k = c.stay(12)
-    c.culture(k, 29), c.antibiotic(k, 30)
+    c.culture(k, 10), c.antibiotic(k, 11)
     for hour in range(0, 31):
         c.urine(k, hour + 0.5, 5)
-    expected[112] = at(30)
+    expected[112] = at(24)
+
+    # a venous gas is no PaO2: with it the ratio (40 / 0.6) would score 2
+    k = c.stay(13)
+    c.culture(k, 2), c.antibiotic(k, 5), c.chart(k, FIO2, 9, 60), c.gas(k, 10, 40, specimen_type="VEN.")
+    expected[113] = None
+
+    # dopamine in mcg/min with no weight cannot be rated: bilirubin's 1 point alone
+    k = c.stay(14)
+    c.culture(k, 2), c.antibiotic(k, 5), c.lab(k, BILIRUBIN, 3, 1.5), c.infusion(k, DOPAMINE, 6.2, 8, 240, "mcg/min", None)
+    expected[114] = None
+
+    # two urine measurements in a day say nothing about the day's output
+    k = c.stay(15)
+    c.culture(k, 29), c.antibiotic(k, 30), c.urine(k, 25, 10), c.urine(k, 26, 10)
+    expected[115] = None
+
+    # creatinine 2.5 charted at 6 h but stored at 40 h: enrolled when it arrived
+    k = c.stay(16)
+    c.culture(k, 2), c.antibiotic(k, 5), c.lab(k, CREATININE, 6, 2.5, stored_after=34)
+    expected[116] = at(40)
+
+    # an intubated patient's GCS (verbal "No Response-ETT") is taken as 15, not 1 + 1 + 1
+    k = c.stay(17)
+    c.culture(k, 2), c.antibiotic(k, 5)
+    c.chart(k, GCS_EYE, 7, 1), c.chart(k, GCS_VERBAL, 7, 1, "No Response-ETT"), c.chart(k, GCS_MOTOR, 7, 1)
+    expected[117] = None
+
+    # a culture 30 h after the antimicrobial is outside its 24 h window
+    k = c.stay(18)
+    c.antibiotic(k, 5), c.culture(k, 35), c.lab(k, PLATELETS, 6, 15)
+    expected[118] = None
+
+    # a culture 70 h before the antimicrobial is inside its 72 h window: suspicion at the culture (1 h),
+    # platelets 15 at 20 h inside [-47 h, 25 h]; known once the antimicrobial starts, 71 h
+    k = c.stay(19)
+    c.culture(k, 1), c.antibiotic(k, 71), c.lab(k, PLATELETS, 20, 15)
+    expected[119] = at(71)
+
+    # organ dysfunction that ended more than 48 h before the suspicion (60 h) does not count
+    k = c.stay(20)
+    c.culture(k, 60), c.antibiotic(k, 61), c.lab(k, PLATELETS, -13, 15)
+    expected[120] = None
+
+    # a culture with only a date counts from the end of that day: the antimicrobial at 5 h (day 1),
+    # the culture dated day 1, platelets 15 at 4 h: known at the end of day 1
+    k = c.stay(21)
+    c.antibiotic(k, 5), c.lab(k, PLATELETS, 4, 15)
+    c.add("mimiciv_hosp.microbiologyevents", microevent_id=999, subject_id=k, hadm_id=1000 + k,
+          micro_specimen_id=5999, chartdate=at(0), charttime=None, spec_type_desc="URINE")
+    expected[121] = at(24)
     return c, expected
 
 
@@ -167,3 +226,4 @@ def test_the_sepsis3_query_sees_only_what_had_arrived_by_its_date(sepsis_warehou
     early = read_enrolment(wh, "cohort_sepsis3", at(5.5))
     assert dict(zip(early["stay_id"], early["enrolled_time"])) == {101: pd.Timestamp(at(5))}
     assert 111 not in set(read_enrolment(wh, "cohort_sepsis3", at(6.5))["stay_id"])    # dopamine from 6.2 h, hour ends 7 h
+    assert 116 not in set(read_enrolment(wh, "cohort_sepsis3", at(39))["stay_id"])     # the creatinine not yet stored

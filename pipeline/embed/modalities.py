@@ -311,8 +311,15 @@ def stay_vectors(records: pd.DataFrame, vectors: dict[str, np.ndarray], predicti
     stacked = np.stack([vectors[h] for h in joined["content_hash"]])
     rows = joined["row"].to_numpy()
     counts = np.bincount(rows, minlength=len(keys)).astype(np.float32)
-    np.add.at(matrix, rows, stacked)
     present = counts > 0
+    if np.isnan(stacked).any():   # measurements (radiomics): each feature the mean of the records that define it
+        defined = np.zeros_like(matrix)
+        np.add.at(defined, rows, np.isfinite(stacked).astype(np.float32))
+        np.add.at(matrix, rows, np.nan_to_num(stacked, nan=0.0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            matrix = np.where(defined > 0, matrix / defined, np.nan).astype(np.float32)
+        return matrix, present
+    np.add.at(matrix, rows, stacked)
     matrix[present] /= counts[present, None]
     return matrix, present
 

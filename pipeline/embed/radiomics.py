@@ -97,7 +97,8 @@ def extract(image: sitk.Image, mask: sitk.Image, settings: dict, classes: tuple[
     try:
         result = extractor.execute(image, mask, label=settings.get("label", 1))
     except (ValueError, RuntimeError) as error:   # an empty or too small region, a label not in the mask
-        raise RecordError(f"radiomics cannot use the tumour region: {str(error)[:120]}") from error
+        raise RecordError(f"radiomics cannot use the tumour region ({type(error).__name__}: empty or too small "
+                          f"for its settings)") from error
     return {k: float(v) for k, v in result.items() if not k.startswith("diagnostics_")}
 
 
@@ -121,6 +122,7 @@ class RadiomicsExtractor:
         self.settings = {**DEFAULT_SETTINGS, **((options or {}).get("radiomics") or {})}
         self.names = tuple(feature_names())
         self.selected_columns: list[int] | None = None
+        self.trained_with = self.encoder_id   # a night refuses to measure with another PyRadiomics
 
     @property
     def encoder_id(self) -> str:
@@ -134,7 +136,7 @@ class RadiomicsExtractor:
 
     @property
     def selected_names(self) -> list[str]:
-        return [self.names[i] for i in (self.selected_columns or range(self.dim))]
+        return [self.names[i] for i in (range(self.dim) if self.selected_columns is None else self.selected_columns)]
 
     @property
     def reader(self):
@@ -161,6 +163,9 @@ def select_features(matrix: np.ndarray, present: np.ndarray, y: np.ndarray, task
 
     rows = np.asarray(present, bool)
     x, target = matrix[rows].astype(np.float64), y[rows]
+    if len(x) < 10:
+        raise ValueError(f"radiomics selection needs the training split's measured images; {len(x)} examples "
+                         f"have one (are the tumour masks beside the images?)")
     with warnings.catch_warnings():   # an all-NaN column: not usable, and no mean
         warnings.simplefilter("ignore", RuntimeWarning)
         means, spread = np.nanmean(x, axis=0), np.nanstd(x, axis=0)
@@ -176,4 +181,7 @@ def select_features(matrix: np.ndarray, present: np.ndarray, y: np.ndarray, task
         from sklearn.feature_selection import mutual_info_classif
 
         score = mutual_info_classif(x, target.astype(int), random_state=seed)
-    return greedy_select(x, np.where(usable, score, -np.inf), k, redundancy)
+    kept = greedy_select(x, np.where(usable, score, -np.inf), k, redundancy)
+    if not kept:
+        raise ValueError("no radiomics feature is defined in 80 % of the training images and varies between them")
+    return kept

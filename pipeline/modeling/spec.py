@@ -125,6 +125,8 @@ def _check_extractor(options: dict, source: str, where: str) -> None:
     top_k = options.get("select_top_k")
     if top_k is not None and not (isinstance(top_k, int) and not isinstance(top_k, bool) and top_k > 0):
         raise SpecError(f"{where}.select_top_k: a positive number of features, chosen on the training split")
+    if options.get("pooling", "mean") not in ("mean", "last"):
+        raise SpecError(f"{where}.pooling: a radiomics modality pools its images' features by mean or last")
     if not isinstance(options.get("radiomics", {}), dict):
         raise SpecError(f"{where}.radiomics: PyRadiomics settings as a mapping (e.g. {{binWidth: 25}})")
 

@@ -12,6 +12,7 @@ from pipeline.config import Settings, resolve_device
 from pipeline.embed.intervals import ecg_intervals
 from pipeline.embed.isolation import Budget
 from pipeline.embed.modalities import embed_records, hash_records, stay_embedding
+from pipeline.embed.radiomics import RadiomicsExtractor
 from pipeline.embed.text import TextEncoder
 from pipeline.filestore import FileStore
 from pipeline.modality import Modality
@@ -54,14 +55,18 @@ def embed_stage(night, settings: Settings | None = None, modality: str | None = 
             spec = parse_spec(bundle.spec_raw, name)
             for m in (m for m in bundle.inputs if m != "tabular" and spec.source(m) == current):
                 records = spec.modality_records(m, everything)
-                embedded = embed_modality(wh, current, records, encoder_for(bundle, m, ctx.settings, device),
-                                          active, spec.modalities[m], store, ctx.settings, device=device,
-                                          budget=budget)
-                failures.append(embedded.failures)
-                ctx.write_arrays("embed", f"{name}.{m}", stay_id=active["stay_id"].to_numpy(),
-                                 vectors=embedded.vectors, mask=embedded.mask)
+                encoder = encoder_for(bundle, m, ctx.settings, device)
+                embedded = embed_modality(wh, current, records, encoder, active, spec.modalities[m], store,
+                                          ctx.settings, device=device, budget=budget)
                 summary[f"{name}.{m}"] = {"records": len(records), "newly_embedded": embedded.new,
                                           "stays_with_data": int(presence(embedded.mask).sum())}
+                if isinstance(encoder, RadiomicsExtractor):  # e.g. a CT without a tumour mask: this input's
+                    ctx.write("embed", f"unmeasured_{name}.{m}", embedded.failures)   # loss, not a bad record
+                    summary[f"{name}.{m}"]["not_measured"] = len(embedded.failures)
+                else:
+                    failures.append(embedded.failures)
+                ctx.write_arrays("embed", f"{name}.{m}", stay_id=active["stay_id"].to_numpy(),
+                                 vectors=embedded.vectors, mask=embedded.mask)
         failed = pd.concat(failures, ignore_index=True).drop_duplicates(["source_table", "record_id"])
         ctx.write("embed", f"failures_{table}", failed)
         readable = tonight[~tonight["record_id"].isin(failed["record_id"])]
@@ -101,7 +106,11 @@ def embed_modality(wh: Warehouse, source: str, records: pd.DataFrame, encoder, k
 
 def encoder_for(bundle: registry.Bundle, modality: str, settings: Settings, device: str):
     if modality in bundle.signal_encoders:
-        return bundle.signal_encoders[modality]
+        encoder = bundle.signal_encoders[modality]
+        if isinstance(encoder, RadiomicsExtractor) and encoder.encoder_id != encoder.trained_with:
+            raise RuntimeError(f"{bundle.model_name} {bundle.version} was trained on radiomics {encoder.trained_with}, "
+                               f"but {encoder.encoder_id} is installed: retrain the model")
+        return encoder
     trained = (bundle.text_encoders or {}).get(modality) or bundle.text_encoder
     encoder = TextEncoder.from_description(trained, batch_size=settings.embed_batch_size, device=device)
     if encoder.encoder_id != trained["encoder_id"]:

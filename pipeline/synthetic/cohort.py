@@ -151,7 +151,7 @@ def generate(n_stays: int = 2000, start: datetime = datetime(2026, 1, 1), days: 
 
     stays = tables["mimiciv_icu.icustays"].assign(los_days=los_days)
     first_id = LABEVENT_BASE + 100 * id_offset + 5_000_000   # after the base cohort's labs
-    for table, rows in sepsis_inputs(np.random.default_rng(seed + 3), stays, risk["tabular"], first_id).items():
+    for table, rows in sepsis_inputs(np.random.default_rng([seed, 3]), stays, risk["tabular"], first_id).items():
         tables[table] = pd.concat([tables[table], rows], ignore_index=True) if table in tables else rows
 
     radiology, discharge = _notes(rng, subject, hadm_id, intime, los_days, dischtime, died, risk["text"])

@@ -15,7 +15,8 @@ import pandas as pd
 
 ANTIMICROBIALS = ("Vancomycin", "Piperacillin-Tazobactam", "CefePIME", "Meropenem", "Ceftriaxone",
                   "Levofloxacin", "MetRONIDAZOLE (FLagyl)")
-NOREPINEPHRINE, FIO2, VENT_MODE, PAO2, BILIRUBIN, FOLEY = 221906, 223835, 223849, 50821, 50885, 226559
+NOREPINEPHRINE, FIO2, VENT_MODE, FOLEY = 221906, 223835, 223849, 226559
+PAO2, SPECIMEN_TYPE, BILIRUBIN = 50821, 52033, 50885
 
 
 def _hours(start, hours) -> pd.Series:
@@ -77,14 +78,17 @@ def sepsis_inputs(rng, stays: pd.DataFrame, risk: np.ndarray, first_labevent_id:
     on_vent = ventilated[index]
     fio2 = np.round(np.clip(40 + 12 * risk[index] + rng.normal(0, 8, len(index)), 21, 100))
     pao2 = np.round(np.clip(fio2 / 100 * (330 - 70 * risk[index] + rng.normal(0, 40, len(index))), 40, 600))
+    gases = pd.DataFrame({"subject_id": subject[index][on_vent], "hadm_id": hadm[index][on_vent], "itemid": PAO2,
+                          "charttime": lab_times[on_vent].to_numpy(), "valuenum": pao2[on_vent], "valueuom": "mm Hg",
+                          "specimen_id": first_labevent_id + 3_000_000 + np.arange(on_vent.sum())})
     labs = pd.concat([
         pd.DataFrame({"subject_id": subject[index], "hadm_id": hadm[index], "itemid": BILIRUBIN,
                       "charttime": lab_times, "valuenum": bilirubin, "valueuom": "mg/dL"}),
-        pd.DataFrame({"subject_id": subject[index][on_vent], "hadm_id": hadm[index][on_vent], "itemid": PAO2,
-                      "charttime": lab_times[on_vent].to_numpy(), "valuenum": pao2[on_vent], "valueuom": "mm Hg"}),
+        gases, gases.assign(itemid=SPECIMEN_TYPE, valuenum=np.nan, valueuom=None),   # each gas's "ART." row
     ], ignore_index=True)
     labs["storetime"] = labs["charttime"] + pd.to_timedelta(rng.uniform(20, 90, len(labs)).round(), unit="m")
-    labs["value"] = labs["valuenum"].map(lambda v: f"{v:g}")
+    labs["value"] = np.where(labs["itemid"] == SPECIMEN_TYPE, "ART.", labs["valuenum"].map(lambda v: f"{v:g}"))
+    labs["specimen_id"] = labs["specimen_id"].astype("Int64")
     labs.insert(0, "labevent_id", first_labevent_id + np.arange(len(labs)))
 
     vent_rows = np.flatnonzero(on_vent)
@@ -111,8 +115,8 @@ def sepsis_inputs(rng, stays: pd.DataFrame, risk: np.ndarray, first_labevent_id:
     items = pd.DataFrame({"itemid": [FIO2, VENT_MODE, NOREPINEPHRINE, FOLEY],
                           "label": ["Inspired O2 Fraction", "Ventilator Mode", "Norepinephrine", "Foley"],
                           "linksto": ["chartevents", "chartevents", "inputevents", "outputevents"]})
-    lab_items = pd.DataFrame({"itemid": [BILIRUBIN, PAO2], "label": ["Bilirubin, Total", "pO2"],
-                              "fluid": "Blood", "category": ["Chemistry", "Blood Gas"]})
+    lab_items = pd.DataFrame({"itemid": [BILIRUBIN, PAO2, SPECIMEN_TYPE], "label": ["Bilirubin, Total", "pO2", "Specimen Type"],
+                              "fluid": "Blood", "category": ["Chemistry", "Blood Gas", "Blood Gas"]})
     return {"mimiciv_icu.d_items": items, "mimiciv_hosp.d_labitems": lab_items,
             "mimiciv_hosp.prescriptions": prescriptions, "mimiciv_hosp.microbiologyevents": cultured,
             "mimiciv_icu.inputevents": inputs, "mimiciv_hosp.labevents": labs, "mimiciv_icu.chartevents": charted,
