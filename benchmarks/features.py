@@ -1,5 +1,6 @@
 """Feature-stage benchmark: Vigil's windowed features against a straightforward pandas baseline
-and a hand-written DuckDB query, on the same generated events, in one run.
+and a hand-written one-pass DuckDB query over mergeable moments (the anchor), on the same
+generated events, in one run.
 
     .venv/bin/python benchmarks/features.py            # 10,000 stays, 20M events (~10 min)
     .venv/bin/python benchmarks/features.py --quick    # 1,000 stays, 2M events
@@ -113,43 +114,49 @@ def run_pandas(path: str, keys_path: str) -> pd.DataFrame:
 
 
 def run_duckdb(path: str, keys_path: str) -> pd.DataFrame:
-    """A hand-written query: one pass, FILTER clauses per window, built-in regr_slope."""
+    """The anchor: a hand-written one-pass DuckDB query over mergeable moments. Each event is
+    aggregated once, into its (stay, code, age bucket between consecutive lookbacks) cell (count,
+    min, max, Σv, Σv², first, last, Σt, Σt², Σtv, min age); each window then merges the cells of
+    its buckets."""
     import duckdb
 
     connection = duckdb.connect()
     connection.execute(f"SET threads TO {os.cpu_count()}")
-    aggregates = []
-    for hours in LOOKBACKS:
-        label = window_label(hours)
-        where = "TRUE" if hours is None else f"age_s < {hours * 3600}"
-        aggregates += [
-            f"min(value) FILTER (WHERE {where}) AS min_{label}",
-            f"max(value) FILTER (WHERE {where}) AS max_{label}",
-            f"avg(value) FILTER (WHERE {where}) AS mean_{label}",
-            f"stddev_samp(value) FILTER (WHERE {where}) AS std_{label}",
-            f"arg_min(value, time) FILTER (WHERE {where}) AS first_{label}",
-            f"arg_max(value, time) FILTER (WHERE {where}) AS last_{label}",
-            f"count(value) FILTER (WHERE {where}) AS count_{label}",
-            f"regr_slope(value, epoch_us(time) / 3.6e9) FILTER (WHERE {where}) AS slope_{label}",
-            f"(min(age_s) FILTER (WHERE {where})) // 60 AS since_last_{label}",
-        ]
+    finite = sorted(h for h in LOOKBACKS if h is not None)
+    bucket = "CASE " + " ".join(f"WHEN age_s < {h * 3600} THEN {i}" for i, h in enumerate(finite)) + \
+        f" ELSE {len(finite)} END"
+    windows = [(finite.index(h) if h is not None else len(finite), window_label(h)) for h in LOOKBACKS]
     long = connection.sql(f"""
         WITH joined AS (
             SELECT e.stay_id, k.prediction_time, e.code::VARCHAR AS code, e.time, e.value,
-                   (epoch_us(k.prediction_time) - epoch_us(e.time)) // 1000000 AS age_s
+                   (epoch_us(k.prediction_time) - epoch_us(e.time)) // 1000000 AS age_s,
+                   (epoch_us(e.time) - epoch_us(k.prediction_time)) / 3.6e9 AS t
             FROM read_parquet('{path}') e JOIN read_parquet('{keys_path}') k USING (stay_id)
             WHERE e.time <= k.prediction_time AND e.arrival_time <= k.prediction_time
+        ), cells AS (
+            SELECT stay_id, prediction_time, code, {bucket} AS bucket, count(*) AS n, min(value) AS lo,
+                   max(value) AS hi, sum(value) AS sv, sum(value * value) AS svv,
+                   arg_min(value, time) AS first_value, min(time) AS first_time,
+                   arg_max(value, time) AS last_value, max(time) AS last_time,
+                   sum(t) AS st, sum(t * t) AS stt, sum(t * value) AS stv, min(age_s) AS min_age
+            FROM joined GROUP BY ALL
         )
-        SELECT stay_id, prediction_time, code, {", ".join(aggregates)}
-        FROM joined GROUP BY ALL
+        SELECT stay_id, prediction_time, code, w.label, sum(n) AS count, min(lo) AS min, max(hi) AS max,
+               sum(sv) / sum(n) AS mean,
+               CASE WHEN sum(n) > 1 THEN sqrt(greatest(sum(svv) - sum(sv) * sum(sv) / sum(n), 0) / (sum(n) - 1)) END AS std,
+               arg_min(first_value, first_time) AS first, arg_max(last_value, last_time) AS last,
+               (sum(n) * sum(stv) - sum(st) * sum(sv)) / nullif(sum(n) * sum(stt) - sum(st) * sum(st), 0) AS slope,
+               min(min_age) // 60 AS since_last
+        FROM cells JOIN (VALUES {", ".join(f"({j}, '{label}')" for j, label in windows)}) AS w(j, label)
+          ON cells.bucket <= w.j
+        GROUP BY ALL
     """).pl()
-    for hours in LOOKBACKS:
-        label = window_label(hours)
-        long = long.with_columns((pl.col(f"last_{label}") - pl.col(f"first_{label}")).alias(f"delta_{label}"))
+    long = long.with_columns(delta=pl.col("last") - pl.col("first"))
+    aggregations = ["min", "max", "mean", "std", "first", "last", "count", "slope", "delta", "since_last"]
     wide = pl.read_parquet(keys_path)
-    for (code,), part in sorted(long.partition_by("code", as_dict=True).items()):
-        renamed = {c: f"{code_label(code)}__{c}" for c in part.columns if c not in (*KEY, "code")}
-        wide = wide.join(part.drop("code").rename(renamed), on=KEY, how="left")
+    for (code, label), part in sorted(long.partition_by("code", "label", as_dict=True).items()):
+        renamed = {a: f"{code_label(code)}__{a}_{label}" for a in aggregations}
+        wide = wide.join(part.select(*KEY, *aggregations).rename(renamed), on=KEY, how="left")
     return _finish(wide.to_pandas())
 
 
@@ -417,7 +424,7 @@ def main() -> int:
 
     targets = {
         "events_per_second_vs_pandas_at_least_20x": runs["vigil"]["events_per_second"] / runs["pandas"]["events_per_second"] >= 20,
-        "time_vs_hand_written_query_at_most_1.5x": runs["vigil"]["seconds"] / runs["duckdb"]["seconds"] <= 1.5,
+        "time_vs_one_pass_moments_query_at_most_1.2x": runs["vigil"]["seconds"] / runs["duckdb"]["seconds"] <= 1.2,
         "peak_rss_at_most_3x_input_arrow": runs["vigil"]["peak_rss_bytes"] <= 3 * data["arrow_bytes"],
         # judged as the nightly stage runs it: events from the warehouse (in memory only without one)
         "incremental_night_at_most_5pct_of_full": (lambda n: n["ratio"] <= 0.05 and n["identical_to_full"])(
@@ -443,7 +450,7 @@ def main() -> int:
     for name, run in runs.items():
         print(f"{name:<10} {run['seconds']:>9.1f} {run['events_per_second']:>14,} {run['peak_rss_bytes'] / 2**20:>13,.0f}")
     print(f"\nvigil is {report['ratios']['vigil_speedup_vs_pandas']}x pandas, "
-          f"{report['ratios']['vigil_time_vs_duckdb']}x the DuckDB query's time, "
+          f"{report['ratios']['vigil_time_vs_duckdb']}x the one-pass moments query's time, "
           f"peak RSS {report['ratios']['vigil_peak_rss_vs_input_arrow']}x the input as Arrow")
     for where in ("in_memory", "warehouse"):
         if where in nights:

@@ -242,6 +242,20 @@ def cmd_run(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_backfill(args, settings: Settings) -> int:
+    from pipeline.backfill import backfill
+
+    def show(night: dict) -> None:
+        rows = f"{night['risk_rows']} risk rows, " if "risk_rows" in night else ""
+        print(f"night {night['night']}: {night['status']} ({rows}sha256 {(night['risk_rows_sha256'] or '-')[:12]})",
+              flush=True)
+
+    nights = backfill(args.start, args.end, settings, rescore=args.rescore, on_night=show)
+    ran = sum(n["status"] == "published" for n in nights)
+    print(f"backfill {args.start} .. {args.end}: {ran} night(s) run, {len(nights) - ran} already published")
+    return 0
+
+
 def cmd_top(args, settings: Settings) -> int:
     from pipeline.store import risk
 
@@ -533,6 +547,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--date", type=_day, required=True, help="the night D; scored as of D+1 00:00 UTC")
     run.add_argument("--stages", help="comma-separated subset, in order (default: all)")
     run.set_defaults(func=cmd_run)
+
+    fill = sub.add_parser("backfill", help="run a range of nights in order; published nights are kept (resumable)")
+    fill.add_argument("--start", type=_day, required=True, help="the first night")
+    fill.add_argument("--end", type=_day, required=True, help="the last night (included)")
+    fill.add_argument("--rescore", action="store_true", help="run published nights again too (their rows are replaced)")
+    fill.set_defaults(func=cmd_backfill)
 
     top = sub.add_parser("top", help="print the highest risks of the latest night")
     top.add_argument("--limit", type=int, default=10)

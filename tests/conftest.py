@@ -37,6 +37,17 @@ def pytest_configure(config):
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
+# The longest test files, longest first: handed to the xdist workers before the rest
+# (scripts/test.sh runs files whole, one per worker), so no long file starts last and runs alone.
+LONGEST_FIRST = ("test_research_models.py", "test_topology.py", "test_readme.py", "test_end_to_end.py",
+                 "test_ui_plugin.py", "test_dags.py", "test_idempotency.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))   # stable: order within a file kept
+
+
 def airflow_dags_test(settings, dag_id: str, day, conf: dict | None = None,
                       timeout: int = 900) -> subprocess.CompletedProcess:
     """``airflow dags test`` in a subprocess, with its own metadata DB in the Vigil home."""

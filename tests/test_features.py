@@ -99,6 +99,61 @@ def test_results_do_not_depend_on_row_order_or_sharding():
     pd.testing.assert_frame_equal(reference, shuffled, check_exact=True)
 
 
+def _direct(frame: pd.DataFrame, stay: int, when: pd.Timestamp, code: str, hours) -> dict:
+    """Every aggregation of one window computed from its rows alone, the plain way."""
+    rows = frame[(frame["stay_id"] == stay) & (frame["code"] == code) & (frame["time"] <= when)
+                 & (frame["arrival_time"] <= when)]
+    if hours is not None:
+        rows = rows[(when - rows["time"]) < pd.Timedelta(hours=hours)]
+    rows = rows.sort_values(["time", "value"])
+    v, n = rows["value"].to_numpy(), len(rows)
+    x = (rows["time"] - when).dt.total_seconds().to_numpy() / 3600
+    if n == 0:
+        return {"count": 0.0, "sum": np.nan}
+    slope = np.polyfit(x, v, 1)[0] if n > 1 and np.ptp(x) > 0 else np.nan
+    return {"min": v.min(), "max": v.max(), "mean": v.mean(), "std": v.std(ddof=1) if n > 1 else np.nan,
+            "first": v[0], "last": v[-1], "count": float(n), "slope": slope, "delta": v[-1] - v[0],
+            "since_last": float(((when - rows["time"].iloc[-1]).total_seconds()) // 60), "sum": v.sum()}
+
+
+def test_every_window_equals_its_direct_computation_with_several_prediction_times_per_stay():
+    """The one-pass engine aggregates each event once per age bucket and merges buckets into
+    windows: each window must still be exactly the aggregate of its own rows (ties in time
+    included, lookbacks in any order, events without a value left out)."""
+    rng = np.random.default_rng(5)
+    n = 3000
+    frame = pd.DataFrame({
+        "stay_id": rng.integers(1, 25, n),
+        "time": PT - pd.to_timedelta(rng.integers(0, 100, n) * 1800, unit="s"),   # half hours: many ties
+        "code": rng.choice([HR, LAC], n), "value": rng.normal(80, 10, n).round(0),
+    })
+    frame["arrival_time"] = frame["time"] + pd.to_timedelta(rng.integers(0, 4, n), unit="h")
+    frame.loc[rng.choice(n, 30, replace=False), "value"] = np.nan
+    keys = pd.concat([at(list(range(1, 25))), at(list(range(1, 25)), PT - pd.Timedelta(hours=9, minutes=20))],
+                     ignore_index=True)
+    spec = WindowSpec(codes=(HR, LAC), lookbacks=(24, 6, None, 72), aggregations=AGGREGATIONS)
+    out = window_features(frame, keys, spec)
+    valued = frame.dropna(subset=["value"])
+    for row in out.itertuples(index=False):
+        for code in (HR, LAC):
+            for hours in spec.lookbacks:
+                expected = _direct(valued, row.stay_id, row.prediction_time, code, hours)
+                for aggregation in AGGREGATIONS:
+                    got = getattr(row, feature_name(code, aggregation, hours))
+                    want = expected.get(aggregation, np.nan)
+                    assert got == pytest.approx(want, rel=1e-9, abs=1e-9, nan_ok=True), \
+                        (row.stay_id, row.prediction_time, code, hours, aggregation)
+
+
+def test_a_constant_series_has_exactly_zero_spread_and_slope():
+    rows = [(1, *same(f"2026-02-28 {h:02d}:00"), HR, 97.3) for h in range(0, 24, 3)]
+    spec = WindowSpec(codes=(HR,), lookbacks=(12, 24), aggregations=("std", "slope", "mean"))
+    out = window_features(events(rows), at([1]), spec).iloc[0]
+    for hours in (12, 24):
+        assert out[feature_name(HR, "std", hours)] == 0.0 and out[feature_name(HR, "slope", hours)] == 0.0
+        assert out[feature_name(HR, "mean", hours)] == 97.3
+
+
 def test_unknown_aggregation_and_bad_lookbacks_are_rejected():
     with pytest.raises(ValueError, match="unknown aggregation"):
         WindowSpec(codes=(HR,), aggregations=("median",))

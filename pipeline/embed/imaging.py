@@ -22,7 +22,7 @@ from torch import nn
 from transformers import ResNetConfig, ResNetModel
 from transformers.utils import logging as transformers_logging
 
-from pipeline.embed.records import RecordError, files_sha256, read_dicom, sop_class_name
+from pipeline.embed.records import RecordError, files_sha256, mask_path, read_dicom, sop_class_name
 from pipeline.filestore import FileStore
 
 transformers_logging.disable_progress_bar()  # its weight-loading bar lands in task logs as errors
@@ -34,7 +34,7 @@ IMAGE_CONDITIONING = "reduce-then-window"
 def image_sha256(path: Path, store: FileStore | None = None) -> str:
     """The content of an image record: its DICOM file and, where one lies beside it, its tumour
     mask (``<file>.mask.nrrd``, read by radiomics), so a corrected mask is measured again."""
-    mask = path.with_name(path.name + ".mask.nrrd")
+    mask = mask_path(path)
     if store is not None:
         files = [store.regular(path, "DICOM file")]
         return files_sha256(files + ([store.regular(mask, "tumour mask")] if mask.exists() else []), store.max_bytes)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -28,16 +28,12 @@ import torch
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut
 
-from pipeline.embed.records import RecordError, read_dicom
+from pipeline.embed.records import RecordError, mask_path, read_dicom
 
 FEATURE_CLASSES = ("firstorder", "shape2D", "glcm", "glrlm", "glszm")
 DEFAULT_SETTINGS = {"binWidth": 25, "label": 1, "force2D": True, "force2Ddimension": 0,
                     "minimumROIDimensions": 2, "minimumROISize": 20}
-MASK_SUFFIX = ".mask.nrrd"
 MAX_MASK_BYTES = 64 << 20
-
-def mask_path(image: Path) -> Path:
-    return image.with_name(image.name + MASK_SUFFIX)
 
 
 def feature_names(classes: tuple[str, ...] = FEATURE_CLASSES) -> list[str]:
@@ -82,14 +78,21 @@ def read_mask(path: Path, image: sitk.Image) -> sitk.Image:
     return mask
 
 
+@cache
+def _quiet_radiomics() -> None:
+    """PyRadiomics logs a handful of notices per image otherwise; set once per process."""
+    import radiomics
+
+    radiomics.setVerbosity(logging.ERROR)
+    logging.getLogger("radiomics").setLevel(logging.WARNING)
+
+
 def extract(image: sitk.Image, mask: sitk.Image, settings: dict, classes: tuple[str, ...] = FEATURE_CLASSES
             ) -> dict[str, float]:
     """PyRadiomics' features of the masked region, by name."""
-    import radiomics
     from radiomics import featureextractor
 
-    radiomics.setVerbosity(logging.ERROR)   # it logs a handful of notices per image otherwise
-    logging.getLogger("radiomics").setLevel(logging.WARNING)
+    _quiet_radiomics()
     extractor = featureextractor.RadiomicsFeatureExtractor(additionalInfo=False, **settings)
     extractor.disableAllFeatures()
     for name in classes:
@@ -150,6 +153,13 @@ class RadiomicsExtractor:
 
     def select(self, matrix: np.ndarray) -> np.ndarray:
         return matrix if self.selected_columns is None else matrix[..., self.selected_columns]
+
+    def fit_selection(self, matrix: np.ndarray, present: np.ndarray, y: np.ndarray, task: str, k: int,
+                      seed: int = 7) -> list[str]:
+        """Choose the columns ``select`` keeps, on the training rows in ``present``
+        (:func:`select_features`); the names kept."""
+        self.selected_columns = select_features(matrix, present, y, task, k, seed=seed)
+        return self.selected_names
 
 
 def select_features(matrix: np.ndarray, present: np.ndarray, y: np.ndarray, task: str, k: int,

@@ -21,6 +21,14 @@ class RecordError(Exception):
         self.reason = reason
 
 
+MASK_SUFFIX = ".mask.nrrd"
+
+
+def mask_path(image: Path) -> Path:
+    """Where an image's tumour mask lies: beside it, ``<file>.mask.nrrd``."""
+    return image.with_name(image.name + MASK_SUFFIX)
+
+
 def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
 

@@ -3,16 +3,20 @@
 For a (stay, prediction time ``t``) the features of a code over an ``H``-hour lookback use
 exactly the events with ``t - H < time <= t`` whose arrival (store) time is also ``<= t``; the
 ``stay`` lookback uses every such event of the stay. A value that was not yet stored at ``t``
-cannot leak in. One polars group-by computes every aggregate of every window for a shard of
-stays; shards bound memory, so ten times the stays needs ten times the time, not the RAM.
+cannot leak in. Shards of stays bound memory, so ten times the stays needs ten times the time,
+not the RAM.
 
-Every feature is a pure function of the events in its window (slope measures hours back from
-the code's latest event, which every non-empty window of it contains; time-since-last counts
-whole minutes), so equal event sets give bit-equal features whichever path (training, nightly,
-incremental) computed them. Rows are put in (stay, code, time, value) order and aggregated one
-contiguous group at a time, which makes ``first``/``last`` and float sums independent of the
-order rows arrived in and of which other stays share the frame. Every aggregate, slope included
-(from n, Σx, Σy, Σx², Σxy), is on polars' fast path.
+One pass: the lookbacks are nested windows ending at ``t``, so each event is aggregated once,
+into the age bucket between two consecutive lookbacks, as mergeable moments (count, min, max,
+sums of values, squares, hours and their products, first, last, youngest age); a window is the
+merge of its buckets. Rows are put in (stay, code, time, value) order, so a bucket is one
+contiguous run and every moment one reduction over runs.
+
+Every feature is a pure function of the events in its window (sums are of deviations from the
+code's latest value and of hours back from its latest event, both inside every non-empty
+window; time-since-last counts whole minutes), and the additions happen in the same order
+whichever path (training, nightly, incremental) computed them, so equal event sets give
+bit-equal features.
 """
 
 from __future__ import annotations
@@ -84,39 +88,6 @@ def feature_name(code: str, aggregation: str, hours: int | None) -> str:
     return f"{code_label(code)}__{aggregation}_{window_label(hours)}"
 
 
-def _aggregate(aggregation: str, hours: int | None) -> list[pl.Expr]:
-    label = window_label(hours)
-    inside = pl.lit(True) if hours is None else pl.col("age_s") < hours * 3600
-    value = pl.col("value").filter(inside)
-    if aggregation == "slope":  # sums for the least-squares slope, finished in _slope
-        x = pl.col("_x").filter(inside)
-        return [value.count().cast(pl.Float64).alias(f"_n_{label}"), x.sum().alias(f"_sx_{label}"),
-                value.sum().alias(f"_sy_{label}"), (x * x).sum().alias(f"_sxx_{label}"),
-                (x * value).sum().alias(f"_sxy_{label}")]
-    if aggregation == "since_last":  # whole minutes from the last measurement (exact in float)
-        expr = (pl.col("age_s").filter(inside).min() // 60).cast(pl.Float64)
-    elif aggregation == "delta":
-        expr = value.last() - value.first()
-    elif aggregation == "count":
-        expr = value.count().cast(pl.Float64)
-    elif aggregation == "sum":  # no events in the window: unknown, not zero
-        expr = pl.when(value.count() > 0).then(value.sum())
-    elif aggregation == "std":
-        expr = value.std(ddof=1)
-    else:
-        expr = getattr(value, aggregation)()
-    return [expr.cast(pl.Float64).alias(f"{aggregation}_{label}")]
-
-
-def _slope(hours: int | None) -> pl.Expr:
-    """(nΣxy - ΣxΣy) / (nΣx² - (Σx)²) per hour; x is at most the window's length in magnitude,
-    so the differences lose little. Null below two distinct times."""
-    label = window_label(hours)
-    n, sx, sy, sxx, sxy = (pl.col(f"_{s}_{label}") for s in ("n", "sx", "sy", "sxx", "sxy"))
-    denominator = n * sxx - sx * sx
-    return pl.when(denominator > 1e-12 * n * sxx).then((n * sxy - sx * sy) / denominator).alias(f"slope_{label}")
-
-
 def _lazy_events(events) -> pl.LazyFrame:
     if isinstance(events, pl.LazyFrame):
         frame = events
@@ -138,10 +109,11 @@ def _keys(keys) -> pl.DataFrame:
 
 def _in_windows(events: pl.LazyFrame, keys: pl.DataFrame, codes: Sequence[str], reach_hours: int | None) -> pl.DataFrame:
     """Events of the keys' stays available at each prediction time, ordered by (stay, prediction
-    time, code, time, value), with their age in seconds and ``_group``, which numbers (stay,
-    prediction time, code) in that order."""
+    time, code, time, value): ``_group`` numbers (stay, prediction time, code) in that order,
+    ``time`` is in microseconds and ``age_s`` in whole seconds before the prediction time.
+    Events without a value are left out."""
     numbered = keys.sort(KEY).with_row_index("_key")  # key order == (stay, prediction time) order
-    joined = (events.filter(pl.col("code").is_in(list(codes)))
+    joined = (events.filter(pl.col("code").is_in(list(codes)) & pl.col("value").is_not_nan())
               .join(numbered.lazy(), on="stay_id", how="inner", maintain_order="left")
               .filter((pl.col("time") <= pl.col("prediction_time"))
                       & (pl.col("arrival_time") <= pl.col("prediction_time")))
@@ -150,52 +122,129 @@ def _in_windows(events: pl.LazyFrame, keys: pl.DataFrame, codes: Sequence[str], 
                             + pl.col("code").cast(pl.Enum(list(codes))).to_physical().cast(pl.UInt64)))
     if reach_hours is not None:
         joined = joined.filter(pl.col("age_s") < reach_hours * 3600)
-    # only what aggregation needs travels through the sort; stay, time and code come back via _group
-    rows = joined.select("_key", "_group", "time", "value", "age_s").collect()
-    zero = pl.duration(microseconds=0)
-    in_order = rows.height < 2 or rows.select(
-        ((pl.col("_key").diff() > 0) | ((pl.col("_key").diff() == 0) & (
-            (pl.col("time").diff() > zero) | ((pl.col("time").diff() == zero) & (pl.col("value").diff() >= 0)))))
-        .slice(1).all()).item()
+    rows = joined.select("_key", "_group", pl.col("time").dt.epoch("us"), "value",
+                         pl.col("age_s").cast(pl.Int64)).collect()
+    key, group, time_us, value = (rows[c].to_numpy() for c in ("_key", "_group", "time", "value"))
     # events already in (stay, time, value) order (as the store returns them) only need a stable
     # sort by code; anything else gets the full three-key sort
+    step_key, step_time = np.diff(key.astype(np.int64)), np.diff(time_us)
+    in_order = bool(np.all((step_key > 0) | ((step_key == 0) & (
+        (step_time > 0) | ((step_time == 0) & (np.diff(value) >= 0))))))
     if in_order:
-        ordered = rows[np.argsort(rows["_group"].to_numpy(), kind="stable")]
+        narrow = group.astype(np.uint32) if len(keys) * len(codes) < 2**32 else group
+        order = np.argsort(narrow, kind="stable")
     else:
-        ordered = rows.sort(["_group", "time", "value"])
-    # x for the slope: hours back from the group's latest event (the last row of its slice)
-    return ordered.drop("_key").rechunk().with_columns(
-        _x=(pl.col("time") - pl.col("time").max().over("_group")).dt.total_microseconds().cast(pl.Float64) / 3.6e9)
+        order = np.lexsort((value, time_us, group))
+    return pl.DataFrame({"_group": group[order], "time": time_us[order], "value": value[order],
+                         "age_s": rows["age_s"].to_numpy()[order]})
+
+
+def _runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (exclusive) rows of the runs of equal values in sorted ``keys``."""
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    return starts, np.r_[starts[1:], len(keys)]
+
+
+def _bucket_moments(rows: pl.DataFrame, spec: WindowSpec) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """The groups (stay, prediction time, code) present in ``rows``, their latest values, and
+    their mergeable moments per age bucket, as (group, bucket) matrices.
+
+    Buckets lie between consecutive finite lookbacks (``[0, h1)``, ``[h1, h2)``, ... and, for the
+    stay window, beyond the longest), so each event is aggregated once; the window of the j-th
+    shortest lookback is buckets ``0..j`` merged (:func:`_merge_buckets`). Rows come in (group,
+    time, value) order, so a bucket is one contiguous run and each moment is one reduction over
+    runs. Sums are of deviations from the group's latest value and of hours back from its latest
+    event (both inside every non-empty window of the group): the variance and slope of a constant
+    series are exactly zero, and every moment depends only on the events of its bucket.
+    """
+    group = rows["_group"].to_numpy()
+    value = rows["value"].to_numpy()
+    time_us = rows["time"].to_numpy()
+    age_s = rows["age_s"].to_numpy()
+    group_start, group_end = _runs(group)
+    sizes, latest = group_end - group_start, group_end - 1
+    deviation = value - np.repeat(value[latest], sizes)
+    hours = (time_us - np.repeat(time_us[latest], sizes)).astype(np.float64) / 3.6e9
+    edges = np.array(sorted(h * 3600 for h in spec.finite_lookbacks), dtype=np.int64)
+    n_buckets = len(edges) + 1
+    bucket = np.searchsorted(edges, age_s, side="right")
+    start, end = _runs(group * np.uint64(n_buckets) + bucket.astype(np.uint64))
+    cell = (np.searchsorted(group_start, start, side="right") - 1, bucket[start])
+
+    def per_bucket(values: np.ndarray, fill: float) -> np.ndarray:
+        out = np.full((len(group_start), n_buckets), fill)
+        out[cell] = values
+        return out
+
+    moments = {
+        "n": per_bucket(end - start, 0.0), "min": per_bucket(np.minimum.reduceat(value, start), np.inf),
+        "max": per_bucket(np.maximum.reduceat(value, start), -np.inf), "first": per_bucket(value[start], np.nan),
+        "last": per_bucket(value[end - 1], np.nan), "min_age": per_bucket(age_s[end - 1], np.inf),
+    }
+    for name, x in (("sd", deviation), ("sdd", deviation * deviation), ("sx", hours), ("sxx", hours * hours),
+                    ("sxd", hours * deviation), ("sv", value)):
+        moments[name] = per_bucket(np.add.reduceat(x, start), 0.0)
+    return group[group_start], value[latest], moments
+
+
+def _merge_buckets(shift: np.ndarray, moments: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every aggregation of the windows ending at each bucket (column j: buckets 0..j merged).
+
+    Sums accumulate from the youngest bucket, so a window's sums are the same additions in the
+    same order whichever path computed them; first/last come from the oldest/youngest non-empty
+    bucket in the window.
+    """
+    n = np.cumsum(moments["n"], axis=1)
+    sd, sdd, sx, sxx, sxd, sv = (np.cumsum(moments[k], axis=1) for k in ("sd", "sdd", "sx", "sxx", "sxd", "sv"))
+    present = moments["n"] > 0
+    slots = np.arange(present.shape[1])
+    oldest = np.maximum.accumulate(np.where(present, slots, -1), axis=1)
+    youngest = np.minimum.accumulate(np.where(present, slots, len(slots)), axis=1)
+    rows = np.arange(len(n))[:, None]
+    first = np.where(oldest >= 0, moments["first"][rows, oldest.clip(0)], np.nan)
+    last = np.where(youngest < len(slots), moments["last"][rows, youngest.clip(max=len(slots) - 1)], np.nan)
+    shift = shift[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        empty = n == 0
+        variance = np.maximum(sdd - sd * sd / n, 0.0) / (n - 1)
+        denominator = n * sxx - sx * sx
+        slope = np.where(denominator > 1e-12 * n * sxx, (n * sxd - sx * sd) / denominator, np.nan)
+        since_last = np.where(empty, np.nan, np.minimum.accumulate(moments["min_age"], axis=1) // 60)
+        return {
+            "count": n, "min": np.where(empty, np.nan, np.minimum.accumulate(moments["min"], axis=1)),
+            "max": np.where(empty, np.nan, np.maximum.accumulate(moments["max"], axis=1)),
+            "mean": np.where(empty, np.nan, shift + sd / n), "std": np.where(n > 1, np.sqrt(variance), np.nan),
+            "first": first, "last": last, "delta": last - first, "slope": np.where(n > 1, slope, np.nan),
+            "since_last": since_last, "sum": np.where(empty, np.nan, sv),
+        }
 
 
 def _shard_features(events: pl.LazyFrame, keys: pl.DataFrame, spec: WindowSpec) -> np.ndarray:
     """The feature matrix of one shard: a row per key (in ``keys`` order), ``spec.columns()``."""
-    aggregations = [e for hours in spec.lookbacks for a in spec.aggregations for e in _aggregate(a, hours)]
-    if spec.missing_indicators and "count" not in spec.aggregations:
-        aggregations += [e for hours in spec.lookbacks for e in _aggregate("count", hours)]
     rows = _in_windows(events, keys, spec.codes, spec.max_lookback_hours)
-    long = rows.lazy().with_columns(pl.col("_group").set_sorted()).group_by("_group").agg(aggregations)
-    if "slope" in spec.aggregations:
-        long = long.with_columns([_slope(h) for h in spec.lookbacks])
-    long = long.collect()
-    # scatter (key, code) rows into the wide matrix; absent groups stay NaN (counts 0, missing 1)
     n_keys, n_codes = len(keys), len(spec.codes)
-    order = keys.with_row_index("_row").sort(KEY)["_row"].to_numpy()  # _key i is keys row order[i]
-    group = long["_group"].to_numpy()
-    row, code = order[group // n_codes], group % n_codes
-    matrix = np.full((n_keys, len(spec.columns())), np.nan)
-    position = {name: i for i, name in enumerate(spec.columns())}
+    columns = spec.columns()
+    position = {name: i for i, name in enumerate(columns)}
+    matrix = np.full((n_keys, len(columns)), np.nan)
+    present = np.zeros((n_keys, n_codes), dtype=bool)
+    if rows.height:
+        groups, latest, moments = _bucket_moments(rows, spec)
+        merged = _merge_buckets(latest, moments)
+        order = keys.with_row_index("_row").sort(KEY)["_row"].to_numpy()  # _key i is keys row order[i]
+        row, code = order[groups // n_codes], groups % n_codes
+        edges = sorted(spec.finite_lookbacks)
     for hours in spec.lookbacks:
-        label = window_label(hours)
-        for aggregation in spec.aggregations:
-            target = np.array([position[feature_name(c, aggregation, hours)] for c in spec.codes])
-            matrix[row, target[code]] = long[f"{aggregation}_{label}"].to_numpy()
+        if rows.height:
+            column = len(edges) if hours is None else edges.index(hours)
+            for aggregation in spec.aggregations:
+                target = np.array([position[feature_name(c, aggregation, hours)] for c in spec.codes])
+                matrix[row, target[code]] = merged[aggregation][:, column]
+            present[:] = False
+            present[row, code] = merged["count"][:, column] > 0
         if "count" in spec.aggregations:
             counts = np.array([position[feature_name(c, "count", hours)] for c in spec.codes])
             matrix[:, counts] = np.nan_to_num(matrix[:, counts], nan=0.0)
         if spec.missing_indicators:
-            present = np.zeros((n_keys, n_codes), dtype=bool)
-            present[row, code] = long[f"count_{label}"].to_numpy() > 0
             flags = np.array([position[feature_name(c, "missing", hours)] for c in spec.codes])
             matrix[:, flags] = (~present).astype(float)
     return matrix

@@ -25,7 +25,7 @@ from sklearn.model_selection import GroupShuffleSplit
 from pipeline.config import Settings, resolve_device
 from pipeline.embed.isolation import Budget
 from pipeline.embed.modalities import decode_files, hash_records, new_signal_encoder
-from pipeline.embed.radiomics import RadiomicsExtractor, select_features
+from pipeline.embed.radiomics import RadiomicsExtractor
 from pipeline.embed.rendered import rendered_embedding
 from pipeline.embed.text import TextEncoder
 from pipeline.filestore import FileStore
@@ -136,8 +136,8 @@ def embed_examples(wh: Warehouse, settings: Settings, spec: ModelSpec, data: Tra
         if isinstance(encoder, RadiomicsExtractor) and options.get("select_top_k"):
             train = np.zeros(len(vectors), bool)
             train[split.train_rows] = True
-            encoder.selected_columns = select_features(vectors, train & presence(embedded.mask), split.y, spec.task,
-                                                       int(options["select_top_k"]), seed=spec.seed)
+            encoder.fit_selection(vectors, train & presence(embedded.mask), split.y, spec.task,
+                                  int(options["select_top_k"]), seed=spec.seed)
             vectors = encoder.select(vectors)
             out.pretraining[modality] = {"radiomics_selected": encoder.selected_names}
         out.stay_embeddings[modality] = (vectors, embedded.mask)

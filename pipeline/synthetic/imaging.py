@@ -10,6 +10,8 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from pipeline.embed.records import mask_path
+
 SIZE = 128
 CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
 
@@ -44,7 +46,7 @@ def write_mask(image_path: Path, region: np.ndarray) -> None:
     import SimpleITK as sitk
 
     sitk.WriteImage(sitk.GetImageFromArray(region.astype(np.uint8)[None]),
-                    str(image_path.with_name(image_path.name + ".mask.nrrd")), useCompression=True)
+                    str(mask_path(image_path)), useCompression=True)
 
 
 def synth_texture(rng: np.random.Generator, level: float) -> np.ndarray:
