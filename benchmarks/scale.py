@@ -21,6 +21,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import re
 import sys
 import time
 from datetime import datetime, timedelta
@@ -121,6 +122,7 @@ def copy_throughput(url: str, until: datetime) -> dict:
     import psycopg2
     from sqlalchemy.engine import make_url
 
+    from pipeline.sources.mimic import ALL_SUBJECTS
     from pipeline.store.warehouse import Warehouse
 
     wh = Warehouse(url, ROOT / "sql")
@@ -139,9 +141,8 @@ def copy_throughput(url: str, until: datetime) -> dict:
     try:
         with connection.cursor() as cursor:
             for query in ("chartevents", "labevents"):
-                statement = cursor.mogrify(wh.sql(f"extract/{query}").replace(":since", "%(since)s")
-                                           .replace(":until", "%(until)s"),
-                                           {"since": datetime(1900, 1, 1), "until": until}).decode()
+                params = {"since": datetime(1900, 1, 1), "until": until, **ALL_SUBJECTS.params()}
+                statement = cursor.mogrify(re.sub(r":(\w+)", r"%(\1)s", wh.sql(f"extract/{query}")), params).decode()
                 cursor.copy_expert(f"COPY ({statement}) TO STDOUT (FORMAT binary)", Sink())
                 rows += cursor.rowcount
     finally:
@@ -151,53 +152,58 @@ def copy_throughput(url: str, until: datetime) -> dict:
     return {"rows": rows, "seconds": round(seconds, 2), "rows_per_second": round(rows / seconds)}
 
 
-def training_set_build(url: str, until: datetime) -> dict:
+def training_set_build(url: str, until: datetime, shard_subjects: int | None = None) -> dict:
     """Extract, validate and window every stay's features 24 h after admission (the training-set
-    build of an ``icu_mortality``-style tabular model), each stage timed."""
+    build of an ``icu_mortality``-style tabular model), each stage timed; with ``shard_subjects``
+    shard by shard of subjects, as ``vigil check-data`` reads history, keeping only the features."""
     import pandas as pd
 
     from pipeline.features.windows import build_features
     from pipeline.modeling.spec import load_spec
-    from pipeline.sources.mimic import extract
+    from pipeline.sources.mimic import extract, subject_shards
     from pipeline.store.warehouse import Warehouse
     from pipeline.validate.checks import validate
 
     wh = Warehouse(url, ROOT / "sql")
-    seconds = {}
-    start = time.perf_counter()
-    extraction = extract(wh, until=until)
-    seconds["extract"] = time.perf_counter() - start
-    events_in = extraction.records_in("events")
-    start = time.perf_counter()
-    outcome = validate(extraction.frames, until, extraction.quarantined)
-    seconds["validate"] = time.perf_counter() - start
-    del extraction
     spec = load_spec(ROOT / "models" / "icu_mortality.yaml")
-    cohort = outcome.valid("cohort")
-    keys = pd.DataFrame({"stay_id": cohort["stay_id"], "prediction_time": cohort["admit_time"] + timedelta(hours=24)})
-    start = time.perf_counter()
-    features = build_features(outcome.valid("events"), cohort, keys, spec.window_spec)
-    seconds["features"] = time.perf_counter() - start
+    seconds = {"extract": 0.0, "validate": 0.0, "features": 0.0}
+    events_in = quarantined = stays = 0
+    shards = subject_shards(wh, until, shard_subjects)
+    for shard in shards:
+        start = time.perf_counter()
+        extraction = extract(wh, until=until, shard=shard)
+        seconds["extract"] += time.perf_counter() - start
+        events_in += extraction.records_in("events")
+        start = time.perf_counter()
+        outcome = validate(extraction.frames, until, extraction.quarantined)
+        seconds["validate"] += time.perf_counter() - start
+        del extraction
+        cohort = outcome.valid("cohort")
+        keys = pd.DataFrame({"stay_id": cohort["stay_id"], "prediction_time": cohort["admit_time"] + timedelta(hours=24)})
+        start = time.perf_counter()
+        stays += len(build_features(outcome.valid("events"), cohort, keys, spec.window_spec))
+        seconds["features"] += time.perf_counter() - start
+        quarantined += outcome.tables["events"].rows_quarantined
+        del outcome
     wh.dispose()
-    return {"events_in": events_in, "events_quarantined": outcome.tables["events"].rows_quarantined,
-            "stays": len(features), "seconds": {k: round(v, 2) for k, v in seconds.items()},
-            "total_seconds": round(sum(seconds.values()), 2),
+    return {"events_in": events_in, "events_quarantined": quarantined, "stays": stays, "shards": len(shards),
+            "seconds": {k: round(v, 2) for k, v in seconds.items()}, "total_seconds": round(sum(seconds.values()), 2),
             "events_per_second": round(events_in / sum(seconds.values()))}
 
 
-def _child(name: str, url: str, until: datetime, queue) -> None:
+def _child(name: str, url: str, until: datetime, shard_subjects: int | None, queue) -> None:
     try:
-        result = {"copy": copy_throughput, "training_set": training_set_build}[name](url, until)
+        result = copy_throughput(url, until) if name == "copy" else training_set_build(url, until, shard_subjects)
         queue.put({**result, "peak_rss_bytes": peak_rss_bytes()})
     except BaseException as error:   # reported, not lost with the child
         queue.put({"error": f"{type(error).__name__}: {error}"})
 
 
-def in_child(name: str, url: str, until: datetime) -> dict:
+def in_child(name: str, url: str, until: datetime, shard_subjects: int | None = None) -> dict:
     """Run one measurement in a fresh process: its peak RSS is its own."""
     context = mp.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_child, args=(name, url, until, queue))
+    process = context.Process(target=_child, args=(name, url, until, shard_subjects, queue))
     process.start()
     result = queue.get()
     process.join()
@@ -213,6 +219,7 @@ def main() -> int:
     parser.add_argument("--sizes", default="25000000,50000000,100000000", help="events per size, comma-separated")
     parser.add_argument("--stays", type=int, default=50_000)
     parser.add_argument("--server", default="postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--shard-subjects", type=int, default=1000, help="subjects per extraction shard")
     parser.add_argument("--keep", action="store_true", help="keep the generated databases")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "scale.json"))
     args = parser.parse_args()
@@ -233,12 +240,15 @@ def main() -> int:
             copied = in_child("copy", url, until)
             print(f"  COPY TO: {copied['rows']:,} rows in {copied['seconds']} s "
                   f"({copied['rows_per_second']:,} rows/s)", flush=True)
-            training = in_child("training_set", url, until)
-            print(f"  training-set build: {training['total_seconds']} s {training['seconds']}, "
-                  f"{training['events_per_second']:,} events/s, peak RSS {training['peak_rss_bytes'] / 2**30:.2f} GiB",
-                  flush=True)
+            runs = {}
+            for label, shard_subjects in (("whole", None), ("sharded", args.shard_subjects)):
+                runs[label] = in_child("training_set", url, until, shard_subjects)
+                print(f"  extract + validate + features, {label} ({runs[label]['shards']} shards): "
+                      f"{runs[label]['total_seconds']} s {runs[label]['seconds']}, "
+                      f"{runs[label]['events_per_second']:,} events/s, "
+                      f"peak RSS {runs[label]['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)
             results.append({"events": events, "stays": args.stays, "build": built, "copy": copied,
-                            "training_set": training})
+                            "training_set": runs["sharded"], "unsharded": runs["whole"]})
         finally:
             if not args.keep:
                 with admin.connect() as conn:

@@ -98,42 +98,59 @@ def cmd_load_mimic_demo(args, settings: Settings) -> int:
 
 
 def cmd_check_data(args, settings: Settings) -> int:
-    """Extract, validate and window everything known by --as-of, and report data quality."""
+    """Extract, validate and window everything known by --as-of, shard by shard of subjects
+    (``VIGIL_SHARD_SUBJECTS``), so memory follows the shard, not the history; report data quality."""
+    import pandas as pd
+
     from pipeline.features.windows import build_features
     from pipeline.modeling.spec import load_specs
-    from pipeline.sources.mimic import extract
+    from pipeline.sources.mimic import extract, subject_shards
     from pipeline.validate.checks import validate
 
     wh = _warehouse(settings)
     as_of = datetime.combine(args.as_of, datetime.min.time()) if args.as_of else ALL_TIME
-    extraction = extract(wh, until=as_of)
-    outcome = validate(extraction.frames, as_of, extraction.quarantined)
-    print("all data" if as_of == ALL_TIME else f"data known by {as_of:%Y-%m-%d %H:%M}")
+    spec = load_specs(settings.models_dir)[0]
+    offset = spec.prediction_offset_hours or 24
+    counts = {}   # table -> [in, valid, quarantined, excluded]
+    reasons, exclusions = [], []
+    stays = filled = cells = columns = 0
+    shards = subject_shards(wh, as_of, settings.shard_subjects)
+    for shard in shards:
+        extraction = extract(wh, until=as_of, shard=shard)
+        outcome = validate(extraction.frames, as_of, extraction.quarantined)
+        for table, result in outcome.tables.items():
+            row = counts.setdefault(table, [0, 0, 0, 0])
+            row[0] += extraction.records_in(table)
+            row[1] += len(result.valid)
+            row[2] += result.quarantine["record_id"].nunique()
+            row[3] += int((extraction.excluded["table"] == table).sum()) + len(result.duplicates)
+        reasons.append(outcome.quarantine()[["source_table", "reason", "record_id"]])
+        exclusions.append(extraction.excluded[["table", "reason"]])
+        cohort = outcome.valid("cohort")
+        times = pd.DataFrame({"stay_id": cohort["stay_id"], "prediction_time": cohort["admit_time"] + timedelta(hours=offset)})
+        features = build_features(outcome.valid("events"), cohort, times, spec.window_spec).drop(
+            columns=["stay_id", "prediction_time"])
+        stays, filled, cells = stays + len(features), filled + int(features.notna().to_numpy().sum()), cells + features.size
+        columns = features.shape[1]
+        del extraction, outcome
+    sharded = f" ({len(shards)} shards of up to {settings.shard_subjects:,} subjects)" if len(shards) > 1 else ""
+    print(("all data" if as_of == ALL_TIME else f"data known by {as_of:%Y-%m-%d %H:%M}") + sharded)
     print(f"{'table':<8} {'in':>9} {'valid':>9} {'quarantined':>12} {'excluded':>9}")
-    for table, result in outcome.tables.items():
-        excluded = int((extraction.excluded["table"] == table).sum()) + len(result.duplicates)
-        print(f"{table:<8} {extraction.records_in(table):>9,} {len(result.valid):>9,} "
-              f"{result.quarantine['record_id'].nunique():>12,} {excluded:>9,}")
-    quarantine = outcome.quarantine()
+    for table, (rows_in, valid, quarantined, excluded) in counts.items():
+        print(f"{table:<8} {rows_in:>9,} {valid:>9,} {quarantined:>12,} {excluded:>9,}")
+    quarantine = pd.concat(reasons, ignore_index=True)
     if not quarantine.empty:
         print("quarantine reasons:")
-        counts = quarantine.groupby(["source_table", "reason"])["record_id"].nunique().sort_values(ascending=False)
-        for (table, reason), n in counts.items():
+        by_reason = quarantine.groupby(["source_table", "reason"])["record_id"].nunique().sort_values(ascending=False)
+        for (table, reason), n in by_reason.items():
             print(f"  {table:<7} {n:>7,}  {reason}")
-    exclusions = extraction.excluded.groupby(["table", "reason"]).size()
-    if len(exclusions):
+    excluded = pd.concat(exclusions, ignore_index=True).groupby(["table", "reason"]).size()
+    if len(excluded):
         print("excluded by the cohort definition:")
-        for (table, reason), n in exclusions.items():
+        for (table, reason), n in excluded.items():
             print(f"  {table:<7} {n:>7,}  {reason}")
-    cohort = outcome.valid("cohort")
-    spec = load_specs(settings.models_dir)[0]
-    times = cohort[["stay_id", "admit_time"]].copy()
-    offset = spec.prediction_offset_hours or 24
-    times["prediction_time"] = times["admit_time"] + timedelta(hours=offset)
-    features = build_features(outcome.valid("events"), cohort, times[["stay_id", "prediction_time"]], spec.window_spec)
-    filled = features.drop(columns=["stay_id", "prediction_time"]).notna().to_numpy().mean() if len(features) else 0
-    print(f"features: {len(features):,} stays x {features.shape[1] - 2} columns at admission + "
-          f"{offset:g} h ({filled:.0%} of cells filled)")
+    print(f"features: {stays:,} stays x {columns} columns at admission + "
+          f"{offset:g} h ({filled / cells if cells else 0:.0%} of cells filled)")
     return 0
 
 

@@ -158,3 +158,43 @@ def test_one_unreadable_raw_value_quarantines_its_row_and_extraction_goes_on(sql
     assert reasons["images"] == ["study date and time is not a date and time"]
     for table in ("cohort", "events", "images"):  # every row read is accounted for
         assert extraction.records_in(table) == {"cohort": 2, "events": 8, "images": 1}[table]
+
+
+def _by_id(frame: pd.DataFrame, key: str) -> pd.DataFrame:
+    return frame.sort_values([key, *[c for c in frame.columns if c != key]]).reset_index(drop=True)
+
+
+def test_shards_of_subjects_together_extract_exactly_the_unsharded_rows(any_warehouse, tmp_path):
+    """Every row read once, in exactly one shard: the same canonical rows, exclusions and
+    quarantine as one extraction of everything; a subject id that is not a number (SQLite
+    keeps what a feed writes) lands in the last shard and is quarantined there."""
+    from pipeline.sources.mimic import ALL_SUBJECTS, subject_shards
+    from pipeline.synthetic import cohort as synthetic
+    from pipeline.validate.checks import RECORD_ID
+
+    wh = any_warehouse
+    synthetic.write(wh, synthetic.generate(45, datetime(2026, 1, 1), 12, seed=5, bad_row_rate=0.02),
+                    tmp_path / "files", progress=False)
+    if wh.is_sqlite:
+        load(wh, {"mimiciv_icu.chartevents": [{"subject_id": "inf", "stay_id": None, "itemid": 220045,
+                                               "charttime": "2026-01-05 10:00:00", "storetime": "2026-01-05 10:05:00",
+                                               "value": "90", "valuenum": 90.0, "valueuom": "bpm"}]})
+    until = datetime(2026, 1, 10)
+    whole = extract(wh, until=until)
+    shards = subject_shards(wh, until, 8)
+    assert len(shards) >= 4 and shards[0].first is None and shards[-1].end is None
+    assert subject_shards(wh, until, None) == [ALL_SUBJECTS]
+    parts = [extract(wh, until=until, shard=shard) for shard in shards]
+    for table, key in RECORD_ID.items():
+        joined = pd.concat([p.frames[table] for p in parts], ignore_index=True)
+        pd.testing.assert_frame_equal(_by_id(joined, key), _by_id(whole.frames[table], key), check_dtype=False)
+        assert sum(p.records_in(table) for p in parts) == whole.records_in(table) > 0
+    excluded = pd.concat([p.excluded for p in parts], ignore_index=True)
+    pd.testing.assert_frame_equal(_by_id(excluded, "record_id"), _by_id(whole.excluded, "record_id"))
+    quarantined = pd.concat([p.quarantined for p in parts], ignore_index=True)
+    count = lambda q: q.groupby(["source_table", "reason"]).size().to_dict()   # noqa: E731
+    assert count(quarantined) == count(whole.quarantined)
+    named = lambda q: sorted(q.loc[~q["record_id"].str.contains("row-"), "record_id"])   # noqa: E731
+    assert named(quarantined) == named(whole.quarantined)
+    if wh.is_sqlite:
+        assert "subject_id is not a whole number" in set(parts[-1].quarantined["reason"])

@@ -64,19 +64,57 @@ class Extraction:
                 + int((self.quarantined["source_table"] == table).sum()))
 
 
+@dataclass(frozen=True)
+class SubjectShard:
+    """The subjects ``[first, end)`` one extraction reads (an open end when None).
+
+    A patient's stays and rows are always in one shard, so placing rows in stays, numbering
+    exact repeats and finding duplicates never look across shards. The first shard starts and
+    the last ends open, so every row is in exactly one shard, even one whose subject id is
+    not a number (SQLite sorts text after every number): it is read and quarantined there.
+    """
+
+    first: int | None = None
+    end: int | None = None
+    index: int = 0
+
+    def params(self) -> dict:
+        return {"open_start": int(self.first is None), "subject_from": int(self.first or 0),
+                "open_end": int(self.end is None), "subject_to": int(self.end or 0)}
+
+
+ALL_SUBJECTS = SubjectShard()
+
+
+def subject_shards(wh: Warehouse, until: datetime, subjects_per_shard: int | None) -> list[SubjectShard]:
+    """Consecutive shards of about ``subjects_per_shard`` of the subjects with an ICU stay by
+    ``until`` (one shard of everything when None or when they fit in one)."""
+    if not subjects_per_shard:
+        return [ALL_SUBJECTS]
+    if subjects_per_shard < 1:
+        raise ValueError(f"a shard needs at least one subject, not {subjects_per_shard}")
+    raw = wh.read(wh.sql("extract/cohort_subjects"), {"until": until})["subject_id"]
+    subjects = np.unique(pd.to_numeric(raw, errors="coerce").dropna().astype("int64").to_numpy())
+    bounds = [int(b) for b in subjects[subjects_per_shard::subjects_per_shard]]
+    edges = [None, *bounds, None]
+    return [SubjectShard(first, end, i) for i, (first, end) in enumerate(zip(edges[:-1], edges[1:]))]
+
+
 class _Screened:
     """Raw rows of one night's queries, screened: the unreadable ones are set aside with reasons."""
 
-    def __init__(self):
+    def __init__(self, shard: SubjectShard = ALL_SUBJECTS):
         self.parts: list[pd.DataFrame] = []
+        self.shard = shard
 
     def keep(self, table: str, raw: pd.DataFrame, reasons: pd.Series, record_ids: pd.Series) -> pd.DataFrame:
         """The clean rows of ``raw``; the others are quarantined in canonical ``table`` (a row
-        without a usable id is named by its position in the night's read)."""
+        without a usable id is named by its position in the night's read, or its shard's)."""
         bad = reasons.notna()
         if bad.any():
             stays = raw["stay_id"] if "stay_id" in raw else pd.Series(pd.NA, index=raw.index)
-            unnamed = pd.Series([f"{table}/row-{i}" for i in range(len(raw))], index=raw.index, dtype="string")
+            prefix = f"{table}/" if self.shard == ALL_SUBJECTS else f"{table}/shard-{self.shard.index}/"
+            unnamed = pd.Series([f"{prefix}row-{i}" for i in range(len(raw))], index=raw.index, dtype="string")
             self.parts.append(pd.DataFrame({
                 "source_table": table, "record_id": record_ids.astype("string").fillna(unnamed)[bad],
                 "stay_id": stays[bad].astype("Int64"), "reason": reasons[bad].astype("string"),
@@ -88,33 +126,35 @@ class _Screened:
             if self.parts else _no_quarantine()
 
 
-def _read(wh: Warehouse, query: str, params: dict) -> tuple[pd.DataFrame, pd.Series]:
-    """A source query's rows, screened value by value against :data:`RAW_COLUMNS`."""
-    return screen(wh.read(wh.sql(f"extract/{query}"), params), RAW_COLUMNS[query])
+def _read(wh: Warehouse, query: str, params: dict, shard: SubjectShard) -> tuple[pd.DataFrame, pd.Series]:
+    """A source query's rows of the shard's subjects, screened value by value against :data:`RAW_COLUMNS`."""
+    return screen(wh.read(wh.sql(f"extract/{query}"), {**params, **shard.params()}), RAW_COLUMNS[query])
 
 
 def read_concept_map(wh: Warehouse) -> pd.DataFrame:
     return concept_map(wh)
 
 
-def extract(wh: Warehouse, until: datetime, since: dict[str, datetime] | None = None) -> Extraction:
-    """Canonical frames of everything that arrived in ``(since[table], until]``.
+def extract(wh: Warehouse, until: datetime, since: dict[str, datetime] | None = None,
+            shard: SubjectShard = ALL_SUBJECTS) -> Extraction:
+    """Canonical frames of everything of the shard's subjects that arrived in ``(since[table], until]``.
 
     The cohort is a full snapshot (every stay admitted by ``until``); the other tables are
-    incremental from their own watermark (default: the beginning of time).
+    incremental from their own watermark (default: the beginning of time). The shards of
+    :func:`subject_shards` together give exactly the rows of one unsharded extraction.
     """
     since = {t: (since or {}).get(t) or EPOCH for t in ("events", *RECORD_TABLES)}
-    screened = _Screened()
-    raw_cohort, reasons = _read(wh, "cohort", {"until": until})
+    screened = _Screened(shard)
+    raw_cohort, reasons = _read(wh, "cohort", {"until": until}, shard)
     raw_cohort = screened.keep("cohort", raw_cohort, reasons, raw_cohort["stay_id"])
     cohort = _cohort(raw_cohort, until)
     stays = stay_spans(raw_cohort, until)
     excluded: list[pd.DataFrame] = []
-    events, dropped = _events(wh, stays, since["events"], until, read_concept_map(wh), screened)
+    events, dropped = _events(wh, stays, since["events"], until, read_concept_map(wh), screened, shard)
     excluded.append(dropped)
     frames = {"cohort": cohort, "events": events}
     for table, reader in (("notes", _notes), ("ecgs", _ecgs), ("images", _images)):
-        frame, dropped = reader(wh, stays, since[table], until, screened)
+        frame, dropped = reader(wh, stays, since[table], until, screened, shard)
         frames[table] = frame
         excluded.append(dropped)
     return Extraction(frames=frames, excluded=pd.concat(excluded, ignore_index=True).astype("string"),
@@ -166,11 +206,11 @@ def _exclusions(table: str, record_ids: pd.Series, reason) -> pd.DataFrame:
 
 
 def _events(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime,
-            concepts: pd.DataFrame, screened: _Screened) -> tuple[pd.DataFrame, pd.DataFrame]:
+            concepts: pd.DataFrame, screened: _Screened, shard: SubjectShard) -> tuple[pd.DataFrame, pd.DataFrame]:
     params = {"since": since, "until": until}
     charted = []
     for table in ("chartevents", "outputevents"):
-        rows, reasons = _read(wh, table, params)
+        rows, reasons = _read(wh, table, params, shard)
         rows["source_table"] = f"mimiciv_icu.{table}"
         # neither table has a row key: subject, item and chart time, numbered within exact repeats
         base_id = (f"{table}/" + rows["subject_id"].astype("string").fillna("?") + "/"
@@ -183,7 +223,7 @@ def _events(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime
         charted.append(rows)
     chart = pd.concat(charted, ignore_index=True)
 
-    labs, reasons = _read(wh, "labevents", params)
+    labs, reasons = _read(wh, "labevents", params, shard)
     labs["source_table"] = "mimiciv_hosp.labevents"
     labs["source_row_id"] = "labevents/" + labs["labevent_id"].astype("string")
     labs = screened.keep("events", labs, reasons, labs["source_row_id"])
@@ -208,8 +248,9 @@ def _events(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime
     return conform(kept, "events"), excluded
 
 
-def _notes(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime, screened: _Screened):
-    raw, reasons = _read(wh, "notes", {"since": since, "until": until})
+def _notes(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime, screened: _Screened,
+           shard: SubjectShard):
+    raw, reasons = _read(wh, "notes", {"since": since, "until": until}, shard)
     raw["record_id"] = raw["note_id"].astype("string")
     raw = screened.keep("notes", raw, reasons, raw["record_id"])
     raw["category"] = raw["note_type"]
@@ -217,8 +258,9 @@ def _notes(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime,
     return _split_outside("notes", raw, until)
 
 
-def _ecgs(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime, screened: _Screened):
-    raw, reasons = _read(wh, "ecgs", {"since": since, "until": until})
+def _ecgs(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime, screened: _Screened,
+          shard: SubjectShard):
+    raw, reasons = _read(wh, "ecgs", {"since": since, "until": until}, shard)
     raw["record_id"] = raw["study_id"].astype("Int64").astype("string")
     raw = screened.keep("ecgs", raw, reasons, raw["record_id"])
     raw["arrival_time"] = raw["time"]
@@ -228,9 +270,10 @@ def _ecgs(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime, 
     return _split_outside("ecgs", raw, until)
 
 
-def _images(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime, screened: _Screened):
+def _images(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime, screened: _Screened,
+            shard: SubjectShard):
     params = {"since_day": int(since.strftime("%Y%m%d")), "until_day": int(until.strftime("%Y%m%d"))}
-    raw, reasons = _read(wh, "images", params)
+    raw, reasons = _read(wh, "images", params, shard)
     raw["record_id"] = raw["dicom_id"].astype("string")
     raw["time"] = study_datetime(raw["studydate"], raw["studytime"])
     reasons = reasons.mask(reasons.isna() & raw["time"].isna(), "study date and time is not a date and time")

@@ -12,3 +12,5 @@ SELECT
 FROM mimiciv_icu.chartevents c
 WHERE COALESCE(c.storetime, c.charttime) > :since
   AND COALESCE(c.storetime, c.charttime) <= :until
+  AND (:open_start = 1 OR c.subject_id >= :subject_from)  -- the shard's subjects (pipeline/sources/mimic.py)
+  AND (:open_end = 1 OR c.subject_id < :subject_to)

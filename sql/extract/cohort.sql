@@ -14,5 +14,7 @@ SELECT
 FROM mimiciv_icu.icustays i
 LEFT JOIN mimiciv_hosp.patients p ON p.subject_id = i.subject_id
 LEFT JOIN mimiciv_hosp.admissions a ON a.hadm_id = i.hadm_id
-WHERE i.intime <= :until
-   OR i.intime IS NULL  -- extracted so validation quarantines it by name, never silently skipped
+WHERE (i.intime <= :until
+       OR i.intime IS NULL)  -- extracted so validation quarantines it by name, never silently skipped
+  AND (:open_start = 1 OR i.subject_id >= :subject_from)  -- the shard's subjects (pipeline/sources/mimic.py)
+  AND (:open_end = 1 OR i.subject_id < :subject_to)

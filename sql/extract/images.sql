@@ -13,3 +13,5 @@ FROM mimiciv_cxr.record_list r
 JOIN mimiciv_cxr.metadata m ON m.dicom_id = r.dicom_id
 WHERE m.studydate >= :since_day
   AND m.studydate <= :until_day
+  AND (:open_start = 1 OR r.subject_id >= :subject_from)  -- the shard's subjects (pipeline/sources/mimic.py)
+  AND (:open_end = 1 OR r.subject_id < :subject_to)

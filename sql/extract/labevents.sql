@@ -12,3 +12,5 @@ SELECT
 FROM mimiciv_hosp.labevents l
 WHERE COALESCE(l.storetime, l.charttime) > :since
   AND COALESCE(l.storetime, l.charttime) <= :until
+  AND (:open_start = 1 OR l.subject_id >= :subject_from)  -- the shard's subjects (pipeline/sources/mimic.py)
+  AND (:open_end = 1 OR l.subject_id < :subject_to)

@@ -11,3 +11,5 @@ SELECT
 FROM mimiciv_icu.outputevents o
 WHERE COALESCE(o.storetime, o.charttime) > :since
   AND COALESCE(o.storetime, o.charttime) <= :until
+  AND (:open_start = 1 OR o.subject_id >= :subject_from)  -- the shard's subjects (pipeline/sources/mimic.py)
+  AND (:open_end = 1 OR o.subject_id < :subject_to)
