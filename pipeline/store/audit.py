@@ -19,8 +19,10 @@ def night_quarantine(wh: Warehouse, night: date) -> pd.DataFrame:
 
 
 def replace_monitoring(wh: Warehouse, night: date, drift: pd.DataFrame, performance: pd.DataFrame) -> None:
-    """The night's drift and performance rows, replacing a re-run's, in one transaction."""
+    """The night's drift and performance rows, replacing a re-run's, in one transaction (two
+    runs of one night reporting at once take turns: their deletes and inserts would collide)."""
     with wh.begin() as conn:
+        wh.serialise_writers(conn)
         for table, frame in (("vigil_audit.drift", drift), ("vigil_audit.performance", performance)):
             wh.replace_night(conn, table, night, frame.assign(night=night) if not frame.empty else frame)
 
@@ -34,6 +36,7 @@ def alert_conditions(wh: Warehouse, night: date | None) -> set[str]:
 
 def replace_alerts(wh: Warehouse, night: date, rows: pd.DataFrame) -> None:
     with wh.begin() as conn:
+        wh.serialise_writers(conn)
         wh.replace_night(conn, "vigil_audit.alerts", night, rows)
 
 
