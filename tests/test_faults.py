@@ -106,8 +106,36 @@ def _terminate_on(engine, postgres_server, fragment: str) -> tuple[list[int], ca
     return killed, lambda: event.remove(engine, "before_cursor_execute", terminate)
 
 
+def test_columnar_read_connection_dropped_by_the_server_is_read_again(cloned_postgres, postgres_server):
+    """Extraction reads the night's arrivals over ADBC; when the server drops that connection
+    just before the labevents read, the read runs once more on a fresh one and the night is
+    the same as an undisturbed one."""
+    wh, settings = cloned_postgres["warehouse"], cloned_postgres["settings"]
+    expected = unpublished(cloned_postgres)
+    _, stage_warehouse = night_context(NIGHT, settings)
+    cursor = stage_warehouse._adbc().cursor()
+    cursor.execute("SELECT pg_backend_pid()")
+    (pid,), = cursor.fetchall()
+    cursor.close()
+    read_arrow, killed = stage_warehouse.read_arrow, []
+
+    def terminate_then_read(query, *args, **kwargs):
+        if "FROM mimiciv_hosp.labevents" in query and not killed:
+            with postgres_server.connect() as admin:
+                admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            killed.append(pid)
+        return read_arrow(query, *args, **kwargs)
+
+    stage_warehouse.read_arrow = terminate_then_read
+    try:
+        run_night(NIGHT, settings)
+    finally:
+        del stage_warehouse.read_arrow
+    assert killed
+    assert dump(wh) == expected
+
+
 @pytest.mark.parametrize("stage, fragment", [
-    ("extract", "FROM mimiciv_hosp.labevents"),              # reading the night's arrivals
     ("publish", "DELETE FROM vigil_features.stay_events"),   # inside the publishing transaction
 ])
 def test_connection_dropped_by_the_server_then_retried(cloned_postgres, postgres_server, stage, fragment):

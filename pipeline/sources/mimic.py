@@ -14,6 +14,8 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.frames import CONTRACTS, RECORD_TABLES, TIME, conform, empty
 from pipeline.sources.screen import RawColumns, screen
@@ -128,7 +130,7 @@ class _Screened:
 
 def _read(wh: Warehouse, query: str, params: dict, shard: SubjectShard) -> tuple[pd.DataFrame, pd.Series]:
     """A source query's rows of the shard's subjects, screened value by value against :data:`RAW_COLUMNS`."""
-    return screen(wh.read(wh.sql(f"extract/{query}"), {**params, **shard.params()}), RAW_COLUMNS[query])
+    return screen(wh.read_columnar(wh.sql(f"extract/{query}"), {**params, **shard.params()}), RAW_COLUMNS[query])
 
 
 def read_concept_map(wh: Warehouse) -> pd.DataFrame:
@@ -212,11 +214,7 @@ def _events(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime
     for table in ("chartevents", "outputevents"):
         rows, reasons = _read(wh, table, params, shard)
         rows["source_table"] = f"mimiciv_icu.{table}"
-        # neither table has a row key: subject, item and chart time, numbered within exact repeats
-        base_id = (f"{table}/" + rows["subject_id"].astype("string").fillna("?") + "/"
-                   + rows["itemid"].astype("string").fillna("?") + "/"
-                   + rows["time"].dt.strftime("%Y%m%dT%H%M%S").fillna("NaT"))
-        rows["source_row_id"] = base_id + "#" + rows.groupby(base_id).cumcount().astype(str)
+        rows["source_row_id"] = chart_row_ids(table, rows)
         rows = screened.keep("events", rows, reasons, rows["source_row_id"])
         missing_stay = rows["stay_id"].isna()
         rows.loc[missing_stay, "stay_id"] = assign_stays(rows[missing_stay], spans, "source_row_id")
@@ -246,6 +244,56 @@ def _events(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime
     kept["source_unit"] = kept["source_unit"].replace({"": None, "UNK": None})
     kept["value_text"] = kept["value_text"].astype("string").str.slice(0, 64)
     return conform(kept, "events"), excluded
+
+
+def chart_row_ids(table: str, rows: pd.DataFrame) -> pd.Series:
+    """Ids for rows of a table without a row key: ``<table>/<subject>/<item>/<chart time to the
+    second>#<n>``, where ``n`` numbers the exact repeats of one id in read order.
+
+    Built column-wise (a night reads millions): only rows whose (subject, item, second) may
+    repeat, by an integer hash, are grouped by their id to number them; the others are ``#0``.
+
+    >>> rows = pd.DataFrame({"subject_id": pd.array([7, 7, None, 7], dtype="Int64"),
+    ...     "itemid": pd.array([220045, 220045, 1, 220045], dtype="Int64"),
+    ...     "time": pd.to_datetime(["2180-05-06 21:30:14.5", "2180-05-06 21:30:14", None, "0999-01-02"], format="ISO8601")})
+    >>> chart_row_ids("chartevents", rows).tolist()
+    ['chartevents/7/220045/21800506T213014#0', 'chartevents/7/220045/21800506T213014#1', 'chartevents/?/1/NaT#0', 'chartevents/7/220045/09990102T000000#0']
+    """
+    if rows.empty:
+        return pd.Series([], index=rows.index, dtype="string")
+    seconds = rows["time"].to_numpy("datetime64[s]")
+    subject, item = (rows[c].astype("Int64").fillna(-1).to_numpy(np.int64) for c in ("subject_id", "itemid"))
+    base = pc.binary_join_element_wise(
+        table, _id_part(rows["subject_id"]), _id_part(rows["itemid"]), _compact_times(seconds), "/")
+    key = (subject.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+           ^ item.astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F)
+           ^ seconds.view(np.int64).astype(np.uint64))
+    repeats = np.zeros(len(rows), dtype=np.int64)
+    maybe = pd.Series(key).duplicated(keep=False).to_numpy()
+    if maybe.any():
+        ids = pd.Series(base.filter(pa.array(maybe)), dtype="string")
+        repeats[maybe] = ids.groupby(ids).cumcount().to_numpy()
+    numbered = pc.binary_join_element_wise(base, pa.array(repeats).cast(pa.string()), "#")
+    return pd.Series(numbered, index=rows.index, dtype="string")
+
+
+def _id_part(values: pd.Series) -> pa.Array:
+    return pc.fill_null(pa.array(values.astype("Int64")).cast(pa.string()), "?")
+
+
+def _compact_times(seconds: np.ndarray) -> pa.Array:
+    """``%Y%m%dT%H%M%S`` of each ``datetime64[s]`` ("NaT" when missing), by integer arithmetic."""
+    days = seconds.astype("datetime64[D]")
+    months = days.astype("datetime64[M]")
+    years = days.astype("datetime64[Y]")
+    date = ((years.view(np.int64) + 1970) * 10000 + (months - years.astype("datetime64[M]")).view(np.int64) * 100
+            + (days - months.astype("datetime64[D]")).view(np.int64) + 101)
+    clock = (seconds - days.astype("datetime64[s]")).view(np.int64)
+    hms = clock // 3600 * 10000 + clock // 60 % 60 * 100 + clock % 60
+    missing = np.isnat(seconds)
+    text = pc.binary_join_element_wise(pc.utf8_lpad(pa.array(date, mask=missing).cast(pa.string()), 8, "0"),
+                                       pc.utf8_lpad(pa.array(hms).cast(pa.string()), 6, "0"), "T")
+    return pc.fill_null(text, "NaT")
 
 
 def _notes(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime, screened: _Screened,
