@@ -8,9 +8,9 @@ process that ran it, at several sizes in one run.
     .venv/bin/python benchmarks/scale.py --sizes 1000000,2000000 --stays 2000   # a smoke run
 
 Each size is its own database (``vigil_scale_<events>``), dropped afterwards unless ``--keep``.
-Writes ``benchmarks/results/scale[-<tag>].json`` and prints PASS/FAIL per target. Today's
-extraction reads whole tables into pandas, so the memory and throughput targets are expected to
-fail until it streams shards (issue 20): this is the harness that measures it.
+Writes ``benchmarks/results/scale.json`` (or ``--out``) and prints PASS/FAIL per target. The
+unsharded build is measured beside the sharded one up to ``--whole-up-to`` events; beyond that
+it would need memory in step with the history, which is what shards are for.
 """
 
 from __future__ import annotations
@@ -152,9 +152,26 @@ def copy_throughput(url: str, until: datetime) -> dict:
     return {"rows": rows, "seconds": round(seconds, 2), "rows_per_second": round(rows / seconds)}
 
 
-def training_set_build(url: str, until: datetime, shard_subjects: int | None = None) -> dict:
+def columnar_read(url: str, until: datetime, shard_rows: int | None) -> dict:
+    """Rows per second of the same event queries read shard by shard as Vigil's extraction reads
+    them (``Warehouse.read_columnar``: Arrow over ADBC, then a frame), before any screening."""
+    from pipeline.sources.mimic import subject_shards
+    from pipeline.store.warehouse import Warehouse
+
+    wh = Warehouse(url, ROOT / "sql")
+    rows, start = 0, time.perf_counter()
+    for shard in subject_shards(wh, until, shard_rows):
+        for query in ("chartevents", "labevents"):
+            params = {"since": datetime(1900, 1, 1), "until": until, **shard.params()}
+            rows += len(wh.read_columnar(wh.sql(f"extract/{query}"), params))
+    wh.dispose()
+    seconds = time.perf_counter() - start
+    return {"rows": rows, "seconds": round(seconds, 2), "rows_per_second": round(rows / seconds)}
+
+
+def training_set_build(url: str, until: datetime, shard_rows: int | None = None) -> dict:
     """Extract, validate and window every stay's features 24 h after admission (the training-set
-    build of an ``icu_mortality``-style tabular model), each stage timed; with ``shard_subjects``
+    build of an ``icu_mortality``-style tabular model), each stage timed; with ``shard_rows``
     shard by shard of subjects, as ``vigil check-data`` reads history, keeping only the features."""
     import pandas as pd
 
@@ -168,7 +185,7 @@ def training_set_build(url: str, until: datetime, shard_subjects: int | None = N
     spec = load_spec(ROOT / "models" / "icu_mortality.yaml")
     seconds = {"extract": 0.0, "validate": 0.0, "features": 0.0}
     events_in = quarantined = stays = 0
-    shards = subject_shards(wh, until, shard_subjects)
+    shards = subject_shards(wh, until, shard_rows)
     for shard in shards:
         start = time.perf_counter()
         extraction = extract(wh, until=until, shard=shard)
@@ -191,19 +208,21 @@ def training_set_build(url: str, until: datetime, shard_subjects: int | None = N
             "events_per_second": round(events_in / sum(seconds.values()))}
 
 
-def _child(name: str, url: str, until: datetime, shard_subjects: int | None, queue) -> None:
+def _child(name: str, url: str, until: datetime, shard_rows: int | None, queue) -> None:
     try:
-        result = copy_throughput(url, until) if name == "copy" else training_set_build(url, until, shard_subjects)
+        measure = {"copy": lambda: copy_throughput(url, until), "read": lambda: columnar_read(url, until, shard_rows),
+                   "training_set": lambda: training_set_build(url, until, shard_rows)}[name]
+        result = measure()
         queue.put({**result, "peak_rss_bytes": peak_rss_bytes()})
     except BaseException as error:   # reported, not lost with the child
         queue.put({"error": f"{type(error).__name__}: {error}"})
 
 
-def in_child(name: str, url: str, until: datetime, shard_subjects: int | None = None) -> dict:
+def in_child(name: str, url: str, until: datetime, shard_rows: int | None = None) -> dict:
     """Run one measurement in a fresh process: its peak RSS is its own."""
     context = mp.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_child, args=(name, url, until, shard_subjects, queue))
+    process = context.Process(target=_child, args=(name, url, until, shard_rows, queue))
     process.start()
     result = queue.get()
     process.join()
@@ -219,7 +238,9 @@ def main() -> int:
     parser.add_argument("--sizes", default="25000000,50000000,100000000", help="events per size, comma-separated")
     parser.add_argument("--stays", type=int, default=50_000)
     parser.add_argument("--server", default="postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
-    parser.add_argument("--shard-subjects", type=int, default=1000, help="subjects per extraction shard")
+    parser.add_argument("--shard-rows", type=int, default=2_000_000, help="event rows per extraction shard")
+    parser.add_argument("--whole-up-to", type=int, default=10_000_000,
+                        help="also measure the unsharded build at sizes up to this many events (it needs memory in step)")
     parser.add_argument("--keep", action="store_true", help="keep the generated databases")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "scale.json"))
     args = parser.parse_args()
@@ -240,15 +261,20 @@ def main() -> int:
             copied = in_child("copy", url, until)
             print(f"  COPY TO: {copied['rows']:,} rows in {copied['seconds']} s "
                   f"({copied['rows_per_second']:,} rows/s)", flush=True)
+            read = in_child("read", url, until, args.shard_rows)
+            print(f"  columnar read (ADBC, by shard): {read['rows']:,} rows in {read['seconds']} s "
+                  f"({read['rows_per_second']:,} rows/s, {read['rows_per_second'] / copied['rows_per_second']:.0%} of COPY)",
+                  flush=True)
             runs = {}
-            for label, shard_subjects in (("whole", None), ("sharded", args.shard_subjects)):
-                runs[label] = in_child("training_set", url, until, shard_subjects)
+            plan = [("whole", None)] if events <= args.whole_up_to else []
+            for label, shard_rows in [*plan, ("sharded", args.shard_rows)]:
+                runs[label] = in_child("training_set", url, until, shard_rows)
                 print(f"  extract + validate + features, {label} ({runs[label]['shards']} shards): "
                       f"{runs[label]['total_seconds']} s {runs[label]['seconds']}, "
                       f"{runs[label]['events_per_second']:,} events/s, "
                       f"peak RSS {runs[label]['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)
-            results.append({"events": events, "stays": args.stays, "build": built, "copy": copied,
-                            "training_set": runs["sharded"], "unsharded": runs["whole"]})
+            results.append({"events": events, "stays": args.stays, "build": built, "copy": copied, "columnar_read": read,
+                            "training_set": runs["sharded"], "unsharded": runs.get("whole")})
         finally:
             if not args.keep:
                 with admin.connect() as conn:
@@ -266,7 +292,10 @@ def main() -> int:
     }
     report = {"generated_at": datetime.now().isoformat(timespec="seconds"),
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-              "sizes": results, "extraction_rows_per_second_vs_copy": round(extract_rate / largest["copy"]["rows_per_second"], 3),
+              "shard_rows": args.shard_rows, "sizes": results,
+              "extraction_rows_per_second_vs_copy": round(extract_rate / largest["copy"]["rows_per_second"], 3),
+              "columnar_read_rows_per_second_vs_copy": round(largest["columnar_read"]["rows_per_second"]
+                                                             / largest["copy"]["rows_per_second"], 3),
               "time_growth": round(growth, 2), "size_growth": size_ratio, "targets": targets,
               "not_yet_measured": ["full first night", "incremental night (1 % new rows)", "sharded night (2 workers)"]}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

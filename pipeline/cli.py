@@ -99,7 +99,8 @@ def cmd_load_mimic_demo(args, settings: Settings) -> int:
 
 def cmd_check_data(args, settings: Settings) -> int:
     """Extract, validate and window everything known by --as-of, shard by shard of subjects
-    (``VIGIL_SHARD_SUBJECTS``), so memory follows the shard, not the history; report data quality."""
+    (about ``VIGIL_SHARD_ROWS`` event rows each), so memory follows the shard, not the history;
+    report data quality."""
     import pandas as pd
 
     from pipeline.features.windows import build_features
@@ -114,7 +115,7 @@ def cmd_check_data(args, settings: Settings) -> int:
     counts = {}   # table -> [in, valid, quarantined, excluded]
     reasons, exclusions = [], []
     stays = filled = cells = columns = 0
-    shards = subject_shards(wh, as_of, settings.shard_subjects)
+    shards = subject_shards(wh, as_of, settings.shard_rows)
     for shard in shards:
         extraction = extract(wh, until=as_of, shard=shard)
         outcome = validate(extraction.frames, as_of, extraction.quarantined)
@@ -133,7 +134,7 @@ def cmd_check_data(args, settings: Settings) -> int:
         stays, filled, cells = stays + len(features), filled + int(features.notna().to_numpy().sum()), cells + features.size
         columns = features.shape[1]
         del extraction, outcome
-    sharded = f" ({len(shards)} shards of up to {settings.shard_subjects:,} subjects)" if len(shards) > 1 else ""
+    sharded = f" ({len(shards)} shards of about {settings.shard_rows:,} event rows)" if len(shards) > 1 else ""
     print(("all data" if as_of == ALL_TIME else f"data known by {as_of:%Y-%m-%d %H:%M}") + sharded)
     print(f"{'table':<8} {'in':>9} {'valid':>9} {'quarantined':>12} {'excluded':>9}")
     for table, (rows_in, valid, quarantined, excluded) in counts.items():

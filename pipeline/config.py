@@ -64,7 +64,7 @@ class Settings:
     max_file_mb: int = 1024            # a file in the store larger than this is refused unread
     max_open_stay_days: int = 365      # an ICU stay still open after this long is quarantined
     failure_rate_min_rows: int = 10    # the failure-rate brake needs at least this many quarantined rows
-    shard_subjects: int = 5000         # subjects per extraction shard where history is read whole (check-data)
+    shard_rows: int = 2_000_000        # event rows per extraction shard where history is read whole (check-data)
 
     @property
     def runs_dir(self) -> Path:
@@ -174,7 +174,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         max_file_mb=int(env.get("VIGIL_MAX_FILE_MB", "1024")),
         max_open_stay_days=int(env.get("VIGIL_MAX_OPEN_STAY_DAYS", "365")),
         failure_rate_min_rows=int(env.get("VIGIL_FAILURE_RATE_MIN_ROWS", "10")),
-        shard_subjects=int(env.get("VIGIL_SHARD_SUBJECTS", "5000")),
+        shard_rows=int(env.get("VIGIL_SHARD_ROWS", "2000000")),
     )
 
 

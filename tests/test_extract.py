@@ -5,7 +5,7 @@ from datetime import datetime
 import pandas as pd
 import pytest
 
-from pipeline.sources.mimic import assign_stays, extract, study_datetime
+from pipeline.sources.mimic import assign_stays, extract, study_datetime, subject_shards
 
 T0 = datetime(2026, 3, 1)
 
@@ -181,8 +181,9 @@ def test_shards_of_subjects_together_extract_exactly_the_unsharded_rows(any_ware
                                                "value": "90", "valuenum": 90.0, "valueuom": "bpm"}]})
     until = datetime(2026, 1, 10)
     whole = extract(wh, until=until)
-    shards = subject_shards(wh, until, 8)
-    assert len(shards) >= 4 and shards[0].first is None and shards[-1].end is None
+    events = whole.records_in("events")
+    shards = subject_shards(wh, until, events // 5)
+    assert 5 <= len(shards) <= 7 and shards[0].first is None and shards[-1].end is None
     assert subject_shards(wh, until, None) == [ALL_SUBJECTS]
     parts = [extract(wh, until=until, shard=shard) for shard in shards]
     for table, key in RECORD_ID.items():
@@ -198,3 +199,37 @@ def test_shards_of_subjects_together_extract_exactly_the_unsharded_rows(any_ware
     assert named(quarantined) == named(whole.quarantined)
     if wh.is_sqlite:
         assert "subject_id is not a whole number" in set(parts[-1].quarantined["reason"])
+
+
+def test_a_training_set_built_shard_by_shard_equals_one_built_from_everything(any_warehouse, tmp_path, monkeypatch):
+    """Training reads history in the nightly shards: the same examples, features, sequence
+    records, quarantine and snapshot as one read of everything."""
+    from dataclasses import replace
+
+    from pipeline.config import load_settings
+    from pipeline.modeling.spec import load_spec
+    from pipeline.modeling.training_set import training_set
+    from pipeline.synthetic import cohort as synthetic
+
+    wh = any_warehouse
+    synthetic.write(wh, synthetic.generate(60, datetime(2026, 1, 1), 14, seed=8, bad_row_rate=0.02),
+                    tmp_path / "files", progress=False)
+    monkeypatch.setenv("VIGIL_HOME", str(tmp_path / "home"))
+    settings = load_settings()
+    spec = load_spec(settings.models_dir / "icu_mortality.yaml")
+    as_of = datetime(2026, 1, 15)
+    whole = training_set(wh, replace(settings, shard_rows=0), spec, as_of)
+    rows = whole.snapshot["rows"]["events"]
+    sharded = training_set(wh, replace(settings, shard_rows=rows // 6), spec, as_of)
+    assert len(subject_shards(wh, as_of, rows // 6)) >= 5
+    pd.testing.assert_frame_equal(sharded.examples, whole.examples)
+    pd.testing.assert_frame_equal(sharded.features, whole.features)
+    assert set(whole.records) == set(sharded.records) and whole.records
+    for modality, records in whole.records.items():
+        key = "source_row_id" if "source_row_id" in records else "record_id"
+        pd.testing.assert_frame_equal(_by_id(sharded.records[modality], key), _by_id(records, key))
+    count = lambda q: q.groupby(["source_table", "reason"]).size().to_dict()   # noqa: E731
+    assert count(sharded.quarantine) == count(whole.quarantine) != {}
+    named = lambda q: sorted(q.loc[~q["record_id"].str.contains("row-"), "record_id"])   # noqa: E731
+    assert named(sharded.quarantine) == named(whole.quarantine)
+    assert sharded.snapshot == whole.snapshot

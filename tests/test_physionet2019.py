@@ -14,7 +14,7 @@ import yaml
 from pipeline.config import PROJECT_ROOT, load_settings
 from pipeline.modeling.evaluation import cross_validate
 from pipeline.modeling.spec import load_spec
-from pipeline.modeling.training_set import labelled_examples
+from pipeline.modeling.training_set import labelled_examples, read_outcomes
 from pipeline.sources import physionet2019
 from pipeline.sources.mimic import extract
 from pipeline.validate.checks import validate
@@ -75,7 +75,7 @@ def test_nightly_examples_stop_at_onset_and_label_onset_within_24_hours(home):
     settings, wh, _, _ = home
     spec = load_spec(settings.models_dir / SPEC.name)
     cohort = validate(extract(wh, until=datetime(2100, 1, 1)).frames, datetime(2100, 1, 1)).valid("cohort")
-    examples = labelled_examples(cohort, wh, spec, datetime(2100, 1, 1))
+    examples = labelled_examples(cohort, spec, *read_outcomes(wh, spec, datetime(2100, 1, 1)))
     onsets = wh.read("SELECT stay_id, event_time FROM vigil_features.outcome_events", times=("event_time",))
     joined = examples.drop(columns=["event_time"]).merge(onsets, on="stay_id", how="left")
     assert (joined["prediction_time"] == joined["prediction_time"].dt.floor("D")).all()        # midnights

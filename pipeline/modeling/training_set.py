@@ -14,9 +14,9 @@ from pipeline.config import Settings
 from pipeline.features.windows import KEY, build_features
 from pipeline.modality import Modality
 from pipeline.modeling.spec import ModelSpec
-from pipeline.sources.mimic import extract, read_enrolment, read_labels
+from pipeline.sources.mimic import SubjectShard, extract, read_enrolment, read_labels, subject_shards
 from pipeline.store.warehouse import Warehouse
-from pipeline.validate.checks import enforce_thresholds, validate
+from pipeline.validate.checks import Validation, enforce_thresholds, validate
 
 
 @dataclass
@@ -29,12 +29,19 @@ class TrainingSet:
 
 
 def training_set(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: datetime) -> TrainingSet:
-    """Labelled examples (see :func:`labelled_examples`) and their features, from data known by ``as_of``."""
-    extraction = extract(wh, until=as_of)
-    validation = validate(extraction.frames, as_of, extraction.quarantined)
-    enforce_thresholds(validation, settings.failure_rate_limit, settings.failure_rate_min_rows)
-    cohort = validation.valid("cohort")
-    examples = labelled_examples(cohort, wh, spec, as_of)
+    """Labelled examples (see :func:`labelled_examples`) and their features, from data known by ``as_of``.
+
+    History is read in the shards of subjects a night uses (about ``VIGIL_SHARD_ROWS`` event rows
+    each): each shard is extracted, validated and windowed on its own and keeps only its
+    examples' features and records, so memory follows the shard, not the history. Outcomes are
+    read once; the failure-rate thresholds judge the sums over all shards.
+    """
+    labels, enrolled = read_outcomes(wh, spec, as_of)
+    parts = [_shard_part(wh, spec, as_of, shard, labels, enrolled)
+             for shard in subject_shards(wh, as_of, settings.shard_rows)]
+    counted = Validation.counted([part.validation for part in parts])
+    enforce_thresholds(counted, settings.failure_rate_limit, settings.failure_rate_min_rows)
+    examples = pd.concat([part.examples for part in parts], ignore_index=True).sort_values(KEY, ignore_index=True)
     if examples["label"].nunique() < 2:
         raise ValueError(f"{spec.name}: the training examples known by {as_of} hold only one label class "
                          f"({len(examples)} examples); load more data or move the training date later")
@@ -42,6 +49,35 @@ def training_set(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: date
         bad = sorted(set(examples["label"]) - set(range(len(spec.classes))))
         raise ValueError(f"{spec.name}: label query {spec.label_query} returned label(s) {bad}, outside the "
                          f"{len(spec.classes)} classes of label.classes")
+    features = examples[KEY].merge(pd.concat([part.features for part in parts], ignore_index=True), on=KEY, how="left")
+    records = {m: pd.concat([part.records[m] for part in parts], ignore_index=True) for m in parts[0].records}
+    columns = ["stay_id", "subject_id", "prediction_time", "label"] + (["days"] if spec.task == "survival" else [])
+    latest = [part.latest_arrival for part in parts if part.latest_arrival is not None]
+    rows = {table: sum(part.rows[table] for part in parts) for table in parts[0].rows}
+    snapshot = {"as_of": str(as_of), "rows": rows, "latest_arrival": str(max(latest)) if latest else None,
+                "examples": int(len(examples)), "patients": int(examples["subject_id"].nunique())}
+    return TrainingSet(examples=examples[columns], features=features, records=records,
+                       quarantine=counted.quarantine(), snapshot=snapshot)
+
+
+@dataclass
+class _ShardPart:
+    """What one shard of history contributes to a training set."""
+
+    examples: pd.DataFrame
+    features: pd.DataFrame
+    records: dict[str, pd.DataFrame]
+    validation: Validation        # counts and quarantine only
+    rows: dict[str, int]
+    latest_arrival: pd.Timestamp | None
+
+
+def _shard_part(wh: Warehouse, spec: ModelSpec, as_of: datetime, shard: SubjectShard,
+                labels: pd.DataFrame, enrolled: pd.DataFrame | None) -> _ShardPart:
+    extraction = extract(wh, until=as_of, shard=shard)
+    validation = validate(extraction.frames, as_of, extraction.quarantined)
+    cohort = validation.valid("cohort")
+    examples = labelled_examples(cohort, spec, labels, enrolled)
     features = build_features(validation.valid("events"), cohort, examples[KEY], spec.window_spec)
     records = {}
     for m in spec.used_modalities():
@@ -50,14 +86,12 @@ def training_set(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: date
             table = validation.valid("events") if source == "events" else \
                 spec.modality_records(m, validation.valid(Modality(source).table))
             records[m] = table[table["stay_id"].isin(examples["stay_id"])]
-    columns = ["stay_id", "subject_id", "prediction_time", "label"] + (["days"] if spec.task == "survival" else [])
     latest = [frame["arrival_time"].max() for frame in extraction.frames.values()
               if "arrival_time" in frame and len(frame)]
-    snapshot = {"as_of": str(as_of), "rows": {t: int(len(f)) for t, f in extraction.frames.items()},
-                "latest_arrival": str(max(latest)) if latest else None,
-                "examples": int(len(examples)), "patients": int(examples["subject_id"].nunique())}
-    return TrainingSet(examples=examples[columns], features=features, records=records,
-                       quarantine=validation.quarantine(), snapshot=snapshot)
+    return _ShardPart(examples=examples, features=features, records=records,
+                      validation=Validation.counted([validation]),
+                      rows={t: int(len(f)) for t, f in extraction.frames.items()},
+                      latest_arrival=max(latest) if latest else None)
 
 
 def targets(spec: ModelSpec, examples: pd.DataFrame) -> np.ndarray:
@@ -67,7 +101,16 @@ def targets(spec: ModelSpec, examples: pd.DataFrame) -> np.ndarray:
     return examples["label"].to_numpy().astype(int)
 
 
-def labelled_examples(cohort: pd.DataFrame, wh: Warehouse, spec: ModelSpec, as_of: datetime) -> pd.DataFrame:
+def read_outcomes(wh: Warehouse, spec: ModelSpec, as_of: datetime) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The spec's outcome labels known by ``as_of``, and its cohort query's enrolment (None: every stay)."""
+    contract = ("survival_labels" if spec.task == "survival"
+                else "event_labels" if spec.label_kind == "event_within" else "labels")
+    labels = read_labels(wh, spec.label_query, as_of, contract).drop(columns=["subject_id"])
+    return labels, read_enrolment(wh, spec.cohort_query, as_of)
+
+
+def labelled_examples(cohort: pd.DataFrame, spec: ModelSpec, labels: pd.DataFrame,
+                      enrolled: pd.DataFrame | None) -> pd.DataFrame:
     """The spec's training examples: (stay, prediction time, label) for adult stays whose outcome
     was known by ``as_of`` and that were still in the ICU, outcome unknown, at prediction time.
 
@@ -75,11 +118,7 @@ def labelled_examples(cohort: pd.DataFrame, wh: Warehouse, spec: ModelSpec, as_o
     of the stay (as the nightly run scores), up to the event; an ``event_within`` label is 1 when
     the event follows within the horizon.
     """
-    contract = ("survival_labels" if spec.task == "survival"
-                else "event_labels" if spec.label_kind == "event_within" else "labels")
-    labels = read_labels(wh, spec.label_query, as_of, contract).drop(columns=["subject_id"])
     examples = cohort.merge(labels, on="stay_id")
-    enrolled = read_enrolment(wh, spec.cohort_query, as_of)
     if enrolled is not None:
         examples = examples.merge(enrolled, on="stay_id")
     examples = examples[(examples["age"] >= spec.min_age) & examples["discharge_time"].notna()]

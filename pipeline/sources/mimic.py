@@ -88,17 +88,26 @@ class SubjectShard:
 ALL_SUBJECTS = SubjectShard()
 
 
-def subject_shards(wh: Warehouse, until: datetime, subjects_per_shard: int | None) -> list[SubjectShard]:
-    """Consecutive shards of about ``subjects_per_shard`` of the subjects with an ICU stay by
-    ``until`` (one shard of everything when None or when they fit in one)."""
-    if not subjects_per_shard:
+def subject_shards(wh: Warehouse, until: datetime, rows_per_shard: int | None,
+                   since: datetime | None = None) -> list[SubjectShard]:
+    """Consecutive shards of subjects holding about ``rows_per_shard`` event rows each that
+    arrived in ``(since, until]`` (one shard of everything when None or when they fit in one).
+
+    Sized by rows, not patients, because memory follows the rows a shard reads: a patient's
+    rows are never split, so one with more rows than that is a shard alone.
+    """
+    if not rows_per_shard:
         return [ALL_SUBJECTS]
-    if subjects_per_shard < 1:
-        raise ValueError(f"a shard needs at least one subject, not {subjects_per_shard}")
-    raw = wh.read(wh.sql("extract/cohort_subjects"), {"until": until})["subject_id"]
-    subjects = np.unique(pd.to_numeric(raw, errors="coerce").dropna().astype("int64").to_numpy())
-    bounds = [int(b) for b in subjects[subjects_per_shard::subjects_per_shard]]
-    edges = [None, *bounds, None]
+    if rows_per_shard < 1:
+        raise ValueError(f"a shard needs room for at least one row, not {rows_per_shard}")
+    counted = wh.read(wh.sql("extract/subject_rows"), {"since": since or EPOCH, "until": until})
+    subjects = pd.to_numeric(counted["subject_id"], errors="coerce")   # one that is no number: the last shard
+    usable = subjects.notna() & np.isfinite(subjects) & (subjects == subjects.round()) & (subjects.abs() < 2.0 ** 62)
+    counted = counted.assign(subject_id=subjects)[usable].sort_values("subject_id")
+    rows = counted["n_rows"].to_numpy(np.int64)
+    shard_of = (np.cumsum(rows) - rows) // rows_per_shard   # the shard each subject's first row falls in
+    bounds = counted["subject_id"].to_numpy(np.int64)[np.flatnonzero(np.diff(shard_of)) + 1]
+    edges = [None, *(int(b) for b in bounds), None]
     return [SubjectShard(first, end, i) for i, (first, end) in enumerate(zip(edges[:-1], edges[1:]))]
 
 

@@ -40,10 +40,11 @@ class TableResult:
     duplicates: pd.DataFrame
     dq: pd.DataFrame
     rows_quarantined: int = 0  # rows, not ids: two rows sharing one bad id are two rows lost to use
+    rows_valid: int | None = None  # when ``valid`` is not kept (a sum over shards): how many rows it held
 
     @property
     def rows_checked(self) -> int:
-        return len(self.valid) + self.rows_quarantined
+        return (len(self.valid) if self.rows_valid is None else self.rows_valid) + self.rows_quarantined
 
     @property
     def failure_rate(self) -> float:
@@ -62,6 +63,21 @@ class Validation:
 
     def dq(self) -> pd.DataFrame:
         return pd.concat([t.dq for t in self.tables.values()], ignore_index=True)
+
+    @staticmethod
+    def counted(shards: list[Validation]) -> Validation:
+        """What the thresholds judge, summed over shards: the rows each table checked and
+        quarantined, and the quarantine itself; the valid rows themselves are not kept."""
+        tables = {}
+        for table in dict.fromkeys(t for shard in shards for t in shard.tables):
+            results = [shard.tables[table] for shard in shards if table in shard.tables]
+            tables[table] = TableResult(
+                table=table, valid=results[0].valid.iloc[:0],
+                quarantine=pd.concat([r.quarantine for r in results], ignore_index=True),
+                duplicates=pd.concat([r.duplicates for r in results], ignore_index=True),
+                dq=pd.DataFrame(), rows_quarantined=sum(r.rows_quarantined for r in results),
+                rows_valid=sum(r.rows_checked - r.rows_quarantined for r in results))
+        return Validation(tables)
 
 
 def gx_context():
