@@ -4,6 +4,7 @@ the night when a table's failure rate passes its limit."""
 
 from __future__ import annotations
 
+import gc
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -171,6 +172,10 @@ def validate(frames: dict[str, pd.DataFrame], until: datetime, quarantined: pd.D
     for table in RECORD_TABLES:
         outcome.tables[table] = validate_table(table, frames[table], suites.record_checks(table, stays),
                                                context)
+    # The context's batches hold each validated frame in reference cycles: free them now, not at
+    # some later collection, or a loop over shards carries one shard's frames into the next.
+    del context
+    gc.collect()
     if quarantined is not None:
         for table, rows in quarantined.groupby("source_table"):
             result = outcome.tables[table]
