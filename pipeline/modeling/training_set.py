@@ -31,10 +31,11 @@ class TrainingSet:
 def training_set(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: datetime) -> TrainingSet:
     """Labelled examples (see :func:`labelled_examples`) and their features, from data known by ``as_of``.
 
-    History is read in the shards of subjects a night uses (about ``VIGIL_SHARD_ROWS`` event rows
-    each): each shard is extracted, validated and windowed on its own and keeps only its
-    examples' features and records, so memory follows the shard, not the history. Outcomes are
-    read once; the failure-rate thresholds judge the sums over all shards.
+    History is read in shards of subjects (about ``VIGIL_SHARD_ROWS`` event rows each): each
+    shard is extracted, validated and windowed on its own and keeps only its examples' features
+    and records, so memory follows the shard, not the history. Outcomes are read once; the
+    failure-rate thresholds judge the sums over all shards. Records come in (stay, time, id)
+    order, whatever the shards and the warehouse's physical row order.
     """
     labels, enrolled = read_outcomes(wh, spec, as_of)
     parts = [_shard_part(wh, spec, as_of, shard, labels, enrolled)
@@ -50,7 +51,8 @@ def training_set(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: date
         raise ValueError(f"{spec.name}: label query {spec.label_query} returned label(s) {bad}, outside the "
                          f"{len(spec.classes)} classes of label.classes")
     features = examples[KEY].merge(pd.concat([part.features for part in parts], ignore_index=True), on=KEY, how="left")
-    records = {m: pd.concat([part.records[m] for part in parts], ignore_index=True) for m in parts[0].records}
+    records = {m: _in_stay_order(pd.concat([part.records[m] for part in parts], ignore_index=True))
+               for m in parts[0].records}
     columns = ["stay_id", "subject_id", "prediction_time", "label"] + (["days"] if spec.task == "survival" else [])
     latest = [part.latest_arrival for part in parts if part.latest_arrival is not None]
     rows = {table: sum(part.rows[table] for part in parts) for table in parts[0].rows}
@@ -58,6 +60,11 @@ def training_set(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: date
                 "examples": int(len(examples)), "patients": int(examples["subject_id"].nunique())}
     return TrainingSet(examples=examples[columns], features=features, records=records,
                        quarantine=counted.quarantine(), snapshot=snapshot)
+
+
+def _in_stay_order(records: pd.DataFrame) -> pd.DataFrame:
+    key = "source_row_id" if "source_row_id" in records else "record_id"
+    return records.sort_values(["stay_id", "time", key], kind="stable", ignore_index=True)
 
 
 @dataclass

@@ -71,7 +71,8 @@ class SubjectShard:
     """The subjects ``[first, end)`` one extraction reads (an open end when None).
 
     A patient's stays and rows are always in one shard, so placing rows in stays, numbering
-    exact repeats and finding duplicates never look across shards. The first shard starts and
+    exact repeats and finding a patient's duplicate rows never look across shards. (An id that
+    a feed reused for two patients is found only when both are in one shard.) The first shard starts and
     the last ends open, so every row is in exactly one shard, even one whose subject id is
     not a number (SQLite sorts text after every number): it is read and quarantined there.
     """
@@ -93,8 +94,9 @@ def subject_shards(wh: Warehouse, until: datetime, rows_per_shard: int | None,
     """Consecutive shards of subjects holding about ``rows_per_shard`` event rows each that
     arrived in ``(since, until]`` (one shard of everything when None or when they fit in one).
 
-    Sized by rows, not patients, because memory follows the rows a shard reads: a patient's
-    rows are never split, so one with more rows than that is a shard alone.
+    Sized by rows, not patients, because memory follows the rows a shard reads. A patient's
+    rows are never split: a shard holds at most ``rows_per_shard`` rows unless one patient alone
+    has more.
     """
     if not rows_per_shard:
         return [ALL_SUBJECTS]
@@ -104,10 +106,13 @@ def subject_shards(wh: Warehouse, until: datetime, rows_per_shard: int | None,
     subjects = pd.to_numeric(counted["subject_id"], errors="coerce")   # one that is no number: the last shard
     usable = subjects.notna() & np.isfinite(subjects) & (subjects == subjects.round()) & (subjects.abs() < 2.0 ** 62)
     counted = counted.assign(subject_id=subjects)[usable].sort_values("subject_id")
-    rows = counted["n_rows"].to_numpy(np.int64)
-    shard_of = (np.cumsum(rows) - rows) // rows_per_shard   # the shard each subject's first row falls in
-    bounds = counted["subject_id"].to_numpy(np.int64)[np.flatnonzero(np.diff(shard_of)) + 1]
-    edges = [None, *(int(b) for b in bounds), None]
+    bounds, filled = [], 0
+    for subject, rows in zip(counted["subject_id"].astype("int64").tolist(), counted["n_rows"].astype("int64").tolist()):
+        if filled and filled + rows > rows_per_shard:   # this subject would overfill the shard: the next one
+            bounds.append(subject)
+            filled = 0
+        filled += rows
+    edges = [None, *bounds, None]
     return [SubjectShard(first, end, i) for i, (first, end) in enumerate(zip(edges[:-1], edges[1:]))]
 
 
@@ -300,9 +305,15 @@ def _compact_times(seconds: np.ndarray) -> pa.Array:
     clock = (seconds - days.astype("datetime64[s]")).view(np.int64)
     hms = clock // 3600 * 10000 + clock // 60 % 60 * 100 + clock % 60
     missing = np.isnat(seconds)
+    if (bc := ~missing & (years.view(np.int64) < -1970)).any():   # before year 0: pandas formats the sign
+        formatted = pd.Series(seconds).dt.strftime("%Y%m%dT%H%M%S").to_numpy(dtype=object)
+        missing = missing | bc
     text = pc.binary_join_element_wise(pc.utf8_lpad(pa.array(date, mask=missing).cast(pa.string()), 8, "0"),
                                        pc.utf8_lpad(pa.array(hms).cast(pa.string()), 6, "0"), "T")
-    return pc.fill_null(text, "NaT")
+    text = pc.fill_null(text, "NaT")
+    if bc.any():
+        text = pa.array(np.where(bc, formatted, text.to_numpy(zero_copy_only=False)), type=pa.string())
+    return text
 
 
 def _notes(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime, screened: _Screened,

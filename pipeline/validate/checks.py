@@ -68,12 +68,13 @@ class Validation:
     @staticmethod
     def counted(shards: list[Validation]) -> Validation:
         """What the thresholds judge, summed over shards: the rows each table checked and
-        quarantined, and the quarantine itself; the valid rows themselves are not kept."""
+        quarantined, and the quarantine itself; the valid rows themselves are not kept (not
+        even under an empty slice, which would hold their memory)."""
         tables = {}
         for table in dict.fromkeys(t for shard in shards for t in shard.tables):
             results = [shard.tables[table] for shard in shards if table in shard.tables]
             tables[table] = TableResult(
-                table=table, valid=results[0].valid.iloc[:0],
+                table=table, valid=pd.DataFrame({c: pd.Series(dtype=t) for c, t in results[0].valid.dtypes.items()}),
                 quarantine=pd.concat([r.quarantine for r in results], ignore_index=True),
                 duplicates=pd.concat([r.duplicates for r in results], ignore_index=True),
                 dq=pd.DataFrame(), rows_quarantined=sum(r.rows_quarantined for r in results),
@@ -172,9 +173,13 @@ def validate(frames: dict[str, pd.DataFrame], until: datetime, quarantined: pd.D
     for table in RECORD_TABLES:
         outcome.tables[table] = validate_table(table, frames[table], suites.record_checks(table, stays),
                                                context)
-    # The context's batches hold each validated frame in reference cycles: free them now, not at
-    # some later collection, or a loop over shards carries one shard's frames into the next.
+    # The context's batches hold each validated frame, in reference cycles and in the module
+    # global where get_context keeps the last context: free them now, or a loop over shards
+    # carries one shard's frames into the next.
+    from great_expectations.data_context import set_context
+
     del context
+    set_context(None)
     gc.collect()
     if quarantined is not None:
         for table, rows in quarantined.groupby("source_table"):

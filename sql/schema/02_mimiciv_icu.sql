@@ -42,6 +42,8 @@ CREATE INDEX IF NOT EXISTS icustays_stay_idx ON mimiciv_icu.icustays (stay_id);
 CREATE INDEX IF NOT EXISTS icustays_subject_idx ON mimiciv_icu.icustays (subject_id);
 CREATE INDEX IF NOT EXISTS chartevents_storetime_idx ON mimiciv_icu.chartevents (storetime);
 CREATE INDEX IF NOT EXISTS chartevents_stay_idx ON mimiciv_icu.chartevents (stay_id);
+-- subject_id: extraction reads shards of subjects (pipeline/sources/mimic.py: subject_shards)
+CREATE INDEX IF NOT EXISTS chartevents_subject_idx ON mimiciv_icu.chartevents (subject_id);
 
 -- Output events (urine and drain volumes), as in mimic-code. Charted like chartevents: one
 -- volume per row at charttime, validated at storetime.
@@ -59,6 +61,7 @@ CREATE TABLE IF NOT EXISTS mimiciv_icu.outputevents (
 
 CREATE INDEX IF NOT EXISTS outputevents_storetime_idx ON mimiciv_icu.outputevents (storetime);
 CREATE INDEX IF NOT EXISTS outputevents_stay_idx ON mimiciv_icu.outputevents (stay_id);
+CREATE INDEX IF NOT EXISTS outputevents_subject_idx ON mimiciv_icu.outputevents (subject_id);
 
 -- Infusions and boluses (vasopressor rates for Sepsis-3's cardiovascular SOFA), as in mimic-code.
 CREATE TABLE IF NOT EXISTS mimiciv_icu.inputevents (
