@@ -1,14 +1,12 @@
 """
 ### Vigil — nightly cohort risk scoring
 
-Night D scores every ICU patient at midnight UTC after D with each promoted model whose cohort
-enrols them, and publishes the risk table in one transaction: `extract` (incremental) → `validate`
-(great-expectations; quarantine with reasons) → `features` and one embedding task per modality
-(**gpu** queue and pool, CPU fallback; a failing modality does not stop the others) → `models` →
-`score` (mapped: one task per promoted model) → `publish` → `report`. Stages exchange Parquet files
-in `$VIGIL_HOME/runs/<D>/<run>/`; a re-run replaces the night's rows. `begin` and `report` are the
-run's setup and teardown: clearing any task re-runs the report after it, and the run's state is that
-of its work (a failed `publish` fails the run). Logic: `pipeline/stages/`, one module per stage.
+Night D scores every ICU patient at midnight UTC after D with each promoted model enrolling them:
+`extract` → `validate` (great-expectations; quarantine with reasons) → `shards` (active stays in
+`VIGIL_SHARDS` ranges) → `features` and an embedding task per modality (**gpu** queue and pool),
+mapped over the shards → `score` (per model and shard) → `publish` (all shards in one transaction)
+→ `report`. A failed shard retries alone; a re-run replaces the night's rows. `begin`/`report` are
+setup/teardown: a cleared task re-runs the report. Logic: `pipeline/stages/`, one module per stage.
 """
 
 from __future__ import annotations
@@ -23,8 +21,7 @@ def _wiring() -> dict:
     return nightly()
 
 
-def _run() -> dict:
-    """The night this DAG run scores, and its id: its tasks share a run folder no other run touches."""
+def _run() -> dict:  # the night this run scores, and its id: its tasks share a run folder
     from pipeline.stages.context import night_for_run
     context = get_current_context()
     return {"night": night_for_run(context.get("logical_date"), context["dag_run"].run_after).isoformat(),
@@ -41,8 +38,7 @@ def _run() -> dict:
 )
 def vigil_nightly():
     @setup
-    def begin() -> str:
-        """The run's setup: the night it scores."""
+    def begin() -> str:  # the run's setup: the night it scores
         return _run()["night"]
 
     @task
@@ -58,28 +54,32 @@ def vigil_nightly():
         return validate_stage(**_run())
 
     @task
-    def features() -> dict:
-        """Windowed lab/vital aggregates and static fields for every active stay."""
-        from pipeline.stages.features import features_stage
-        return features_stage(**_run())
-
-    @task(queue="gpu", pool="gpu")
-    def embed(modality: str) -> dict:
-        """One modality's embeddings (cached by content hash and encoder version), pooled per stay."""
-        from pipeline.stages.embed import embed_stage
-        return embed_stage(modality=modality, **_run())
+    def shards() -> list[int]:  # the night's shards of active stays: features, embed, score map over them
+        from pipeline.stages.context import night_shards
+        return night_shards(**_run())
 
     @task
-    def models() -> list[str]:
-        """The night's promoted models: a score task is mapped over each."""
+    def features(shard: int) -> dict:
+        """Windowed lab/vital aggregates and static fields for every active stay of a shard."""
+        from pipeline.stages.features import features_stage
+        return features_stage(shard=shard, **_run())
+
+    @task(queue="gpu", pool="gpu")
+    def embed(modality: str, shard: int) -> dict:
+        """One modality's embeddings of a shard's stays (cached by content hash and encoder version)."""
+        from pipeline.stages.embed import embed_stage
+        return embed_stage(modality=modality, shard=shard, **_run())
+
+    @task
+    def models() -> list[str]:  # the night's promoted models: score maps over them
         from pipeline.stages.score import night_models
         return night_models(**_run())
 
     @task
-    def score(model: str) -> dict:
-        """One model's cohort of active stays through its promoted version: probability, band, factors."""
+    def score(model: str, shard: int) -> dict:
+        """A shard's stays in one model's cohort, scored: probability, band, factors."""
         from pipeline.stages.score import score_stage
-        return score_stage(model=model, **_run())
+        return score_stage(model=model, shard=shard, **_run())
 
     @task
     def publish() -> dict:
@@ -89,8 +89,7 @@ def vigil_nightly():
 
     @task
     def report() -> dict:
-        """Accounting, quarantine reasons, score distribution; drift and performance; alerts (skipped
-        when no run has published the night)."""
+        """Accounting, quarantine, scores, drift, performance, alerts (skipped if nothing was published)."""
         from pipeline.stages.report import NightNotPublished, report_stage
         try:
             return report_stage(**_run())
@@ -99,11 +98,12 @@ def vigil_nightly():
 
     begun = begin()
     validated = begun >> extract() >> validate()
-    scored = score.expand(model=validated >> models())
-    validated >> features() >> scored
+    cut = validated >> shards()
+    scored = score.expand(model=validated >> models(), shard=cut)  # every (model, shard) pair
+    features.expand(shard=cut) >> scored
     from pipeline.modality import Modality  # no dependencies: an embedding task per record modality
     for modality in (m.value for m in Modality):
-        validated >> embed.override(task_id=f"embed_{modality}")(modality) >> scored
+        embed.override(task_id=f"embed_{modality}").partial(modality=modality).expand(shard=cut) >> scored
     scored >> publish() >> report().as_teardown(setups=begun)
 
 

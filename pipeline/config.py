@@ -65,6 +65,8 @@ class Settings:
     max_open_stay_days: int = 365      # an ICU stay still open after this long is quarantined
     failure_rate_min_rows: int = 10    # the failure-rate brake needs at least this many quarantined rows
     shard_rows: int = 2_000_000        # event rows per extraction shard where history is read whole (check-data)
+    night_shards: int = 1              # a night's active stays in this many shards (mapped tasks) ...
+    shard_stays: int = 0               # ... or in shards of this many stays (0: use night_shards)
 
     @property
     def runs_dir(self) -> Path:
@@ -175,6 +177,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         max_open_stay_days=int(env.get("VIGIL_MAX_OPEN_STAY_DAYS", "365")),
         failure_rate_min_rows=int(env.get("VIGIL_FAILURE_RATE_MIN_ROWS", "10")),
         shard_rows=int(env.get("VIGIL_SHARD_ROWS", "2000000")),
+        night_shards=int(env.get("VIGIL_SHARDS", "1")),
+        shard_stays=int(env.get("VIGIL_SHARD_STAYS", "0")),
     )
 
 

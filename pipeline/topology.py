@@ -33,6 +33,21 @@ from pipeline.config import GPU_QUEUE, Settings, load_settings
 
 WORKER_NAME_VARIABLE = "VIGIL_WORKER_NAME"
 QUEUES = {"default": 2, GPU_QUEUE: 2}  # queue -> Celery worker concurrency (gpu: an embedding beside a training task)
+
+
+def workers(default_workers: int = 1) -> dict[str, tuple[str, int]]:
+    """Celery workers by name: their queue and concurrency. Several default-queue workers (as
+    several machines would run) split the default queue's concurrency, at least one slot each,
+    so a night's shard tasks spread over them.
+
+    >>> workers(2)
+    {'default-1': ('default', 1), 'default-2': ('default', 1), 'gpu': ('gpu', 2)}
+    """
+    if default_workers < 1:
+        raise ValueError(f"at least one default-queue worker is needed, not {default_workers}")
+    found = {"default": ("default", QUEUES["default"])} if default_workers == 1 else {
+        f"default-{i}": ("default", max(1, QUEUES["default"] // default_workers)) for i in range(1, default_workers + 1)}
+    return {**found, GPU_QUEUE: (GPU_QUEUE, QUEUES[GPU_QUEUE])}
 USER = "vigil"
 
 
@@ -101,7 +116,8 @@ def _airflow() -> str:
     return str(Path(sys.executable).parent / "airflow")
 
 
-def start(settings: Settings, folder: Path, *, metadata_url: str, broker_url: str) -> Topology:
+def start(settings: Settings, folder: Path, *, metadata_url: str, broker_url: str,
+          default_workers: int = 1) -> Topology:
     port = free_port()
     password = secrets.token_urlsafe(16)
     env = topology_env(settings, folder, metadata_url=metadata_url, broker_url=broker_url, port=port,
@@ -113,9 +129,9 @@ def start(settings: Settings, folder: Path, *, metadata_url: str, broker_url: st
         "scheduler": ["scheduler"],
         "dag-processor": ["dag-processor"],
     }
-    for queue, concurrency in QUEUES.items():
-        commands[f"worker-{queue}"] = ["celery", "worker", "--queues", queue, "--concurrency", str(concurrency),
-                                       "--celery-hostname", f"vigil-{queue}@%h"]
+    for name, (queue, concurrency) in workers(default_workers).items():
+        commands[f"worker-{name}"] = ["celery", "worker", "--queues", queue, "--concurrency", str(concurrency),
+                                      "--celery-hostname", f"vigil-{name}@%h"]
     try:
         for name, arguments in commands.items():
             own = dict(env)
@@ -341,15 +357,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1200, help="seconds to wait for the run")
     parser.add_argument("--operations", action="store_true",
                         help="then clear publish, score, report and the whole run, and fail publish once")
+    parser.add_argument("--default-workers", type=int, default=1,
+                        help="Celery workers on the default queue (with VIGIL_SHARDS > 1 they share a night's shards)")
     parser.add_argument("--beside-training", action="store_true",
                         help="start the training DAG first and run the night while it trains (queue waits)")
     args = parser.parse_args(argv)
     settings = load_settings()
     folder = settings.home / "topology"
     metadata_url = ensure_database(args.postgres, args.metadata_db)
-    print(f"starting: api-server, scheduler, dag-processor, Celery workers for {', '.join(QUEUES)} "
-          f"(logs in {folder})", flush=True)
-    topology = start(settings, folder, metadata_url=metadata_url, broker_url=args.broker)
+    print(f"starting: api-server, scheduler, dag-processor, Celery workers "
+          f"{', '.join(workers(args.default_workers))} (logs in {folder})", flush=True)
+    topology = start(settings, folder, metadata_url=metadata_url, broker_url=args.broker,
+                     default_workers=args.default_workers)
     steps = []
     try:
         print(f"pids: {json.dumps({n: p.pid for n, p in topology.processes.items()})}", flush=True)

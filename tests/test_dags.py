@@ -29,14 +29,16 @@ def test_dags_parse_without_errors(dagbag):
 def test_nightly_dag_is_the_flow_diagram(dagbag):
     dag = dagbag.dags["vigil_nightly"]  # get_dag would query the metadata DB
     embeds = ["embed_notes", "embed_ecg", "embed_images"]
-    assert sorted(dag.task_ids) == sorted(["begin", "extract", "validate", "features", *embeds, "models", "score",
-                                           "publish", "report"])
+    assert sorted(dag.task_ids) == sorted(["begin", "extract", "validate", "shards", "features", *embeds, "models",
+                                           "score", "publish", "report"])
     assert dag.get_task("extract").upstream_task_ids == {"begin"}
     assert dag.get_task("validate").upstream_task_ids == {"extract"}
-    for task_id in ["features", *embeds, "models"]:  # side by side, each on its own
-        assert dag.get_task(task_id).upstream_task_ids == {"validate"}
-    assert dag.get_task("score").upstream_task_ids == {"features", *embeds, "models"}
-    assert type(dag.get_task("score")).__name__.endswith("MappedOperator")  # one score task per promoted model
+    assert dag.get_task("shards").upstream_task_ids == dag.get_task("models").upstream_task_ids == {"validate"}
+    for task_id in ["features", *embeds]:  # side by side, each on its own, one task per shard
+        assert dag.get_task(task_id).upstream_task_ids == {"shards"}
+        assert type(dag.get_task(task_id)).__name__.endswith("MappedOperator")
+    assert dag.get_task("score").upstream_task_ids == {"features", *embeds, "models", "shards"}
+    assert type(dag.get_task("score")).__name__.endswith("MappedOperator")  # one score task per model and shard
     assert dag.get_task("publish").upstream_task_ids == {"score"}
     # the run's setup and teardown: a clear of any task re-runs the report after it, and a failed
     # publish (then a leaf: teardowns do not count) fails the run

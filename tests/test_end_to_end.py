@@ -122,7 +122,7 @@ def test_training_path_and_nightly_path_give_identical_features(trained):
     night = E2E_NIGHTS[1]
     summary = trained["runs"][night]["features"]["icu_mortality"]
     assert summary["recomputed"] + summary["carried_forward"] == trained["runs"][night]["features"]["active_stays"]
-    nightly = pd.read_parquet(run_folder(night, settings) / "features" / "icu_mortality.parquet")
+    nightly = pd.read_parquet(run_folder(night, settings) / "features" / "icu_mortality.shard-0.parquet")
     spec = load_spec(settings.models_dir / "icu_mortality.yaml")
     as_of = datetime.combine(night + timedelta(days=1), datetime.min.time())
     outcome = validate(extract(wh, until=as_of).frames, as_of)
@@ -161,8 +161,8 @@ def test_each_night_measures_ecg_intervals_where_the_cart_did_not(trained):
 
     settings = trained["settings"]
     for night in E2E_NIGHTS:
-        intervals = pd.read_parquet(run_folder(night, settings) / "embed" / "ecg_intervals.parquet")
-        records = pd.read_parquet(run_folder(night, settings) / "embed" / "records_ecgs.parquet")
+        intervals = pd.read_parquet(run_folder(night, settings) / "embed" / "ecg_intervals.shard-0.parquet")
+        records = pd.read_parquet(run_folder(night, settings) / "embed" / "records_ecgs.shard-0.parquet")
         assert sorted(intervals["record_id"]) == sorted(records["record_id"]) and len(records) > 0
         assert set(intervals["measured_by"]) <= {"cart", "signal"}
         measured = intervals[intervals["measured_by"] == "signal"]

@@ -170,3 +170,49 @@ def test_extract_run_again_keeps_the_later_stages_files_only_for_the_same_rows(c
     late.write(wh)
     run_night(night, settings, run_id=run_id, stages=("extract",))
     assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["extract"]
+
+
+def test_a_night_in_shards_publishes_what_the_unsharded_night_publishes(cloned):
+    """``VIGIL_SHARDS=3``: features, embeddings and scores are computed per range of stays (as
+    mapped tasks on several workers would) and publish gathers them in one transaction. Both
+    nights, the second incremental, leave the warehouse the unsharded nights left, with the same
+    risk digest. A shard whose scores are missing stops publish before it writes anything; that
+    shard alone run again, the night publishes."""
+    import dataclasses
+
+    from pipeline.stages.context import in_shard, read_shards, run_folder
+    from pipeline.stages.score import score_stage
+    from pipeline.store.run_folder import RunFolder
+
+    wh, settings = cloned["warehouse"], dataclasses.replace(cloned["settings"], night_shards=3)
+    expected = dump(wh)
+    digests = {n: wh.scalar("SELECT risk_rows_sha256 FROM vigil_audit.runs WHERE night = :n", {"n": n})
+               for n in E2E_NIGHTS}
+    for night in E2E_NIGHTS:
+        unpublish(wh, night)
+    results = {night: run_night(night, settings) for night in E2E_NIGHTS}
+    assert dump(wh) == expected
+    for night, result in results.items():
+        assert result["validate"]["shards"] == 3 and result["publish"]["risk_rows_sha256"] == digests[night]
+        ctx = RunFolder(settings, night)
+        active = ctx.read("validate", "active")
+        sizes = [len(ctx.read("features", f"icu_mortality.shard-{k}")) for k in range(3)]
+        assert sum(sizes) == len(active) and min(sizes) >= len(active) // 3  # every stay once, in even ranges
+        risk = read_shards(ctx, "score", "risk.icu_mortality")
+        for k in range(3):  # each shard scored the stays of its range, and only those
+            assert in_shard(ctx, risk, k)["stay_id"].tolist() == \
+                ctx.read("score", f"risk.icu_mortality.shard-{k}")["stay_id"].tolist()
+        counts = result["features"]["icu_mortality"]  # the shards' summaries summed
+        assert counts["recomputed"] + counts["carried_forward"] == result["features"]["active_stays"] == len(active)
+
+    night = E2E_NIGHTS[1]
+    unpublish(wh, night)
+    partial = run_night(night, settings, stages=("extract", "validate", "features", "embed", "score"))
+    lost = run_folder(night, settings, partial["extract"]["run_id"]) / "score" / "risk.icu_mortality.shard-1.parquet"
+    lost.unlink()
+    with pytest.raises(FileNotFoundError, match=r"icu_mortality \(shard 1\)"):
+        run_night(night, settings, run_id=partial["extract"]["run_id"], stages=("publish",))
+    assert set(night_rows(wh, night).values()) == {0}  # nothing of the night was written
+    score_stage(night, settings, model="icu_mortality", run_id=partial["extract"]["run_id"], shard=1)
+    again = run_night(night, settings, run_id=partial["extract"]["run_id"], stages=("publish", "report"))
+    assert again["publish"]["risk_rows_sha256"] == digests[night] and dump(wh) == expected

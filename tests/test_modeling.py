@@ -112,8 +112,9 @@ def test_fusion_uses_a_modality_when_present_and_scores_without_it():
 
 
 def test_early_fusion_explanations_are_shap_values_that_add_up_to_the_logit():
-    """Expected gradients (captum's GradientShap) from the training average: per row, the values
-    sum to the logit's change from that baseline, and the outcome's drivers rank first."""
+    """Integrated gradients (captum) from the training average: per row, the values sum to the
+    logit's change from that baseline, the outcome's drivers rank first, and a row's values do
+    not depend on the rows scored beside it."""
     inputs, y, groups = toy_inputs(800)
     model = EarlyFusionClassifier(modalities=("tabular", "ecg"), epochs=60, patience=10).fit(inputs, y, groups)
     rows = inputs.take(range(60))
@@ -128,8 +129,14 @@ def test_early_fusion_explanations_are_shap_values_that_add_up_to_the_logit():
     assert sum(f in ("lab", "ecg") for f in first) >= 0.8 * len(first), first
     np.random.seed(0)
     before = np.random.get_state()[1].copy()
-    assert model.explain(rows, top_k=3) == model.explain(rows, top_k=3)   # the same draws every time
+    assert model.explain(rows, top_k=3) == model.explain(rows, top_k=3)   # the same values every time
     np.testing.assert_array_equal(np.random.get_state()[1], before)       # and the caller's generator untouched
+    alone = [model.explain(rows.take([i]), top_k=3)[0] for i in (0, 7, 59)]
+    together = model.explain(rows, top_k=3)
+    for row, i in zip(alone, (0, 7, 59)):
+        assert [f["factor"] for f in row] == [f["factor"] for f in together[i]]
+        np.testing.assert_allclose([f["contribution"] for f in row], [f["contribution"] for f in together[i]],
+                                   atol=1e-4)
 
 
 def test_focal_loss_reduces_to_weighted_cross_entropy_without_focusing():

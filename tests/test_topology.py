@@ -1,7 +1,7 @@
 """The docker-compose topology on the real local services: scripts/topology.sh starts the
 Airflow scheduler, DAG processor and API server on the CeleryExecutor (Redis, PostgreSQL
-metadata) with a default-queue and a gpu-queue Celery worker, runs a night through the REST API
-and stops every process it started."""
+metadata) with two default-queue and a gpu-queue Celery worker, runs a night in two shards
+through the REST API and stops every process it started."""
 
 import json
 import os
@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from pipeline.config import PROJECT_ROOT
+from pipeline.nightly import run_night
 from tests.conftest import E2E_NIGHTS, PG_ADMIN_URL
 
 pytestmark = pytest.mark.slow
@@ -19,7 +20,8 @@ pytestmark = pytest.mark.slow
 EMBED_TASKS = {"embed_notes", "embed_ecg", "embed_images"}
 
 
-def test_a_night_runs_on_celery_workers_with_embeddings_on_the_gpu_queue(cloned_postgres, postgres_server):
+def test_a_night_runs_in_shards_on_celery_workers_with_embeddings_on_the_gpu_queue(cloned_postgres,
+                                                                                   postgres_server):
     import redis
 
     settings = cloned_postgres["settings"]
@@ -36,12 +38,12 @@ def test_a_night_runs_on_celery_workers_with_embeddings_on_the_gpu_queue(cloned_
                           "(SELECT content_hash FROM vigil_features.stay_records WHERE ingest_night = :n)"),
                      {"n": E2E_NIGHTS[-1]})
     env = {**os.environ, "VIGIL_HOME": str(settings.home), "VIGIL_WAREHOUSE_URL": settings.warehouse_url,
-           "VIGIL_FILESTORE": str(settings.filestore)}
+           "VIGIL_FILESTORE": str(settings.filestore), "VIGIL_SHARDS": "2"}
     try:
         result = subprocess.run(
             ["bash", str(PROJECT_ROOT / "scripts" / "topology.sh"), "--night", E2E_NIGHTS[-1].isoformat(),
              "--metadata-db", metadata, "--postgres", PG_ADMIN_URL.replace("+psycopg2", ""), "--broker", broker,
-             "--timeout", "900", "--operations"],
+             "--timeout", "900", "--operations", "--default-workers", "2"],
             env=env, capture_output=True, text=True, timeout=1500)
         folder = settings.home / "topology"
         logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(folder.glob("*.log")))
@@ -52,13 +54,20 @@ def test_a_night_runs_on_celery_workers_with_embeddings_on_the_gpu_queue(cloned_
             conn.execute(text(f"DROP DATABASE IF EXISTS {metadata} WITH (FORCE)"))
     assert outcome["state"] == "success", outcome
     tasks = outcome["tasks"]
-    assert EMBED_TASKS <= set(tasks) and all(t["state"] == "success" for t in tasks.values())
+    base = {task_id: task_id.split("[")[0] for task_id in tasks}  # features[1]: shard 1's features task
+    assert {f"{t}[{k}]" for t in ("features", "score", *EMBED_TASKS) for k in (0, 1)} <= set(tasks)
+    assert all(t["state"] == "success" for t in tasks.values())
+    defaults = {"vigil-worker-default-1", "vigil-worker-default-2"}
     for task_id, task in tasks.items():
-        expected = ("gpu", "vigil-worker-gpu") if task_id in EMBED_TASKS else ("default", "vigil-worker-default")
-        assert (task["queue"], task["hostname"]) == expected, (task_id, task)
-    assert {t["pool"] for i, t in tasks.items() if i in EMBED_TASKS} == {"gpu"}
+        if base[task_id] in EMBED_TASKS:
+            assert (task["queue"], task["hostname"], task["pool"]) == ("gpu", "vigil-worker-gpu", "gpu"), task_id
+        else:
+            assert task["queue"] == "default" and task["hostname"] in defaults, (task_id, task)
+    # both default-queue workers took shard tasks of the one night
+    assert {t["hostname"] for i, t in tasks.items() if base[i] in ("features", "score")} == defaults, tasks
     pids = json.loads((folder / "pids.json").read_text())
-    assert set(pids) == {"api-server", "scheduler", "dag-processor", "worker-default", "worker-gpu"}
+    assert set(pids) == {"api-server", "scheduler", "dag-processor", "worker-default-1", "worker-default-2",
+                         "worker-gpu"}
     for name, pid in pids.items():  # every process it started is gone
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
@@ -80,9 +89,12 @@ def test_a_night_runs_on_celery_workers_with_embeddings_on_the_gpu_queue(cloned_
         assert steps[name]["tasks"]["report"]["state"] == "success", name  # the report follows every clear
     cleared = steps["clear extract"]["tasks"]  # the cleared task ran again, with its setup and teardown ...
     assert cleared["extract"]["try_number"] == cleared["begin"]["try_number"] == cleared["report"]["try_number"] == 2
-    assert cleared["publish"]["try_number"] == cleared["features"]["try_number"] == 1  # ... and nothing else
+    assert cleared["publish"]["try_number"] == cleared["features[0]"]["try_number"] == 1  # ... and nothing else
     cleared = steps["clear publish"]["tasks"]  # after extract and embed_ecg alone: the run's files still fit
     assert cleared["publish"]["try_number"] == 2 and cleared["report"]["try_number"] == 4
+    # the night unsharded, in this process, from the embeddings the workers cached (vectors computed
+    # in another process may differ in their last bits): the risk rows the two shards on two workers gave
+    assert run_night(E2E_NIGHTS[-1], settings)["publish"]["risk_rows_sha256"] == digest
     failed = steps["clear publish, audit away"]
     assert failed["state"] == "failed" and failed["tasks"]["publish"]["state"] == "failed", failed
     assert failed["tasks"]["publish"]["try_number"] >= 3  # retried twice before it failed the run

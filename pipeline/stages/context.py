@@ -4,10 +4,14 @@ models it scores."""
 from __future__ import annotations
 
 import atexit
+import json
 import logging
+import math
+from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pipeline.config import Settings, load_settings
@@ -96,3 +100,101 @@ def promoted_models(wh: Warehouse, settings: Settings) -> dict[str, dict]:
 def active_stays(ctx: RunFolder) -> pd.DataFrame:
     """The stays scored tonight: in the ICU at the prediction time, with some data."""
     return ctx.read("validate", "active")
+
+
+SHARD_PLAN = "shards.json"  # in the validate folder: where the night's active stays are cut into shards
+
+
+def shard_count(stays: int, settings: Settings) -> int:
+    """How many shards a night of ``stays`` active stays runs in: ``VIGIL_SHARD_STAYS`` stays each
+    when set, else ``VIGIL_SHARDS``; never more shards than stays, and at least one."""
+    if settings.night_shards < 1 or settings.shard_stays < 0:
+        raise ValueError(f"VIGIL_SHARDS must be at least 1 and VIGIL_SHARD_STAYS at least 0 "
+                         f"(got {settings.night_shards} and {settings.shard_stays})")
+    wanted = math.ceil(stays / settings.shard_stays) if settings.shard_stays else settings.night_shards
+    return max(1, min(wanted, stays))
+
+
+def shard_edges(stay_ids, shards: int) -> list[int]:
+    """The first stay id of every shard but the first: ``shards`` ranges of the sorted stays,
+    as equal in size as they can be. Every stay id, active or not, falls in exactly one range.
+
+    >>> shard_edges([9, 1, 5, 7, 3], 2)
+    [7]
+    """
+    ordered = np.sort(np.asarray(stay_ids, dtype="int64"))
+    return [int(part[0]) for part in np.array_split(ordered, shards)[1:] if len(part)]
+
+
+def shard_of(stay_ids, edges: list[int]) -> np.ndarray:
+    """The shard of each stay id (a row with no stay id goes to the first).
+
+    >>> shard_of(pd.Series([1, 7, 8, None], dtype="Int64"), [7]).tolist()
+    [0, 1, 1, 0]
+    """
+    ids = pd.Series(stay_ids, dtype="Int64").fillna(np.iinfo("int64").min).to_numpy("int64")
+    return np.searchsorted(np.asarray(edges, dtype="int64"), ids, side="right")
+
+
+def write_shard_plan(ctx: RunFolder, active: pd.DataFrame) -> list[int]:
+    edges = shard_edges(active["stay_id"], shard_count(len(active), ctx.settings))
+    ctx.write_json("validate", SHARD_PLAN, {"edges": edges})
+    return list(range(len(edges) + 1))
+
+
+def night_shards(night, settings: Settings | None = None, run_id: str | None = None) -> list[int]:
+    """The night's shards (the DAG maps its features, embed and score tasks over them)."""
+    return shards_of(night_context(night, settings, run_id)[0])
+
+
+def shards_of(ctx: RunFolder) -> list[int]:
+    return list(range(len(_edges(ctx)) + 1))
+
+
+def _edges(ctx: RunFolder) -> list[int]:
+    path = ctx.folder / "validate" / SHARD_PLAN
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run the 'validate' stage of night {ctx.night} first")
+    return json.loads(path.read_text())["edges"]
+
+
+def in_shard(ctx: RunFolder, frame: pd.DataFrame, shard: int) -> pd.DataFrame:
+    """The rows of ``frame`` whose stay falls in ``shard``."""
+    return frame[shard_of(frame["stay_id"], _edges(ctx)) == shard].reset_index(drop=True)
+
+
+def sharded(name: str, shard: int) -> str:
+    """A stage file's name for one shard: ``features/<model>.shard-2.parquet``."""
+    return f"{name}.shard-{shard}"
+
+
+def read_shards(ctx: RunFolder, stage: str, name: str) -> pd.DataFrame:
+    """A stage's file of every shard, concatenated in shard (so stay) order."""
+    return pd.concat([ctx.read(stage, sharded(name, k)) for k in shards_of(ctx)], ignore_index=True)
+
+
+def each_shard(ctx: RunFolder, shard: int | None, work: Callable[[int], dict]) -> dict:
+    """``work`` on one shard (a mapped task), or on each in turn (``vigil run``); the summaries
+    of several shards are summed."""
+    shards = shards_of(ctx)
+    if shard is not None and shard not in shards:
+        raise ValueError(f"night {ctx.night} has shards 0 to {len(shards) - 1}; there is no shard {shard}")
+    return _summed([work(k) for k in ([shard] if shard is not None else shards)])
+
+
+def _summed(summaries: list[dict]) -> dict:
+    """Numbers summed key by key (nested too); anything else is the first shard's.
+
+    >>> _summed([{"a": 1, "m": {"n": 2, "v": "x"}}, {"a": 3, "m": {"n": 1, "v": "x"}}])
+    {'a': 4, 'm': {'n': 3, 'v': 'x'}}
+    """
+    total: dict = {}
+    for summary in summaries:
+        for key, value in summary.items():
+            if key not in total:
+                total[key] = value
+            elif isinstance(value, dict):
+                total[key] = _summed([total[key], value])
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                total[key] += value
+    return total

@@ -19,32 +19,39 @@ from pipeline.modality import Modality
 from pipeline.modeling import registry
 from pipeline.modeling.inputs import presence
 from pipeline.modeling.spec import parse_spec
-from pipeline.stages.context import active_stays, night_context
+from pipeline.stages.context import active_stays, each_shard, in_shard, night_context, sharded
+from pipeline.store.run_folder import RunFolder
 from pipeline.store import features as feature_store
 from pipeline.store.warehouse import Warehouse
 
 
 def embed_stage(night, settings: Settings | None = None, modality: str | None = None,
-                run_id: str | None = None) -> dict:
-    """Embeddings of one modality (the DAG runs a task per modality, on the ``gpu`` queue) or of
-    all. Per model and modality, ``embed/<model>.<modality>.npz`` holds the pooled vector and a
-    presence mask of every active stay; each record table gets its usable records and its
+                run_id: str | None = None, shard: int | None = None) -> dict:
+    """Embeddings of one modality (the DAG runs a task per modality, on the ``gpu`` queue, mapped
+    over the night's shards) or of all, for one shard's stays or all. Per model and modality,
+    ``embed/<model>.<modality>.shard-<k>.npz`` holds the pooled vector and a presence mask of
+    every active stay of the shard; each record table gets the shard's usable records and its
     unreadable ones (with reasons) for publish."""
     if modality is not None and modality not in set(Modality):
         raise ValueError(f"unknown modality {modality!r}; modalities are {', '.join(Modality)}")
     ctx, wh = night_context(night, settings, run_id)
+    modalities = [Modality(modality)] if modality else list(Modality)
+    return each_shard(ctx, shard, lambda k: _shard_embeddings(wh, ctx, k, modalities))
+
+
+def _shard_embeddings(wh: Warehouse, ctx: RunFolder, shard: int, modalities: list[Modality]) -> dict:
     manifest = ctx.manifest()
     device = resolve_device(ctx.settings.device)
     store = FileStore.from_settings(ctx.settings)
     budget = Budget.from_settings(ctx.settings)
-    active = active_stays(ctx)
+    active = in_shard(ctx, active_stays(ctx), shard)
     history = feature_store.stay_records(wh, active["stay_id"].tolist(), ctx.night, ctx.prediction_time)
     bundles = {name: registry.load_bundle(info["artifact_uri"], ctx.settings.home)
                for name, info in manifest["models"].items()}
     summary = {}
-    for current in [Modality(modality)] if modality else Modality:
+    for current in modalities:
         table = current.table
-        tonight, unreadable = hash_records(ctx.read("validate", table), current, store,
+        tonight, unreadable = hash_records(in_shard(ctx, ctx.read("validate", table), shard), current, store,
                                            workers=ctx.settings.decode_workers)
         failures = [unreadable]
         past = history[history["modality"] == current.stored]
@@ -61,19 +68,20 @@ def embed_stage(night, settings: Settings | None = None, modality: str | None = 
                 summary[f"{name}.{m}"] = {"records": len(records), "newly_embedded": embedded.new,
                                           "stays_with_data": int(presence(embedded.mask).sum())}
                 if isinstance(encoder, RadiomicsExtractor):  # e.g. a CT without a tumour mask: this input's
-                    ctx.write("embed", f"unmeasured_{name}.{m}", embedded.failures)   # loss, not a bad record
+                    # loss, not a bad record
+                    ctx.write("embed", sharded(f"unmeasured_{name}.{m}", shard), embedded.failures)
                     summary[f"{name}.{m}"]["not_measured"] = len(embedded.failures)
                 else:
                     failures.append(embedded.failures)
-                ctx.write_arrays("embed", f"{name}.{m}", stay_id=active["stay_id"].to_numpy(),
+                ctx.write_arrays("embed", sharded(f"{name}.{m}", shard), stay_id=active["stay_id"].to_numpy(),
                                  vectors=embedded.vectors, mask=embedded.mask)
         failed = pd.concat(failures, ignore_index=True).drop_duplicates(["source_table", "record_id"])
-        ctx.write("embed", f"failures_{table}", failed)
+        ctx.write("embed", sharded(f"failures_{table}", shard), failed)
         readable = tonight[~tonight["record_id"].isin(failed["record_id"])]
-        ctx.write("embed", f"records_{table}", readable)
+        ctx.write("embed", sharded(f"records_{table}", shard), readable)
         if current is Modality.ECG:
             intervals = ecg_intervals(wh, readable, store, workers=ctx.settings.decode_workers, budget=budget)
-            ctx.write("embed", "ecg_intervals", intervals)
+            ctx.write("embed", sharded("ecg_intervals", shard), intervals)
             summary["ecg_intervals_from_signal"] = int((intervals["measured_by"] == "signal").sum())
         summary[f"unreadable_{table}"] = len(failed)
     return summary

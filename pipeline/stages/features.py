@@ -12,28 +12,34 @@ from pipeline.features.incremental import advance, edge_ranges
 from pipeline.features.windows import EVENT_COLUMNS, KEY, static_features
 from pipeline.modeling.inputs import event_sequences
 from pipeline.modeling.spec import parse_spec
-from pipeline.stages.context import active_stays, night_context
+from pipeline.stages.context import active_stays, each_shard, in_shard, night_context, sharded
 from pipeline.store import runs
 from pipeline.store import features as feature_store
 from pipeline.store.run_folder import RunFolder
 from pipeline.store.warehouse import Warehouse
 
 
-def features_stage(night, settings: Settings | None = None, run_id: str | None = None) -> dict:
-    """Window features for every active stay; incremental when last night was published.
+def features_stage(night, settings: Settings | None = None, run_id: str | None = None,
+                   shard: int | None = None) -> dict:
+    """Window features for every active stay of one shard (the DAG maps a task over the shards)
+    or of all; incremental when last night was published.
 
     With last night's features in the warehouse and tonight's extraction starting at last
     night's prediction time, only stays whose window contents changed are recomputed from their
     stored events; the rest carry forward (``pipeline/features/incremental.py``).
     """
     ctx, wh = night_context(night, settings, run_id)
-    manifest = ctx.manifest()
     cohort = ctx.read("validate", "cohort")
-    active = active_stays(ctx)
-    ctx.write("features", "active", active)
+    return each_shard(ctx, shard, lambda k: _shard_features(wh, ctx, k, cohort))
+
+
+def _shard_features(wh: Warehouse, ctx: RunFolder, shard: int, cohort: pd.DataFrame) -> dict:
+    manifest = ctx.manifest()
+    active = in_shard(ctx, active_stays(ctx), shard)
     t1 = ctx.prediction_time
     t0 = t1 - timedelta(days=1)
     tonight = ctx.read("validate", "events")
+    tonight = tonight[tonight["stay_id"].isin(active["stay_id"])]
     continuous = manifest["since"].get("events") == t0.isoformat(sep=" ")
     summary = {"active_stays": len(active)}
     for name, info in manifest["models"].items():
@@ -44,24 +50,26 @@ def features_stage(night, settings: Settings | None = None, run_id: str | None =
         edges = []
         for low, high in edge_ranges(windows, t0, t1) if previous is not None else []:
             edges += feature_store.stays_with_events_between(wh, active["stay_id"].tolist(), ctx.night, low, high)
+        if previous is not None:
+            previous = previous[previous["stay_id"].isin(active["stay_id"])]
         windowed, counts = advance(previous, active["stay_id"].to_numpy(), tonight["stay_id"].to_numpy(), edges,
                                    lambda stays, since: _stay_events(wh, ctx, stays, since, tonight), windows, t0, t1)
         features = static_features(cohort, active[KEY]).merge(windowed, on=KEY, how="left")
-        ctx.write("features", name, features)
+        ctx.write("features", sharded(name, shard), features)
         summary[name] = counts
-        _write_event_sequences(wh, ctx, name, spec, active, tonight)
+        _write_event_sequences(wh, ctx, name, spec, active, tonight, shard)
     return summary
 
 
 def _write_event_sequences(wh: Warehouse, ctx: RunFolder, name: str, spec, active: pd.DataFrame,
-                           tonight: pd.DataFrame) -> None:
-    """A model's events modalities (windows of its lab/vital codes), where the embed stage's
-    files are: ``embed/<model>.<modality>.npz``, for the score stage."""
+                           tonight: pd.DataFrame, shard: int) -> None:
+    """A model's events modalities (windows of its lab/vital codes) of one shard's stays, where
+    the embed stage's files are: ``embed/<model>.<modality>.shard-<k>.npz``, for the score stage."""
     for m in (m for m in spec.modalities if spec.source(m) == "events"):
         hours = int(spec.sequence.get("window_hours", 6)) * int(spec.sequence["windows"])
         events = _stay_events(wh, ctx, active["stay_id"], ctx.prediction_time - timedelta(hours=hours), tonight)
         values, mask = event_sequences(spec, events, active)
-        ctx.write_arrays("embed", f"{name}.{m}", stay_id=active["stay_id"].to_numpy(), vectors=values, mask=mask)
+        ctx.write_arrays("embed", sharded(f"{name}.{m}", shard), stay_id=active["stay_id"].to_numpy(), vectors=values, mask=mask)
 
 
 def _previous_features(wh: Warehouse, night: date, model: str, version: str, spec) -> pd.DataFrame | None:

@@ -12,29 +12,30 @@ from pipeline.features.windows import KEY
 from pipeline.frames import RECORD_TABLES
 from pipeline.modality import Modality
 from pipeline.publish import NightResults, accounting, publish
-from pipeline.stages.context import TABLES, active_stays, night_context
+from pipeline.stages.context import TABLES, active_stays, night_context, read_shards, sharded, shards_of
 from pipeline.store.run_folder import RunFolder
 from pipeline.validate.checks import RECORD_ID
 
 
 def _risk_rows(ctx: RunFolder, manifest: dict) -> pd.DataFrame:
-    """Every promoted model's scored rows of the night (each model's score task wrote one file)."""
-    missing = [m for m in manifest["models"] if not ctx.has("score", f"risk.{m}.parquet")]
+    """Every promoted model's scored rows of the night (each score task, a model on a shard, wrote one file)."""
+    missing = [f"{m} (shard {k})" for m in manifest["models"] for k in shards_of(ctx)
+               if not ctx.has("score", sharded(f"risk.{m}", k) + ".parquet")]
     if missing:
         raise FileNotFoundError(f"night {ctx.night} has no scores of {', '.join(missing)}: run their score tasks")
-    return pd.concat([ctx.read("score", f"risk.{m}") for m in manifest["models"]], ignore_index=True)
+    return pd.concat([read_shards(ctx, "score", f"risk.{m}") for m in manifest["models"]], ignore_index=True)
 
 
 def publish_stage(night, settings: Settings | None = None, run_id: str | None = None) -> dict:
     ctx, wh = night_context(night, settings, run_id)
     manifest = ctx.manifest()
     risk = _risk_rows(ctx, manifest)
-    unreadable = pd.concat([ctx.read("embed", f"failures_{t}") for t in RECORD_TABLES], ignore_index=True)
+    unreadable = pd.concat([read_shards(ctx, "embed", f"failures_{t}") for t in RECORD_TABLES], ignore_index=True)
     quarantine = pd.concat([ctx.read("validate", "quarantine"), unreadable], ignore_index=True)
     excluded = ctx.read("extract", "excluded")
     events = ctx.read("validate", "events")
     records = pd.concat([
-        ctx.read("embed", f"records_{t}").assign(modality=Modality.of_table(t).stored) for t in RECORD_TABLES
+        read_shards(ctx, "embed", f"records_{t}").assign(modality=Modality.of_table(t).stored) for t in RECORD_TABLES
     ], ignore_index=True)
     for column in ("category", "uri", "text"):
         records[column] = records[column] if column in records else None
@@ -60,7 +61,7 @@ def publish_stage(night, settings: Settings | None = None, run_id: str | None = 
         events=events, records=records, quarantine=quarantine.drop_duplicates(), exclusions=exclusions,
         dq=ctx.read("validate", "dq"), counts=counts,
         stays_active=len(active_stays(ctx)), stays_unscored=len(unscored),
-        enrolled={m: len(ctx.read("score", f"enrolled.{m}")) for m in manifest["models"]},
+        enrolled={m: len(read_shards(ctx, "score", f"enrolled.{m}")) for m in manifest["models"]},
         models={n: i["version"] for n, i in manifest["models"].items()},
     )
     return publish(wh, results)
@@ -86,7 +87,7 @@ def _exclusions(ctx: RunFolder, excluded: pd.DataFrame, unscored: pd.DataFrame) 
 def _long_features(ctx: RunFolder, manifest: dict) -> pd.DataFrame:
     parts = []
     for name in manifest["models"]:
-        wide = ctx.read("features", name)
+        wide = read_shards(ctx, "features", name)
         numeric = [c for c in wide.columns if c not in KEY and pd.api.types.is_numeric_dtype(wide[c])]
         parts.append(wide.melt(id_vars=KEY, value_vars=numeric, var_name="feature", value_name="value").dropna())
     long = pd.concat(parts, ignore_index=True).drop_duplicates(["stay_id", "feature"])

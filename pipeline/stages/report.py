@@ -14,7 +14,7 @@ from pipeline.modeling import registry
 from pipeline.modeling.inputs import tabular_frame
 from pipeline.modeling.spec import parse_spec
 from pipeline.report import night_report
-from pipeline.stages.context import NightNotPublished, night_context
+from pipeline.stages.context import NightNotPublished, night_context, read_shards
 from pipeline.store import audit, runs
 from pipeline.store import risk as risk_table
 
@@ -38,7 +38,7 @@ def report_stage(night, settings: Settings | None = None, run_id: str | None = N
         spec = parse_spec(bundle.spec_raw, name)
         thresholds[name] = spec.operating_threshold
         reference[name] = bundle.training.get("held_out_probabilities", [])
-        features = tabular_frame(spec, ctx.read("features", name))
+        features = tabular_frame(spec, read_shards(ctx, "features", name))
         psis = monitoring.feature_drift(bundle.training.get("feature_reference", {}), features)
         drift.append(pd.DataFrame({"model_name": name, "model_version": bundle.version,
                                    "feature": list(psis), "psi": list(psis.values())}))

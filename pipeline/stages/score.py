@@ -14,7 +14,7 @@ from pipeline.modeling.inputs import build_inputs
 from pipeline.modeling.spec import parse_spec
 from pipeline.score import score_stays
 from pipeline.sources.mimic import read_enrolment
-from pipeline.stages.context import active_stays, night_context
+from pipeline.stages.context import active_stays, each_shard, in_shard, night_context, sharded
 from pipeline.stages.embed import encoder_for
 
 log = logging.getLogger(__name__)
@@ -27,39 +27,44 @@ def night_models(night, settings: Settings | None = None, run_id: str | None = N
 
 
 def score_stage(night, settings: Settings | None = None, model: str | None = None,
-                run_id: str | None = None) -> dict:
+                run_id: str | None = None, shard: int | None = None) -> dict:
     """Score tonight's active stays enrolled in each model's cohort with its promoted version
-    (one model: the DAG maps a task over the promoted models); ``score/risk.<model>`` each."""
+    (one model and one shard: the DAG maps a task over every pair); ``score/risk.<model>.shard-<k>``
+    each."""
     ctx, wh = night_context(night, settings, run_id)
     manifest = ctx.manifest()
     if model is not None and model not in manifest["models"]:
         raise ValueError(f"model {model!r} has no promoted version in night {ctx.night}'s manifest "
                          f"({', '.join(manifest['models'])})")
-    active = active_stays(ctx)
-    summary = {}
-    for name in [model] if model else list(manifest["models"]):
-        bundle = registry.load_bundle(manifest["models"][name]["artifact_uri"], ctx.settings.home)
-        spec = parse_spec(bundle.spec_raw, name)
-        features = ctx.read("features", name)
-        enrolled = read_enrolment(wh, spec.cohort_query, ctx.prediction_time)
-        keep = np.ones(len(active), bool) if enrolled is None else active["stay_id"].isin(
-            enrolled.loc[enrolled["enrolled_time"] <= ctx.prediction_time, "stay_id"]).to_numpy()
-        embedded = {}
-        for modality in (m for m in bundle.inputs if m != "tabular"):
-            if spec.source(modality) == "rendered":  # from tonight's features, so here rather than in embed
-                embedded[modality] = _rendered(wh, ctx, bundle, spec, modality, features, keep)
-                continue
-            arrays = ctx.read_arrays("embed", f"{name}.{modality}",
-                                     f"run the embed stage ({modality}) of night {ctx.night}")
-            if not np.array_equal(arrays["stay_id"], active["stay_id"].to_numpy()):
-                raise RuntimeError(f"{modality} embeddings of night {ctx.night} are stale: re-run the embed stage")
-            embedded[modality] = (arrays["vectors"], arrays["mask"])
-        inputs = build_inputs(spec, features, embedded)
-        rows = score_stays(bundle, spec, inputs.take(np.flatnonzero(keep)), active[keep], ctx.night)
-        ctx.write("score", f"risk.{name}", rows)
-        ctx.write("score", f"enrolled.{name}", active.loc[keep, ["stay_id"]])
-        summary[name] = {"version": bundle.version, "scored": len(rows), "not_in_cohort": int((~keep).sum())}
-    return summary
+    names = [model] if model else list(manifest["models"])
+    return each_shard(ctx, shard, lambda k: {name: _score_shard(wh, ctx, manifest, name, k) for name in names})
+
+
+def _score_shard(wh, ctx, manifest: dict, name: str, shard: int) -> dict:
+    active = in_shard(ctx, active_stays(ctx), shard)
+    bundle = registry.load_bundle(manifest["models"][name]["artifact_uri"], ctx.settings.home)
+    spec = parse_spec(bundle.spec_raw, name)
+    features = ctx.read("features", sharded(name, shard))
+    if not np.array_equal(features["stay_id"].to_numpy(), active["stay_id"].to_numpy()):
+        raise RuntimeError(f"features of night {ctx.night} shard {shard} are stale: re-run the features stage")
+    enrolled = read_enrolment(wh, spec.cohort_query, ctx.prediction_time)
+    keep = np.ones(len(active), bool) if enrolled is None else active["stay_id"].isin(
+        enrolled.loc[enrolled["enrolled_time"] <= ctx.prediction_time, "stay_id"]).to_numpy()
+    embedded = {}
+    for modality in (m for m in bundle.inputs if m != "tabular"):
+        if spec.source(modality) == "rendered":  # from tonight's features, so here rather than in embed
+            embedded[modality] = _rendered(wh, ctx, bundle, spec, modality, features, keep)
+            continue
+        arrays = ctx.read_arrays("embed", sharded(f"{name}.{modality}", shard),
+                                 f"run the embed stage ({modality}) of night {ctx.night}")
+        if not np.array_equal(arrays["stay_id"], active["stay_id"].to_numpy()):
+            raise RuntimeError(f"{modality} embeddings of night {ctx.night} are stale: re-run the embed stage")
+        embedded[modality] = (arrays["vectors"], arrays["mask"])
+    inputs = build_inputs(spec, features, embedded)
+    rows = score_stays(bundle, spec, inputs.take(np.flatnonzero(keep)), active[keep], ctx.night)
+    ctx.write("score", sharded(f"risk.{name}", shard), rows)
+    ctx.write("score", sharded(f"enrolled.{name}", shard), active.loc[keep, ["stay_id"]])
+    return {"version": bundle.version, "scored": len(rows), "not_in_cohort": int((~keep).sum())}
 
 
 def _rendered(wh, ctx, bundle: registry.Bundle, spec, modality: str, features,

@@ -9,7 +9,7 @@ import pandas as pd
 
 from pipeline.config import Settings
 from pipeline.frames import RECORD_TABLES, TIME
-from pipeline.stages.context import TABLES, night_context
+from pipeline.stages.context import TABLES, night_context, write_shard_plan
 from pipeline.store import features as feature_store
 from pipeline.store.run_folder import RunFolder
 from pipeline.store.warehouse import Warehouse
@@ -29,7 +29,9 @@ def validate_stage(night, settings: Settings | None = None, run_id: str | None =
     ctx.write("validate", "quarantine", outcome.quarantine())
     ctx.write("validate", "dq", outcome.dq())
     in_icu, unscored = _scorable(wh, ctx, outcome)
-    ctx.write("validate", "active", in_icu[~in_icu["stay_id"].isin(unscored["stay_id"])])
+    active = in_icu[~in_icu["stay_id"].isin(unscored["stay_id"])]
+    ctx.write("validate", "active", active)
+    shards = write_shard_plan(ctx, active)
     ctx.write("validate", "unscored", unscored)
     ctx.write("validate", "rows_quarantined", pd.DataFrame(
         {"source_table": list(outcome.tables), "rows": [r.rows_quarantined for r in outcome.tables.values()]}))
@@ -37,6 +39,7 @@ def validate_stage(night, settings: Settings | None = None, run_id: str | None =
                    "duplicates": len(r.duplicates), "failure_rate": round(r.failure_rate, 4)}
                for t, r in outcome.tables.items()}
     summary["unscored_stays"] = len(unscored)
+    summary["shards"] = len(shards)
     enforce_thresholds(outcome, ctx.settings.failure_rate_limit, ctx.settings.failure_rate_min_rows)
     return summary
 
