@@ -216,3 +216,10 @@ def test_a_night_in_shards_publishes_what_the_unsharded_night_publishes(cloned):
     score_stage(night, settings, model="icu_mortality", run_id=partial["extract"]["run_id"], shard=1)
     again = run_night(night, settings, run_id=partial["extract"]["run_id"], stages=("publish", "report"))
     assert again["publish"]["risk_rows_sha256"] == digests[night] and dump(wh) == expected
+
+    # the shards cut again (validate re-run with two) while the later stages' files are those of three:
+    # publish refuses them rather than publish a night missing the stays that moved
+    with pytest.raises(RuntimeError, match="another shard"):
+        run_night(night, dataclasses.replace(settings, night_shards=2), run_id=partial["extract"]["run_id"],
+                  stages=("validate", "publish"))
+    assert dump(wh) == expected

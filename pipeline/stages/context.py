@@ -105,14 +105,20 @@ def active_stays(ctx: RunFolder) -> pd.DataFrame:
 SHARD_PLAN = "shards.json"  # in the validate folder: where the night's active stays are cut into shards
 
 
+MAX_SHARDS = 1024  # Airflow's default [core] max_map_length: a mapped task over more would fail
+
+
 def shard_count(stays: int, settings: Settings) -> int:
     """How many shards a night of ``stays`` active stays runs in: ``VIGIL_SHARD_STAYS`` stays each
-    when set, else ``VIGIL_SHARDS``; never more shards than stays, and at least one."""
+    when set, else ``VIGIL_SHARDS``; never more shards than stays or :data:`MAX_SHARDS`, and at
+    least one."""
     if settings.night_shards < 1 or settings.shard_stays < 0:
         raise ValueError(f"VIGIL_SHARDS must be at least 1 and VIGIL_SHARD_STAYS at least 0 "
                          f"(got {settings.night_shards} and {settings.shard_stays})")
     wanted = math.ceil(stays / settings.shard_stays) if settings.shard_stays else settings.night_shards
-    return max(1, min(wanted, stays))
+    if wanted > MAX_SHARDS:
+        log.warning("%d shards wanted for %d stays; a night runs in at most %d", wanted, stays, MAX_SHARDS)
+    return max(1, min(wanted, stays, MAX_SHARDS))
 
 
 def shard_edges(stay_ids, shards: int) -> list[int]:
@@ -169,8 +175,17 @@ def sharded(name: str, shard: int) -> str:
 
 
 def read_shards(ctx: RunFolder, stage: str, name: str) -> pd.DataFrame:
-    """A stage's file of every shard, concatenated in shard (so stay) order."""
-    return pd.concat([ctx.read(stage, sharded(name, k)) for k in shards_of(ctx)], ignore_index=True)
+    """A stage's file of every shard, concatenated in shard (so stay) order; a shard's file that
+    does not hold only its own shard's stays (written under another plan) is refused."""
+    parts = []
+    for k in shards_of(ctx):
+        part = ctx.read(stage, sharded(name, k))
+        if "stay_id" in part and len(in_shard(ctx, part, k)) != len(part):
+            raise RuntimeError(f"{stage}/{sharded(name, k)} of night {ctx.night} holds stays of another shard "
+                               f"(written before the shards were cut again): re-run the '{stage}' stage")
+        parts.append(part)
+    kept = [p for p in parts if len(p)] or parts[:1]   # an empty shard's frame would turn every column to object
+    return pd.concat(kept, ignore_index=True)
 
 
 def each_shard(ctx: RunFolder, shard: int | None, work: Callable[[int], dict]) -> dict:

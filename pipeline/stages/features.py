@@ -38,8 +38,10 @@ def _shard_features(wh: Warehouse, ctx: RunFolder, shard: int, cohort: pd.DataFr
     active = in_shard(ctx, active_stays(ctx), shard)
     t1 = ctx.prediction_time
     t0 = t1 - timedelta(days=1)
+    # the whole night's events: a row re-sent into a stay of another shard still replaces its stored
+    # version in a stay of this one
     tonight = ctx.read("validate", "events")
-    tonight = tonight[tonight["stay_id"].isin(active["stay_id"])]
+    arrived = tonight.loc[tonight["stay_id"].isin(active["stay_id"]), "stay_id"].to_numpy()
     continuous = manifest["since"].get("events") == t0.isoformat(sep=" ")
     summary = {"active_stays": len(active)}
     for name, info in manifest["models"].items():
@@ -52,7 +54,7 @@ def _shard_features(wh: Warehouse, ctx: RunFolder, shard: int, cohort: pd.DataFr
             edges += feature_store.stays_with_events_between(wh, active["stay_id"].tolist(), ctx.night, low, high)
         if previous is not None:
             previous = previous[previous["stay_id"].isin(active["stay_id"])]
-        windowed, counts = advance(previous, active["stay_id"].to_numpy(), tonight["stay_id"].to_numpy(), edges,
+        windowed, counts = advance(previous, active["stay_id"].to_numpy(), arrived, edges,
                                    lambda stays, since: _stay_events(wh, ctx, stays, since, tonight), windows, t0, t1)
         features = static_features(cohort, active[KEY]).merge(windowed, on=KEY, how="left")
         ctx.write("features", sharded(name, shard), features)

@@ -86,8 +86,12 @@ def _exclusions(ctx: RunFolder, excluded: pd.DataFrame, unscored: pd.DataFrame) 
 
 def _long_features(ctx: RunFolder, manifest: dict) -> pd.DataFrame:
     parts = []
+    active = active_stays(ctx)["stay_id"].tolist()
     for name in manifest["models"]:
         wide = read_shards(ctx, "features", name)
+        if wide["stay_id"].tolist() != active:
+            raise RuntimeError(f"the {name} features of night {ctx.night} are not those of its active stays: "
+                               f"re-run the features stage")
         numeric = [c for c in wide.columns if c not in KEY and pd.api.types.is_numeric_dtype(wide[c])]
         parts.append(wide.melt(id_vars=KEY, value_vars=numeric, var_name="feature", value_name="value").dropna())
     long = pd.concat(parts, ignore_index=True).drop_duplicates(["stay_id", "feature"])
