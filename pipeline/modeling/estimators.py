@@ -69,12 +69,15 @@ def _group_value(group: str, raw: pd.DataFrame, row: int):
 
 def _factors(groups: dict[str, list[int]], contributions: np.ndarray, raw: pd.DataFrame,
              top_k: int) -> list[list[dict]]:
-    """Top-|contribution| factors per row; ``contributions`` has one column per group."""
+    """Top-|contribution| factors per row; ``contributions`` has one column per group. Ranked by
+    the contribution as reported (4 decimals), ties in group order: float noise below that (a
+    forest's trees summed by threads in any order) never reorders a row's factors."""
     names = list(groups)
+    reported = np.round(contributions.astype("float64"), 4)
     out = []
     for i in range(contributions.shape[0]):
-        order = np.argsort(-np.abs(contributions[i]), kind="stable")[:top_k]
-        out.append([{"factor": names[j], "contribution": round(float(contributions[i, j]), 4),
+        order = np.argsort(-np.abs(reported[i]), kind="stable")[:top_k]
+        out.append([{"factor": names[j], "contribution": float(reported[i, j]),
                      "value": _group_value(names[j], raw, i)} for j in order])
     return out
 
