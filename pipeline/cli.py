@@ -105,7 +105,7 @@ def cmd_check_data(args, settings: Settings) -> int:
 
     from pipeline.features.windows import build_features
     from pipeline.modeling.spec import load_specs
-    from pipeline.sources.mimic import extract, subject_shards
+    from pipeline.sources.mimic import extract_in_shards
     from pipeline.validate.checks import validate
 
     wh = _warehouse(settings)
@@ -114,10 +114,9 @@ def cmd_check_data(args, settings: Settings) -> int:
     offset = spec.prediction_offset_hours or 24
     counts = {}   # table -> [in, valid, quarantined, excluded]
     reasons, exclusions = [], []
-    stays = filled = cells = columns = 0
-    shards = subject_shards(wh, as_of, settings.shard_rows)
-    for shard in shards:
-        extraction = extract(wh, until=as_of, shard=shard)
+    stays = filled = cells = columns = shards = 0
+    for _, extraction in extract_in_shards(wh, as_of, settings.shard_rows):
+        shards += 1
         outcome = validate(extraction.frames, as_of, extraction.quarantined)
         for table, result in outcome.tables.items():
             row = counts.setdefault(table, [0, 0, 0, 0])
@@ -134,7 +133,7 @@ def cmd_check_data(args, settings: Settings) -> int:
         stays, filled, cells = stays + len(features), filled + int(features.notna().to_numpy().sum()), cells + features.size
         columns = features.shape[1]
         del extraction, outcome
-    sharded = f" ({len(shards)} shards of about {settings.shard_rows:,} event rows)" if len(shards) > 1 else ""
+    sharded = f" ({shards} shards of about {settings.shard_rows:,} event rows)" if shards > 1 else ""
     print(("all data" if as_of == ALL_TIME else f"data known by {as_of:%Y-%m-%d %H:%M}") + sharded)
     print(f"{'table':<8} {'in':>9} {'valid':>9} {'quarantined':>12} {'excluded':>9}")
     for table, (rows_in, valid, quarantined, excluded) in counts.items():

@@ -164,13 +164,16 @@ def _by_id(frame: pd.DataFrame, key: str) -> pd.DataFrame:
     return frame.sort_values([key, *[c for c in frame.columns if c != key]]).reset_index(drop=True)
 
 
-def test_shards_of_subjects_together_extract_exactly_the_unsharded_rows(any_warehouse, tmp_path):
+def test_shards_of_subjects_together_extract_exactly_the_unsharded_rows(any_warehouse, tmp_path, monkeypatch):
     """Every row read once, in exactly one shard: the same canonical rows, exclusions and
-    quarantine as one extraction of everything; a subject id that is not a number (SQLite
-    keeps what a feed writes) lands in the last shard and is quarantined there."""
-    from pipeline.sources.mimic import ALL_SUBJECTS, subject_shards
+    quarantine as one extraction of everything, whether each shard queries its subjects or
+    (PostgreSQL) the event tables are read once and split into shard files, which are gone
+    afterwards; a subject id that is not a number (SQLite keeps what a feed writes) lands in the
+    last shard and is quarantined there."""
+    import tempfile
+
+    from pipeline.sources.mimic import ALL_SUBJECTS, extract_in_shards, subject_shards
     from pipeline.synthetic import cohort as synthetic
-    from pipeline.validate.checks import RECORD_ID
 
     wh = any_warehouse
     synthetic.write(wh, synthetic.generate(45, datetime(2026, 1, 1), 12, seed=5, bad_row_rate=0.02),
@@ -185,7 +188,24 @@ def test_shards_of_subjects_together_extract_exactly_the_unsharded_rows(any_ware
     shards = subject_shards(wh, until, events // 5)
     assert 5 <= len(shards) <= 7 and shards[0].first is None and shards[-1].end is None
     assert subject_shards(wh, until, None) == [ALL_SUBJECTS]
-    parts = [extract(wh, until=until, shard=shard) for shard in shards]
+    spill_root = tmp_path / "spill"
+    spill_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spill_root))
+    queried = [extract(wh, until=until, shard=shard) for shard in shards]
+    spilled = []
+    for shard, extraction in extract_in_shards(wh, until, events // 5):
+        assert wh.is_sqlite or len(list(spill_root.iterdir())) == 1   # the split files, while the shards are read
+        spilled.append(extraction)
+    assert list(spill_root.iterdir()) == [] and len(spilled) == len(shards)
+    for parts in (queried, spilled):
+        _assert_shards_extract_the_whole(parts, whole)
+    if wh.is_sqlite:
+        assert "subject_id is not a whole number" in set(queried[-1].quarantined["reason"])
+
+
+def _assert_shards_extract_the_whole(parts, whole) -> None:
+    from pipeline.validate.checks import RECORD_ID
+
     for table, key in RECORD_ID.items():
         joined = pd.concat([p.frames[table] for p in parts], ignore_index=True)
         pd.testing.assert_frame_equal(_by_id(joined, key), _by_id(whole.frames[table], key), check_dtype=False)
@@ -197,8 +217,6 @@ def test_shards_of_subjects_together_extract_exactly_the_unsharded_rows(any_ware
     assert count(quarantined) == count(whole.quarantined)
     named = lambda q: sorted(q.loc[~q["record_id"].str.contains("row-"), "record_id"])   # noqa: E731
     assert named(quarantined) == named(whole.quarantined)
-    if wh.is_sqlite:
-        assert "subject_id is not a whole number" in set(parts[-1].quarantined["reason"])
 
 
 def test_a_training_set_built_shard_by_shard_equals_one_built_from_everything(any_warehouse, tmp_path, monkeypatch):

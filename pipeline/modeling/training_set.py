@@ -14,7 +14,7 @@ from pipeline.config import Settings
 from pipeline.features.windows import KEY, build_features
 from pipeline.modality import Modality
 from pipeline.modeling.spec import ModelSpec
-from pipeline.sources.mimic import SubjectShard, extract, read_enrolment, read_labels, subject_shards
+from pipeline.sources.mimic import Extraction, extract_in_shards, read_enrolment, read_labels
 from pipeline.store.warehouse import Warehouse
 from pipeline.validate.checks import Validation, enforce_thresholds, validate
 
@@ -38,8 +38,8 @@ def training_set(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: date
     order, whatever the shards and the warehouse's physical row order.
     """
     labels, enrolled = read_outcomes(wh, spec, as_of)
-    parts = [_shard_part(wh, spec, as_of, shard, labels, enrolled)
-             for shard in subject_shards(wh, as_of, settings.shard_rows)]
+    parts = [_shard_part(extraction, spec, as_of, labels, enrolled)
+             for _, extraction in extract_in_shards(wh, as_of, settings.shard_rows)]
     counted = Validation.counted([part.validation for part in parts])
     enforce_thresholds(counted, settings.failure_rate_limit, settings.failure_rate_min_rows)
     examples = pd.concat([part.examples for part in parts], ignore_index=True).sort_values(KEY, ignore_index=True)
@@ -79,9 +79,8 @@ class _ShardPart:
     latest_arrival: pd.Timestamp | None
 
 
-def _shard_part(wh: Warehouse, spec: ModelSpec, as_of: datetime, shard: SubjectShard,
+def _shard_part(extraction: Extraction, spec: ModelSpec, as_of: datetime,
                 labels: pd.DataFrame, enrolled: pd.DataFrame | None) -> _ShardPart:
-    extraction = extract(wh, until=as_of, shard=shard)
     validation = validate(extraction.frames, as_of, extraction.quarantined)
     cohort = validation.valid("cohort")
     examples = labelled_examples(cohort, spec, labels, enrolled)

@@ -9,6 +9,7 @@ so extraction accounting always closes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -19,6 +20,7 @@ import pyarrow.compute as pc
 
 from pipeline.frames import CONTRACTS, RECORD_TABLES, TIME, conform, empty
 from pipeline.sources.screen import RawColumns, screen
+from pipeline.sources.spill import EventSpill, spilled
 from pipeline.store.features import concept_map
 from pipeline.store.warehouse import Warehouse
 
@@ -116,6 +118,34 @@ def subject_shards(wh: Warehouse, until: datetime, rows_per_shard: int | None,
     return [SubjectShard(first, end, i) for i, (first, end) in enumerate(zip(edges[:-1], edges[1:]))]
 
 
+EVENT_QUERIES = ("chartevents", "outputevents", "labevents")
+MAX_SPILL_SHARDS = 512   # one open file per shard while a table is split
+
+
+def _since(since: dict[str, datetime] | None) -> dict[str, datetime]:
+    return {t: (since or {}).get(t) or EPOCH for t in ("events", *RECORD_TABLES)}
+
+
+def extract_in_shards(wh: Warehouse, until: datetime, rows_per_shard: int | None,
+                      since: dict[str, datetime] | None = None) -> Iterator[tuple[SubjectShard, Extraction]]:
+    """Each subject shard's extraction in turn (:func:`subject_shards`, :func:`extract`).
+
+    On PostgreSQL, with more than one shard, the event tables are first read once each, in the
+    order they lie, and split into the shards' files on local disk (``pipeline/sources/spill.py``):
+    one sequential scan instead of an index scan per shard over rows spread across the table.
+    """
+    since = _since(since)
+    shards = subject_shards(wh, until, rows_per_shard, since["events"])
+    if wh.is_sqlite or not 1 < len(shards) <= MAX_SPILL_SHARDS:
+        for shard in shards:
+            yield shard, extract(wh, until, since, shard)
+        return
+    params = {"since": since["events"], "until": until, **ALL_SUBJECTS.params()}
+    with spilled(wh, EVENT_QUERIES, params, [shard.first for shard in shards[1:]]) as spill:
+        for shard in shards:
+            yield shard, extract(wh, until, since, shard, spill)
+
+
 class _Screened:
     """Raw rows of one night's queries, screened: the unreadable ones are set aside with reasons."""
 
@@ -127,14 +157,15 @@ class _Screened:
         """The clean rows of ``raw``; the others are quarantined in canonical ``table`` (a row
         without a usable id is named by its position in the night's read, or its shard's)."""
         bad = reasons.notna()
-        if bad.any():
-            stays = raw["stay_id"] if "stay_id" in raw else pd.Series(pd.NA, index=raw.index)
-            prefix = f"{table}/" if self.shard == ALL_SUBJECTS else f"{table}/shard-{self.shard.index}/"
-            unnamed = pd.Series([f"{prefix}row-{i}" for i in range(len(raw))], index=raw.index, dtype="string")
-            self.parts.append(pd.DataFrame({
-                "source_table": table, "record_id": record_ids.astype("string").fillna(unnamed)[bad],
-                "stay_id": stays[bad].astype("Int64"), "reason": reasons[bad].astype("string"),
-                "check_name": "extract"}, columns=QUARANTINE_COLUMNS))
+        if not bad.any():   # the usual case: no copy of millions of rows
+            return raw.reset_index(drop=True)
+        stays = raw["stay_id"] if "stay_id" in raw else pd.Series(pd.NA, index=raw.index)
+        prefix = f"{table}/" if self.shard == ALL_SUBJECTS else f"{table}/shard-{self.shard.index}/"
+        unnamed = pd.Series([f"{prefix}row-{i}" for i in range(len(raw))], index=raw.index, dtype="string")
+        self.parts.append(pd.DataFrame({
+            "source_table": table, "record_id": record_ids.astype("string").fillna(unnamed)[bad],
+            "stay_id": stays[bad].astype("Int64"), "reason": reasons[bad].astype("string"),
+            "check_name": "extract"}, columns=QUARANTINE_COLUMNS))
         return raw[~bad].reset_index(drop=True)
 
     def frame(self) -> pd.DataFrame:
@@ -142,9 +173,15 @@ class _Screened:
             if self.parts else _no_quarantine()
 
 
-def _read(wh: Warehouse, query: str, params: dict, shard: SubjectShard) -> tuple[pd.DataFrame, pd.Series]:
-    """A source query's rows of the shard's subjects, screened value by value against :data:`RAW_COLUMNS`."""
-    return screen(wh.read_columnar(wh.sql(f"extract/{query}"), {**params, **shard.params()}), RAW_COLUMNS[query])
+def _read(wh: Warehouse, query: str, params: dict, shard: SubjectShard,
+          spill: EventSpill | None = None) -> tuple[pd.DataFrame, pd.Series]:
+    """A source query's rows of the shard's subjects (from the spill when it holds the query),
+    screened value by value against :data:`RAW_COLUMNS`."""
+    if spill is not None and spill.holds(query):
+        rows = spill.frame(query, shard.index)
+    else:
+        rows = wh.read_columnar(wh.sql(f"extract/{query}"), {**params, **shard.params()})
+    return screen(rows, RAW_COLUMNS[query])
 
 
 def read_concept_map(wh: Warehouse) -> pd.DataFrame:
@@ -152,21 +189,22 @@ def read_concept_map(wh: Warehouse) -> pd.DataFrame:
 
 
 def extract(wh: Warehouse, until: datetime, since: dict[str, datetime] | None = None,
-            shard: SubjectShard = ALL_SUBJECTS) -> Extraction:
+            shard: SubjectShard = ALL_SUBJECTS, spill: EventSpill | None = None) -> Extraction:
     """Canonical frames of everything of the shard's subjects that arrived in ``(since[table], until]``.
 
     The cohort is a full snapshot (every stay admitted by ``until``); the other tables are
     incremental from their own watermark (default: the beginning of time). The shards of
-    :func:`subject_shards` together give exactly the rows of one unsharded extraction.
+    :func:`subject_shards` together give exactly the rows of one unsharded extraction; a
+    ``spill`` of the event tables (see :func:`extract_in_shards`) gives the shard's event rows.
     """
-    since = {t: (since or {}).get(t) or EPOCH for t in ("events", *RECORD_TABLES)}
+    since = _since(since)
     screened = _Screened(shard)
     raw_cohort, reasons = _read(wh, "cohort", {"until": until}, shard)
     raw_cohort = screened.keep("cohort", raw_cohort, reasons, raw_cohort["stay_id"])
     cohort = _cohort(raw_cohort, until)
     stays = stay_spans(raw_cohort, until)
     excluded: list[pd.DataFrame] = []
-    events, dropped = _events(wh, stays, since["events"], until, read_concept_map(wh), screened, shard)
+    events, dropped = _events(wh, stays, since["events"], until, read_concept_map(wh), screened, shard, spill)
     excluded.append(dropped)
     frames = {"cohort": cohort, "events": events}
     for table, reader in (("notes", _notes), ("ecgs", _ecgs), ("images", _images)):
@@ -221,36 +259,34 @@ def _exclusions(table: str, record_ids: pd.Series, reason) -> pd.DataFrame:
     return pd.DataFrame({"table": table, "record_id": record_ids.astype("string").values, "reason": reasons})
 
 
-def _events(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime,
-            concepts: pd.DataFrame, screened: _Screened, shard: SubjectShard) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _events(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime, concepts: pd.DataFrame,
+            screened: _Screened, shard: SubjectShard, spill: EventSpill | None) -> tuple[pd.DataFrame, pd.DataFrame]:
     params = {"since": since, "until": until}
     charted = []
     for table in ("chartevents", "outputevents"):
-        rows, reasons = _read(wh, table, params, shard)
-        rows["source_table"] = f"mimiciv_icu.{table}"
+        rows, reasons = _read(wh, table, params, shard, spill)
         rows["source_row_id"] = chart_row_ids(table, rows)
         rows = screened.keep("events", rows, reasons, rows["source_row_id"])
         missing_stay = rows["stay_id"].isna()
         rows.loc[missing_stay, "stay_id"] = assign_stays(rows[missing_stay], spans, "source_row_id")
-        charted.append(rows)
+        charted.append(with_concepts(rows, concepts, f"mimiciv_icu.{table}"))
     chart = pd.concat(charted, ignore_index=True)
 
-    labs, reasons = _read(wh, "labevents", params, shard)
-    labs["source_table"] = "mimiciv_hosp.labevents"
+    labs, reasons = _read(wh, "labevents", params, shard, spill)
     labs["source_row_id"] = "labevents/" + labs["labevent_id"].astype("string")
     labs = screened.keep("events", labs, reasons, labs["source_row_id"])
     labs["stay_id"] = assign_stays(labs, spans, "source_row_id")
+    labs = with_concepts(labs.drop(columns=["labevent_id"]), concepts, "mimiciv_hosp.labevents")
 
-    rows = pd.concat([chart, labs.drop(columns=["labevent_id"])], ignore_index=True)
-    rows["stay_id"] = rows["stay_id"].astype("Int64")
-    mapped = rows.merge(concepts, on=["source_table", "itemid"], how="left", suffixes=("", "_concept"))
+    mapped = pd.concat([chart, labs], ignore_index=True)
+    mapped["stay_id"] = mapped["stay_id"].astype("Int64")
     unmapped = mapped["code"].isna()
     outside = mapped["stay_id"].isna() & (mapped["source_table"] == "mimiciv_hosp.labevents") & ~unmapped
     excluded = pd.concat([
         _exclusions("events", mapped.loc[unmapped, "source_row_id"], "item is not in the concept map"),
         _exclusions("events", mapped.loc[outside, "source_row_id"], _outside_reason(mapped.loc[outside], until)),
     ], ignore_index=True)
-    kept = mapped[~unmapped & ~outside].copy()
+    kept = mapped[~unmapped & ~outside]
     scaled = kept["valuenum"] * kept["scale"]  # a sign the source wrote (-0 too) stays: validation judges it
     kept["value"] = scaled.where(kept["offset_value"] == 0, scaled + kept["offset_value"])
     kept["lower_exclusive"] = kept["lower_exclusive"].fillna(False).astype(bool)
@@ -258,6 +294,25 @@ def _events(wh: Warehouse, spans: pd.DataFrame, since: datetime, until: datetime
     kept["source_unit"] = kept["source_unit"].replace({"": None, "UNK": None})
     kept["value_text"] = kept["value_text"].astype("string").str.slice(0, 64)
     return conform(kept, "events"), excluded
+
+
+def with_concepts(rows: pd.DataFrame, concepts: pd.DataFrame, source_table: str) -> pd.DataFrame:
+    """Rows of one source table with its name and their concept map row's columns: a left merge on
+    ``itemid`` (``suffixes=("", "_concept")``), looked up by position, so the rows' own columns
+    are not copied.
+
+    >>> concepts = pd.DataFrame({"source_table": ["t", "t", "u"], "itemid": [1, 2, 3], "code": ["A", "B", "C"],
+    ...                          "source_unit": ["mg", "g", "l"]})
+    >>> rows = pd.DataFrame({"itemid": [2, 3, 1], "source_unit": ["g", "g", "g"]})
+    >>> with_concepts(rows, concepts, "t")[["source_table", "code", "source_unit_concept"]].values.tolist()
+    [['t', 'B', 'g'], ['t', nan, nan], ['t', 'A', 'mg']]
+    """
+    table = concepts[concepts["source_table"] == source_table].reset_index(drop=True)
+    position = pd.Index(table["itemid"]).get_indexer(rows["itemid"])
+    looked_up = table.drop(columns=["source_table", "itemid"]).reindex(position)   # -1: no concept row
+    looked_up.index = rows.index
+    looked_up.columns = [f"{c}_concept" if c in rows else c for c in looked_up.columns]
+    return pd.concat([rows.assign(source_table=source_table), looked_up], axis=1)
 
 
 def chart_row_ids(table: str, rows: pd.DataFrame) -> pd.Series:
