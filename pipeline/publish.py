@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
@@ -48,14 +49,21 @@ def risk_digest(risk: pd.DataFrame, *, versions: bool = True) -> str:
 
 def content_digest(results: NightResults, risk_sha256: str) -> str:
     """sha256 of everything a publish writes but its timestamps: two publishes of one run with
-    the same digest leave the same state, so the second may skip its writes."""
+    the same digest leave the same state, so the second may skip its writes. Events are hashed
+    part by part, as they were validated."""
     digest = hashlib.sha256(risk_sha256.encode())
-    for frame, key in ((results.stay_features, ["stay_id", "feature"]), (results.events, ["source_row_id"]),
-                       (results.records, ["modality", "record_id"]),
-                       (results.quarantine, ["source_table", "record_id", "reason"]),
-                       (results.exclusions, ["source_table", "record_id", "reason"]),
-                       (results.dq, ["source_table", "expectation", "column_name"]),
-                       (results.counts, ["source_table"])):
+
+    def keyed() -> Iterator[tuple[pd.DataFrame, list[str]]]:
+        yield results.stay_features, ["stay_id", "feature"]
+        for part in results.events():
+            yield part, ["source_row_id"]
+        yield from ((results.records, ["modality", "record_id"]),
+                    (results.quarantine, ["source_table", "record_id", "reason"]),
+                    (results.exclusions, ["source_table", "record_id", "reason"]),
+                    (results.dq, ["source_table", "expectation", "column_name"]),
+                    (results.counts, ["source_table"]))
+
+    for frame, key in keyed():
         ordered = frame.sort_values([k for k in key if k in frame], kind="stable") if len(frame) else frame
         digest.update(ordered.to_csv(index=False, date_format="%Y-%m-%d %H:%M:%S").encode())
     digest.update(json.dumps([results.stays_active, results.stays_unscored, results.models], sort_keys=True).encode())
@@ -89,7 +97,7 @@ class NightResults:
     started_at: datetime
     risk: pd.DataFrame
     stay_features: pd.DataFrame
-    events: pd.DataFrame
+    events: Callable[[], Iterator[pd.DataFrame]]   # tonight's validated events, part by part: all at once may not fit
     records: pd.DataFrame
     quarantine: pd.DataFrame
     exclusions: pd.DataFrame
@@ -113,7 +121,7 @@ def publish(wh: Warehouse, results: NightResults) -> dict:
         if scored != expected:
             raise AccountingError(f"{model}: {scored} stays scored but {expected} are active"
                                   + (" and enrolled in its cohort" if model in (results.enrolled or {}) else ""))
-    events = results.events[STORE_EVENT_COLUMNS].assign(ingest_night=night)
+    events = (part[STORE_EVENT_COLUMNS].assign(ingest_night=night) for part in results.events())
     records = results.records[STORE_RECORD_COLUMNS].assign(ingest_night=night)
     run = pd.DataFrame([{
         "run_id": results.run_id, "night": night, "prediction_time": results.prediction_time,

@@ -174,27 +174,37 @@ def test_extract_run_again_keeps_the_later_stages_files_only_for_the_same_rows(c
 
 def test_a_night_in_shards_publishes_what_the_unsharded_night_publishes(cloned):
     """``VIGIL_SHARDS=3``: features, embeddings and scores are computed per range of stays (as
-    mapped tasks on several workers would) and publish gathers them in one transaction. Both
-    nights, the second incremental, leave the warehouse the unsharded nights left, with the same
-    risk digest. A shard whose scores are missing stops publish before it writes anything; that
-    shard alone run again, the night publishes."""
+    mapped tasks on several workers would) and publish gathers them in one transaction; with a
+    small ``VIGIL_SHARD_ROWS`` the first night is also extracted and its events validated in
+    parts of subjects. Both nights, the second incremental, leave the warehouse the unsharded
+    nights left, with the same risk digest. A shard whose scores are missing stops publish
+    before it writes anything; that shard alone run again, the night publishes."""
     import dataclasses
 
     from pipeline.stages.context import in_shard, read_shards, run_folder
     from pipeline.stages.score import score_stage
     from pipeline.store.run_folder import RunFolder
 
-    wh, settings = cloned["warehouse"], dataclasses.replace(cloned["settings"], night_shards=3)
+    wh, settings = cloned["warehouse"], dataclasses.replace(cloned["settings"], night_shards=3, shard_rows=4000)
     expected = dump(wh)
+
+    def audit() -> dict[str, str]:
+        frames = {t: wh.read(f"SELECT * FROM vigil_audit.{t}").drop(columns=["run_id"], errors="ignore")
+                  for t in ("dq_results", "run_counts")}
+        return {t: f.sort_values(list(f.columns), ignore_index=True).to_csv() for t, f in frames.items()}
+
+    expected_audit = audit()
     digests = {n: wh.scalar("SELECT risk_rows_sha256 FROM vigil_audit.runs WHERE night = :n", {"n": n})
                for n in E2E_NIGHTS}
     for night in E2E_NIGHTS:
         unpublish(wh, night)
     results = {night: run_night(night, settings) for night in E2E_NIGHTS}
-    assert dump(wh) == expected
+    assert dump(wh) == expected and audit() == expected_audit   # the expectations' counts summed over parts too
+    assert results[E2E_NIGHTS[0]]["validate"]["parts"] >= 3
     for night, result in results.items():
         assert result["validate"]["shards"] == 3 and result["publish"]["risk_rows_sha256"] == digests[night]
         ctx = RunFolder(settings, night)
+        assert len(ctx.parts("validate", "events")) == result["validate"]["parts"]
         active = ctx.read("validate", "active")
         sizes = [len(ctx.read("features", f"icu_mortality.shard-{k}")) for k in range(3)]
         assert sum(sizes) == len(active) and min(sizes) >= len(active) // 3  # every stay once, in even ranges
@@ -223,3 +233,41 @@ def test_a_night_in_shards_publishes_what_the_unsharded_night_publishes(cloned):
         run_night(night, dataclasses.replace(settings, night_shards=2), run_id=partial["extract"]["run_id"],
                   stages=("validate", "publish"))
     assert dump(wh) == expected
+
+
+def test_a_lab_row_id_shared_by_two_parts_of_subjects_is_quarantined_as_in_one_piece(cloned_sqlite):
+    """A feed that gives two patients' lab results one ``labevent_id``: a night extracted in parts
+    of subjects, the two rows in different parts, quarantines both with the reason one suite over
+    the whole night gives, stores neither, and its row accounting closes."""
+    import dataclasses
+
+    import pandas as pd
+
+    from pipeline.stages.validate import SHARED_ID
+
+    wh, night = cloned_sqlite["warehouse"], E2E_NIGHTS[0]
+    for n in E2E_NIGHTS:
+        unpublish(wh, n)
+    labs = wh.read("SELECT l.* FROM mimiciv_hosp.labevents l JOIN mimiciv_icu.icustays i "
+                   "ON i.subject_id = l.subject_id "
+                   "AND l.charttime > i.intime AND l.charttime < COALESCE(i.outtime, '9') "
+                   "WHERE l.charttime < :t AND l.valuenum IS NOT NULL ORDER BY l.subject_id, l.labevent_id",
+                   {"t": str(night)})
+    pair = labs.iloc[[0, -1]].copy()
+    assert pair["subject_id"].nunique() == 2
+    later = pd.to_datetime(pair["charttime"]) + pd.Timedelta(minutes=1)   # not an exact duplicate of its original
+    pair["charttime"] = later.dt.strftime("%Y-%m-%d %H:%M:%S")
+    pair["storetime"] = (later + pd.Timedelta(minutes=5)).dt.strftime("%Y-%m-%d %H:%M:%S")
+    pair["labevent_id"] = 990_000_001
+    with wh.begin() as conn:
+        wh.bulk_insert(conn, "mimiciv_hosp.labevents", pair)
+    for shard_rows, parts in ((2000, "several"), (0, "one")):
+        settings = dataclasses.replace(cloned_sqlite["settings"], shard_rows=shard_rows)
+        result = run_night(night, settings)
+        assert (result["validate"]["parts"] > 2) == (parts == "several")
+        quarantined = wh.read("SELECT stay_id, reason FROM vigil_audit.quarantine WHERE night = :n AND record_id = :r",
+                              {"n": night, "r": "labevents/990000001"})
+        assert quarantined.loc[quarantined["reason"] == SHARED_ID, "stay_id"].nunique() == 2, parts
+        stored = "SELECT COUNT(*) FROM vigil_features.stay_events WHERE source_row_id = 'labevents/990000001'"
+        assert wh.scalar(stored) == 0
+        unpublish(wh, night)

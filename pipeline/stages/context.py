@@ -145,7 +145,7 @@ def shard_of(stay_ids, edges: list[int]) -> np.ndarray:
 def write_shard_plan(ctx: RunFolder, active: pd.DataFrame) -> list[int]:
     edges = shard_edges(active["stay_id"], shard_count(len(active), ctx.settings))
     ctx.write_json("validate", SHARD_PLAN, {"edges": edges})
-    return list(range(len(edges) + 1))
+    return shards_of(ctx)
 
 
 def night_shards(night, settings: Settings | None = None, run_id: str | None = None) -> list[int]:

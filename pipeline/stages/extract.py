@@ -6,14 +6,15 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timezone
-
 
 from pipeline.config import Settings
 from pipeline.modeling import registry
-from pipeline.sources.mimic import extract
+from pipeline.sources.mimic import Extraction, SubjectShard, extract_in_shards
 from pipeline.stages.context import TABLES, as_night, night_context, promoted_models
 from pipeline.store import runs
+from pipeline.store.run_folder import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -36,18 +37,14 @@ def extract_stage(night, settings: Settings | None = None, run_id: str | None = 
     earlier = ctx.extracted_before()
     ctx.start()
     since = runs.watermarks_before(wh, ctx.night)
-    extraction = extract(wh, until=ctx.prediction_time, since=since)
-    for table, frame in extraction.frames.items():
-        ctx.write("extract", table, frame)
-    ctx.write("extract", "excluded", extraction.excluded)
-    ctx.write("extract", "quarantined", extraction.quarantined)
+    records_in = write_extraction(ctx, extract_in_shards(wh, ctx.prediction_time, ctx.settings.shard_rows, since))
     manifest = {
         "run_id": ctx.run_id,
         "night": ctx.night.isoformat(), "prediction_time": ctx.prediction_time.isoformat(sep=" "),
         "started_at": now.replace(microsecond=0).isoformat(sep=" "),
         "since": {t: v.isoformat(sep=" ") for t, v in since.items()},
         "models": models,
-        "records_in": {t: extraction.records_in(t) for t in TABLES},
+        "records_in": records_in,
     }
     manifest = json.loads(json.dumps(manifest, default=str))
     manifest["extracted_sha256"] = ctx.extracted_sha256()
@@ -59,3 +56,24 @@ def extract_stage(night, settings: Settings | None = None, run_id: str | None = 
     ctx.write_json("extract", "manifest.json", manifest)
     ctx.make_current()
     return {"run_id": manifest["run_id"], "records_in": manifest["records_in"]}
+
+
+EXTRACTED = (*TABLES, "excluded", "quarantined")
+
+
+def write_extraction(ctx: RunFolder, shards: Iterable[tuple[SubjectShard, Extraction]]) -> dict[str, int]:
+    """Every shard's frames as a part of each extract file (one shard: the files whole); the
+    rows each table read."""
+    records_in = dict.fromkeys(TABLES, 0)
+    count = 0
+    for shard, extraction in shards:
+        count += 1
+        named = {**extraction.frames, "excluded": extraction.excluded, "quarantined": extraction.quarantined}
+        for name in EXTRACTED:
+            ctx.write_part("extract", name, shard.index, named[name])
+        for table in TABLES:
+            records_in[table] += extraction.records_in(table)
+    if count == 1:   # the usual night: whole files, as every stage reads them
+        for name in EXTRACTED:
+            ctx.path("extract", f"{name}.part-0.parquet").rename(ctx.path("extract", f"{name}.parquet"))
+    return records_in

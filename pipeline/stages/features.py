@@ -38,22 +38,18 @@ def _shard_features(wh: Warehouse, ctx: RunFolder, shard: int, cohort: pd.DataFr
     active = in_shard(ctx, active_stays(ctx), shard)
     t1 = ctx.prediction_time
     t0 = t1 - timedelta(days=1)
-    # the whole night's events: a row re-sent into a stay of another shard still replaces its stored
-    # version in a stay of this one
-    tonight = ctx.read("validate", "events")
-    arrived = tonight.loc[tonight["stay_id"].isin(active["stay_id"]), "stay_id"].to_numpy()
+    tonight = _tonight(ctx, active["stay_id"])
+    arrived = tonight["stay_id"].to_numpy()
     continuous = manifest["since"].get("events") == t0.isoformat(sep=" ")
     summary = {"active_stays": len(active)}
     for name, info in manifest["models"].items():
         spec = parse_spec(info["spec"], name)
         windows = spec.window_spec
-        previous = _previous_features(wh, ctx.night - timedelta(days=1), name, info["version"], windows) \
-            if continuous else None
+        previous = _previous_features(wh, ctx.night - timedelta(days=1), name, info["version"], windows,
+                                      active["stay_id"]) if continuous else None
         edges = []
         for low, high in edge_ranges(windows, t0, t1) if previous is not None else []:
             edges += feature_store.stays_with_events_between(wh, active["stay_id"].tolist(), ctx.night, low, high)
-        if previous is not None:
-            previous = previous[previous["stay_id"].isin(active["stay_id"])]
         windowed, counts = advance(previous, active["stay_id"].to_numpy(), arrived, edges,
                                    lambda stays, since: _stay_events(wh, ctx, stays, since, tonight), windows, t0, t1)
         features = static_features(cohort, active[KEY]).merge(windowed, on=KEY, how="left")
@@ -71,25 +67,40 @@ def _write_event_sequences(wh: Warehouse, ctx: RunFolder, name: str, spec, activ
         hours = int(spec.sequence.get("window_hours", 6)) * int(spec.sequence["windows"])
         events = _stay_events(wh, ctx, active["stay_id"], ctx.prediction_time - timedelta(hours=hours), tonight)
         values, mask = event_sequences(spec, events, active)
-        ctx.write_arrays("embed", sharded(f"{name}.{m}", shard), stay_id=active["stay_id"].to_numpy(), vectors=values, mask=mask)
+        ctx.write_arrays("embed", sharded(f"{name}.{m}", shard), stay_id=active["stay_id"].to_numpy(),
+                         vectors=values, mask=mask)
 
 
-def _previous_features(wh: Warehouse, night: date, model: str, version: str, spec) -> pd.DataFrame | None:
-    """Last night's published window features, if that night scored with the same model version."""
+def _previous_features(wh: Warehouse, night: date, model: str, version: str, spec,
+                       stays: pd.Series) -> pd.DataFrame | None:
+    """Last night's published window features of ``stays``, if that night scored with the same
+    model version."""
     if (runs.night_models(wh, night) or {}).get(model) != version:
         return None
-    long = feature_store.stay_features(wh, night)
+    long = feature_store.stay_features(wh, night, stays.tolist())
     wide = long[long["feature"].isin(spec.columns())].pivot(index="stay_id", columns="feature", values="value")
-    return wide.reindex(columns=spec.columns()).astype("float64").reset_index()
+    return wide.reindex(columns=spec.columns()).astype("float64").reset_index().astype({"stay_id": "int64"})
+
+
+def _tonight(ctx: RunFolder, stays: pd.Series) -> pd.DataFrame:
+    """Tonight's validated events of ``stays`` (read from the night's file, all of which a
+    large first night would not fit in memory)."""
+    ids = [int(s) for s in stays]
+    if not ids:
+        return ctx.read("validate", "events").head(0)
+    return ctx.read("validate", "events", filters=[("stay_id", "in", ids)])
 
 
 def _stay_events(wh: Warehouse, ctx: RunFolder, stays, since, tonight: pd.DataFrame) -> pd.DataFrame:
     """Stored and tonight's events of ``stays`` with time after ``since`` (None: all), in
-    (stay, time, value) order; a source row that arrived again tonight (a correction) replaces
-    its stored version."""
+    (stay, time, value) order; a source row that arrived again tonight (a correction), in any
+    stay, replaces its stored version."""
     stays = [int(s) for s in stays]
     past = feature_store.stay_events(wh, stays, ctx.night, ctx.prediction_time, since)
-    past = past[~past["source_row_id"].isin(tonight["source_row_id"])]
+    if len(past):
+        resent = ctx.read("validate", "events", columns=["source_row_id"],
+                          filters=[("source_row_id", "in", past["source_row_id"].unique().tolist())])
+        past = past[~past["source_row_id"].isin(resent["source_row_id"])]
     fresh = tonight[tonight["stay_id"].isin(stays)]
     if since is not None:
         fresh = fresh[fresh["time"] > since]

@@ -33,16 +33,17 @@ def publish_stage(night, settings: Settings | None = None, run_id: str | None = 
     unreadable = pd.concat([read_shards(ctx, "embed", f"failures_{t}") for t in RECORD_TABLES], ignore_index=True)
     quarantine = pd.concat([ctx.read("validate", "quarantine"), unreadable], ignore_index=True)
     excluded = ctx.read("extract", "excluded")
-    events = ctx.read("validate", "events")
     records = pd.concat([
         read_shards(ctx, "embed", f"records_{t}").assign(modality=Modality.of_table(t).stored) for t in RECORD_TABLES
     ], ignore_index=True)
     for column in ("category", "uri", "text"):
         records[column] = records[column] if column in records else None
     unscored = ctx.read("validate", "unscored")
-    stored = {"cohort": len(ctx.read("validate", "cohort")) - len(unscored), "events": len(events),
+    stored = {"cohort": len(ctx.read("validate", "cohort")) - len(unscored),
+              "events": ctx.rows("validate", "events"),
               **{t: int((records["modality"] == Modality.of_table(t).stored).sum()) for t in RECORD_TABLES}}
-    tonight_ids = {t: set(ctx.read("extract", t)[RECORD_ID[t]].astype(str)) for t in TABLES}
+    tonight_ids = {t: set(ctx.read("extract", t)[RECORD_ID[t]].astype(str))
+                   for t in set(unreadable["source_table"]) & set(TABLES)}
     unreadable_tonight = unreadable.loc[np.array([rid in tonight_ids.get(t, ()) for t, rid in
                                                   zip(unreadable["source_table"], unreadable["record_id"])], bool)]
     quarantined = ctx.read("validate", "rows_quarantined").set_index("source_table")["rows"].add(
@@ -58,7 +59,7 @@ def publish_stage(night, settings: Settings | None = None, run_id: str | None = 
     results = NightResults(
         night=ctx.night, run_id=manifest["run_id"], prediction_time=ctx.prediction_time,
         started_at=datetime.fromisoformat(manifest["started_at"]), risk=risk, stay_features=stay_features,
-        events=events, records=records, quarantine=quarantine.drop_duplicates(), exclusions=exclusions,
+        events=lambda: ctx.read_parts("validate", "events"), records=records, quarantine=quarantine.drop_duplicates(), exclusions=exclusions,
         dq=ctx.read("validate", "dq"), counts=counts,
         stays_active=len(active_stays(ctx)), stays_unscored=len(unscored),
         enrolled={m: len(read_shards(ctx, "score", f"enrolled.{m}")) for m in manifest["models"]},

@@ -5,43 +5,106 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 
 from pipeline.config import Settings
-from pipeline.frames import RECORD_TABLES, TIME
+from pipeline.frames import RECORD_TABLES, TIME, empty
 from pipeline.stages.context import TABLES, night_context, write_shard_plan
 from pipeline.store import features as feature_store
 from pipeline.store.run_folder import RunFolder
 from pipeline.store.warehouse import Warehouse
-from pipeline.validate.checks import enforce_thresholds, validate
+from pipeline.validate.checks import Validation, enforce_thresholds, merged, validate, validate_events
 
 
 NO_DATA = "no measurement, note, ECG or image by the prediction time"
 
 
 def validate_stage(night, settings: Settings | None = None, run_id: str | None = None) -> dict:
+    """The night's frames through their suites. An extraction in parts of subjects (a large
+    first night) has its events validated part by part against the whole night's valid cohort,
+    each part written as it is done, so no step holds every event row at once."""
     ctx, wh = night_context(night, settings, run_id)
-    frames = {t: ctx.read("extract", t) for t in TABLES}
+    parts = len(ctx.parts("extract", "events"))
+    frames = {t: ctx.read("extract", t) if t != "events" or parts == 1 else empty("events") for t in TABLES}
     outcome = validate(frames, ctx.prediction_time, ctx.read("extract", "quarantined"))
+    for name in ("events", "events_duplicates"):
+        ctx.clear_parts("validate", name)
+    with_events = _validate_event_parts(ctx, outcome, parts) if parts > 1 else set()
     for table, result in outcome.tables.items():
-        ctx.write("validate", table, result.valid)
-        ctx.write("validate", f"{table}_duplicates", result.duplicates)
+        if table != "events" or parts == 1:
+            ctx.write("validate", table, result.valid)
+            ctx.write("validate", f"{table}_duplicates", result.duplicates)
     ctx.write("validate", "quarantine", outcome.quarantine())
     ctx.write("validate", "dq", outcome.dq())
-    in_icu, unscored = _scorable(wh, ctx, outcome)
+    in_icu, unscored = _scorable(wh, ctx, outcome, with_events)
     active = in_icu[~in_icu["stay_id"].isin(unscored["stay_id"])]
     ctx.write("validate", "active", active)
     shards = write_shard_plan(ctx, active)
     ctx.write("validate", "unscored", unscored)
     ctx.write("validate", "rows_quarantined", pd.DataFrame(
         {"source_table": list(outcome.tables), "rows": [r.rows_quarantined for r in outcome.tables.values()]}))
-    summary = {t: {"valid": len(r.valid), "quarantined": r.rows_quarantined,
+    summary = {t: {"valid": r.rows_checked - r.rows_quarantined, "quarantined": r.rows_quarantined,
                    "duplicates": len(r.duplicates), "failure_rate": round(r.failure_rate, 4)}
                for t, r in outcome.tables.items()}
     summary["unscored_stays"] = len(unscored)
     summary["shards"] = len(shards)
+    summary["parts"] = parts
     enforce_thresholds(outcome, ctx.settings.failure_rate_limit, ctx.settings.failure_rate_min_rows)
     return summary
+
+
+SHARED_ID = "source row id appears more than once (two rows share one primary key)"
+
+
+def _validate_event_parts(ctx: RunFolder, outcome: Validation, parts: int) -> set[int]:
+    """Each part of the night's events validated and written on its own; ``outcome``'s events
+    become the parts' sums. Returns the stays with valid events.
+
+    A part's suite finds a source row id used twice within it. Ids that name their patient
+    (``chartevents/<subject>/...``) cannot meet in two parts of subjects; a lab row's id
+    (``labevents/<labevent_id>``) can, so those found valid in two parts are quarantined in
+    each afterwards, as one suite over the whole night would have.
+    """
+    results = [outcome.tables["events"]]   # what extraction could not read
+    lab_ids = []
+    for k in range(parts):
+        result = validate_events(ctx.read_part("extract", "events", k), outcome.valid("cohort"))
+        ctx.write_part("validate", "events", k, result.valid)
+        ctx.write_part("validate", "events_duplicates", k, result.duplicates)
+        lab_ids.append(np.unique(_hashed(_lab_ids(result.valid))))
+        results.append(result)
+    values, count = np.unique(np.concatenate(lab_ids), return_counts=True)
+    shared = values[count > 1]
+    with_events: set[int] = set()
+    for k, result in enumerate(results[1:]):
+        if len(shared) and np.isin(lab_ids[k], shared).any():
+            valid = result.valid
+            suspect = _lab_ids(valid)
+            bad = valid.index.isin(suspect.index[np.isin(_hashed(suspect), shared)])
+            _quarantine_shared(result, valid[bad])
+            result.valid = valid[~bad].reset_index(drop=True)
+            ctx.write_part("validate", "events", k, result.valid)
+        with_events |= set(result.valid["stay_id"].dropna().astype(int))
+    outcome.tables["events"] = merged(results)
+    return with_events
+
+
+def _lab_ids(events: pd.DataFrame) -> pd.Series:
+    return events.loc[events["source_table"] == "mimiciv_hosp.labevents", "source_row_id"]
+
+
+def _hashed(ids: pd.Series) -> np.ndarray:
+    return pd.util.hash_array(ids.astype(str).to_numpy(dtype=object))
+
+
+def _quarantine_shared(result, rows: pd.DataFrame) -> None:
+    """Rows whose source row id another part's valid rows hold too, quarantined in their part."""
+    found = pd.DataFrame({"source_table": "events", "record_id": rows["source_row_id"].astype("string"),
+                          "stay_id": rows["stay_id"].astype("Int64"), "reason": SHARED_ID,
+                          "check_name": "expect_column_values_to_be_unique(source_row_id)"})
+    result.quarantine = pd.concat([result.quarantine, found], ignore_index=True)
+    result.rows_quarantined += len(rows)
 
 
 SUPERSEDED = "still open while a later ICU stay of the same patient is open (a transfer never closed)"
@@ -68,7 +131,7 @@ def open_stay_conflicts(open_stays: pd.DataFrame, prediction_time: datetime, max
                          "reason": reasons[flagged].to_numpy()})
 
 
-def _scorable(wh: Warehouse, ctx: RunFolder, outcome) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _scorable(wh: Warehouse, ctx: RunFolder, outcome, with_events: set[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Stays in the ICU at the prediction time, and those of them the night does not score.
 
     A stay with nothing measured, written or recorded yet (admitted minutes before midnight, or
@@ -82,7 +145,7 @@ def _scorable(wh: Warehouse, ctx: RunFolder, outcome) -> tuple[pd.DataFrame, pd.
     in_icu["prediction_time"] = pd.Series(pd.Timestamp(ctx.prediction_time), index=in_icu.index).astype(TIME)
     in_icu = in_icu.sort_values("stay_id").reset_index(drop=True)
     conflicts = open_stay_conflicts(open_stays, ctx.prediction_time, ctx.settings.max_open_stay_days)
-    with_data = set()
+    with_data = set(with_events)   # stays with valid events in a part of them (not kept in ``outcome``)
     for table in ("events", *RECORD_TABLES):
         with_data |= set(outcome.valid(table)["stay_id"].dropna().astype(int))
     missing = [int(s) for s in in_icu["stay_id"] if int(s) not in with_data and int(s) not in set(conflicts["stay_id"])]

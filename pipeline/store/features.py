@@ -47,9 +47,9 @@ def stay_records(wh: Warehouse, stays: list[int], night: date, at: datetime) -> 
                       times=("time", "arrival_time"))
 
 
-def stay_features(wh: Warehouse, night: date) -> pd.DataFrame:
-    """The window features published for ``night``, long form (stay_id, feature, value)."""
-    return wh.read(wh.query("features/stay_features"), {"night": night})
+def stay_features(wh: Warehouse, night: date, stays: list[int]) -> pd.DataFrame:
+    """The window features published for ``night`` of ``stays``, long form (stay_id, feature, value)."""
+    return wh.read_arrow(wh.query("features/stay_features"), {"night": night}, [int(s) for s in stays]).to_pandas()
 
 
 def reference_scores(wh: Warehouse, stays: list[int]) -> pd.DataFrame:

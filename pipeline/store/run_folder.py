@@ -9,12 +9,14 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from pipeline.config import Settings
 
@@ -99,7 +101,9 @@ class RunFolder:
         digest = hashlib.sha256()
         for path in sorted((self.folder / "extract").glob("*.parquet")):
             digest.update(path.name.encode())
-            digest.update(path.read_bytes())
+            with path.open("rb") as stream:
+                while block := stream.read(1 << 20):
+                    digest.update(block)
         return digest.hexdigest()
 
     def clear_after(self, stage: str) -> None:
@@ -132,11 +136,49 @@ class RunFolder:
             raise RunFolderError(f"night {self.night}: cannot write {path}: {error.strerror or error} "
                                  f"(is the disk full?)") from error
 
-    def read(self, stage: str, name: str) -> pd.DataFrame:
-        path = self.folder / stage / f"{name}.parquet"
-        if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: run the '{stage}' stage of night {self.night} first")
-        return pd.read_parquet(path)
+    def write_part(self, stage: str, name: str, part: int, frame: pd.DataFrame) -> None:
+        """One part of a file written in parts (``<name>.part-<k>.parquet``): a night whose rows
+        are extracted and validated part by part of subjects, so no stage holds all at once."""
+        self.write(stage, f"{name}.part-{part}", frame)
+
+    def parts(self, stage: str, name: str) -> list[Path]:
+        """The files holding ``<stage>/<name>``, in order: itself, or its parts."""
+        whole = self.folder / stage / f"{name}.parquet"
+        if whole.exists():
+            return [whole]
+        found = {int(p.name[len(name) + len(".part-"):-len(".parquet")]): p
+                 for p in (self.folder / stage).glob(f"{name}.part-*.parquet")}
+        if not found:
+            raise FileNotFoundError(f"{whole} is missing: run the '{stage}' stage of night {self.night} first")
+        if sorted(found) != list(range(len(found))):
+            raise FileNotFoundError(f"{stage}/{name} of night {self.night} lacks parts (has {sorted(found)}): "
+                                    f"run the '{stage}' stage again")
+        return [found[k] for k in range(len(found))]
+
+    def read(self, stage: str, name: str, filters=None, columns: list[str] | None = None) -> pd.DataFrame:
+        """A stage's file (all its parts, in order); ``filters`` (pyarrow's, e.g. ``[("stay_id",
+        ">=", 7)]``) and ``columns`` keep only what a reader needs of a large one."""
+        frames = [pd.read_parquet(path, filters=filters, columns=columns) for path in self.parts(stage, name)]
+        kept = [f for f in frames if len(f)] or frames[:1]   # an empty part can hold columns typed as object
+        return kept[0] if len(kept) == 1 else pd.concat(kept, ignore_index=True)
+
+    def clear_parts(self, stage: str, name: str) -> None:
+        """Remove ``<stage>/<name>`` and its parts (before it is written again, maybe in other parts)."""
+        for path in (self.folder / stage).glob(f"{name}.part-*.parquet"):
+            path.unlink(missing_ok=True)
+        (self.folder / stage / f"{name}.parquet").unlink(missing_ok=True)
+
+    def read_part(self, stage: str, name: str, part: int) -> pd.DataFrame:
+        return pd.read_parquet(self.parts(stage, name)[part])
+
+    def read_parts(self, stage: str, name: str) -> Iterator[pd.DataFrame]:
+        """``<stage>/<name>`` one part at a time (the whole file as one part when it has none)."""
+        for path in self.parts(stage, name):
+            yield pd.read_parquet(path)
+
+    def rows(self, stage: str, name: str) -> int:
+        """How many rows ``<stage>/<name>`` holds (from the files' metadata, nothing read)."""
+        return sum(pq.ParquetFile(path).metadata.num_rows for path in self.parts(stage, name))
 
     def write_arrays(self, stage: str, name: str, **arrays: np.ndarray) -> None:
         """Arrays (e.g. a modality's pooled vectors and presence mask) as ``<stage>/<name>.npz``."""

@@ -4,6 +4,7 @@ a night, which writes them with everything else the night made visible in one tr
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import date, datetime
 
 import pandas as pd
@@ -46,12 +47,12 @@ def counts_of_runs(wh: Warehouse, run_ids: list[str]) -> pd.DataFrame:
 
 
 def publish_night(wh: Warehouse, night: date, run: pd.DataFrame, written: dict[str, pd.DataFrame],
-                  events: pd.DataFrame, records: pd.DataFrame) -> str | None:
+                  events: Iterable[pd.DataFrame], records: pd.DataFrame) -> str | None:
     """Write a night in one transaction, replacing whatever an earlier publish of it wrote.
 
     ``run`` is the night's one audit row; ``written`` maps each table whose rows are keyed by
-    night to the night's rows; ``events`` and ``records`` are tonight's ingested rows (a source
-    row or record re-sent tonight moves to this night). Writers are serialised, so the check of
+    night to the night's rows; ``events`` (part by part, no source row in two parts) and ``records``
+    are tonight's ingested rows (a source row or record re-sent tonight moves to this night). Writers are serialised, so the check of
     what is published and the writes are atomic. Returns None when written, else the run that
     keeps the night: this run itself (already published: a retry changes nothing) or a run
     that started later."""
@@ -67,8 +68,9 @@ def publish_night(wh: Warehouse, night: date, run: pd.DataFrame, written: dict[s
         for table in ("vigil_risk.risk_scores", "vigil_features.stay_features"):
             wh.replace_night(conn, table, night, written[table])
         wh.delete_night(conn, "vigil_features.stay_events", night, column="ingest_night")
-        wh.delete_in(conn, "vigil_features.stay_events", "source_row_id", events["source_row_id"].tolist())
-        wh.bulk_insert(conn, "vigil_features.stay_events", events)
+        for part in events:
+            wh.delete_in(conn, "vigil_features.stay_events", "source_row_id", part["source_row_id"].tolist())
+            wh.bulk_insert(conn, "vigil_features.stay_events", part)
         wh.delete_night(conn, "vigil_features.stay_records", night, column="ingest_night")
         for modality, ids in records.groupby("modality")["record_id"]:
             wh.delete_in(conn, "vigil_features.stay_records", "record_id", ids, "modality = :m", {"m": modality})

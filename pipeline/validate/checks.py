@@ -157,6 +157,32 @@ def validate_table(table: str, frame: pd.DataFrame, checks: list, context=None, 
                        rows_quarantined=int(bad.sum()))
 
 
+def validate_events(events: pd.DataFrame, cohort: pd.DataFrame) -> TableResult:
+    """One part of a night's events (the rows of some subjects) against the night's valid cohort."""
+    context = gx_context()
+    result = validate_table("events", events, suites.events_checks(cohort["stay_id"].astype(int).tolist()), context,
+                            lambda rows: event_flags(rows, cohort))
+    del context
+    _release()
+    return result
+
+
+def merged(results: list[TableResult]) -> TableResult:
+    """Parts of one table validated apart, as one result whose valid rows are not kept (they are
+    each part's own), with the expectations' results summed: an expectation succeeds when it
+    succeeds on every part."""
+    judged = [r.dq.assign(_check=range(len(r.dq))) for r in results if len(r.dq)]   # a part's checks, in suite order
+    dq = pd.DataFrame()
+    if judged:
+        dq = pd.concat(judged, ignore_index=True).groupby(
+            ["_check", "source_table", "expectation", "column_name"], sort=True, as_index=False, dropna=False).agg(
+            success=("success", "all"), element_count=("element_count", "sum"),
+            unexpected_count=("unexpected_count", "sum")).drop(columns=["_check"])
+    total = Validation.counted([Validation({"t": r}) for r in results]).tables["t"]
+    total.table, total.dq = results[0].table, dq
+    return total
+
+
 def validate(frames: dict[str, pd.DataFrame], until: datetime, quarantined: pd.DataFrame | None = None
              ) -> Validation:
     """Validate the cohort first; every other table's rows must belong to a valid stay.
@@ -173,20 +199,24 @@ def validate(frames: dict[str, pd.DataFrame], until: datetime, quarantined: pd.D
     for table in RECORD_TABLES:
         outcome.tables[table] = validate_table(table, frames[table], suites.record_checks(table, stays),
                                                context)
-    # The context's batches hold each validated frame, in reference cycles and in the module
-    # global where get_context keeps the last context: free them now, or a loop over shards
-    # carries one shard's frames into the next.
-    from great_expectations.data_context import set_context
-
     del context
-    set_context(None)
-    gc.collect()
+    _release()
     if quarantined is not None:
         for table, rows in quarantined.groupby("source_table"):
             result = outcome.tables[table]
             result.quarantine = pd.concat([result.quarantine, rows[QUARANTINE_COLUMNS]], ignore_index=True)
             result.rows_quarantined += len(rows)
     return outcome
+
+
+def _release() -> None:
+    """Free a deleted context: its batches hold each validated frame, in reference cycles and in
+    the module global where get_context keeps the last context, or a loop over shards carries
+    one shard's frames into the next."""
+    from great_expectations.data_context import set_context
+
+    set_context(None)
+    gc.collect()
 
 
 def event_flags(rows: pd.DataFrame, cohort: pd.DataFrame) -> dict[str, pd.Series]:
