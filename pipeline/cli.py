@@ -101,6 +101,8 @@ def cmd_check_data(args, settings: Settings) -> int:
     """Extract, validate and window everything known by --as-of, shard by shard of subjects
     (about ``VIGIL_SHARD_ROWS`` event rows each), so memory follows the shard, not the history;
     report data quality."""
+    from contextlib import closing
+
     import pandas as pd
 
     from pipeline.features.windows import build_features
@@ -115,24 +117,27 @@ def cmd_check_data(args, settings: Settings) -> int:
     counts = {}   # table -> [in, valid, quarantined, excluded]
     reasons, exclusions = [], []
     stays = filled = cells = columns = shards = 0
-    for _, extraction in extract_in_shards(wh, as_of, settings.shard_rows):
-        shards += 1
-        outcome = validate(extraction.frames, as_of, extraction.quarantined)
-        for table, result in outcome.tables.items():
-            row = counts.setdefault(table, [0, 0, 0, 0])
-            row[0] += extraction.records_in(table)
-            row[1] += len(result.valid)
-            row[2] += result.quarantine["record_id"].nunique()
-            row[3] += int((extraction.excluded["table"] == table).sum()) + len(result.duplicates)
-        reasons.append(outcome.quarantine()[["source_table", "reason", "record_id"]])
-        exclusions.append(extraction.excluded[["table", "reason"]])
-        cohort = outcome.valid("cohort")
-        times = pd.DataFrame({"stay_id": cohort["stay_id"], "prediction_time": cohort["admit_time"] + timedelta(hours=offset)})
-        features = build_features(outcome.valid("events"), cohort, times, spec.window_spec).drop(
-            columns=["stay_id", "prediction_time"])
-        stays, filled, cells = stays + len(features), filled + int(features.notna().to_numpy().sum()), cells + features.size
-        columns = features.shape[1]
-        del extraction, outcome
+    with closing(extract_in_shards(wh, as_of, settings.shard_rows)) as extractions:   # its split files go either way
+        for _, extraction in extractions:
+            shards += 1
+            outcome = validate(extraction.frames, as_of, extraction.quarantined)
+            for table, result in outcome.tables.items():
+                row = counts.setdefault(table, [0, 0, 0, 0])
+                row[0] += extraction.records_in(table)
+                row[1] += len(result.valid)
+                row[2] += result.quarantine["record_id"].nunique()
+                row[3] += int((extraction.excluded["table"] == table).sum()) + len(result.duplicates)
+            reasons.append(outcome.quarantine()[["source_table", "reason", "record_id"]])
+            exclusions.append(extraction.excluded[["table", "reason"]])
+            cohort = outcome.valid("cohort")
+            times = pd.DataFrame({"stay_id": cohort["stay_id"],
+                                  "prediction_time": cohort["admit_time"] + timedelta(hours=offset)})
+            features = build_features(outcome.valid("events"), cohort, times, spec.window_spec).drop(
+                columns=["stay_id", "prediction_time"])
+            stays, filled = stays + len(features), filled + int(features.notna().to_numpy().sum())
+            cells += features.size
+            columns = features.shape[1]
+            del extraction, outcome
     sharded = f" ({shards} shards of about {settings.shard_rows:,} event rows)" if shards > 1 else ""
     print(("all data" if as_of == ALL_TIME else f"data known by {as_of:%Y-%m-%d %H:%M}") + sharded)
     print(f"{'table':<8} {'in':>9} {'valid':>9} {'quarantined':>12} {'excluded':>9}")

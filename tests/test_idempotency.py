@@ -236,9 +236,11 @@ def test_a_night_in_shards_publishes_what_the_unsharded_night_publishes(cloned):
 
 
 def test_a_lab_row_id_shared_by_two_parts_of_subjects_is_quarantined_as_in_one_piece(cloned_sqlite):
-    """A feed that gives two patients' lab results one ``labevent_id``: a night extracted in parts
-    of subjects, the two rows in different parts, quarantines both with the reason one suite over
-    the whole night gives, stores neither, and its row accounting closes."""
+    """A feed that gives two patients' lab results one ``labevent_id``, one of the two values
+    impossible: a night extracted in parts of subjects, the two rows in different parts,
+    quarantines both with the reason one suite over the whole night gives (the impossible one
+    for both reasons), stores neither, reports the uniqueness expectation failed on both rows,
+    and its row accounting closes."""
     import dataclasses
 
     import pandas as pd
@@ -259,8 +261,10 @@ def test_a_lab_row_id_shared_by_two_parts_of_subjects_is_quarantined_as_in_one_p
     pair["charttime"] = later.dt.strftime("%Y-%m-%d %H:%M:%S")
     pair["storetime"] = (later + pd.Timedelta(minutes=5)).dt.strftime("%Y-%m-%d %H:%M:%S")
     pair["labevent_id"] = 990_000_001
+    pair.iloc[1, pair.columns.get_loc("valuenum")] = -1e9   # below any possible range: quarantined in its part
     with wh.begin() as conn:
         wh.bulk_insert(conn, "mimiciv_hosp.labevents", pair)
+    judged = {}
     for shard_rows, parts in ((2000, "several"), (0, "one")):
         settings = dataclasses.replace(cloned_sqlite["settings"], shard_rows=shard_rows)
         result = run_night(night, settings)
@@ -268,6 +272,12 @@ def test_a_lab_row_id_shared_by_two_parts_of_subjects_is_quarantined_as_in_one_p
         quarantined = wh.read("SELECT stay_id, reason FROM vigil_audit.quarantine WHERE night = :n AND record_id = :r",
                               {"n": night, "r": "labevents/990000001"})
         assert quarantined.loc[quarantined["reason"] == SHARED_ID, "stay_id"].nunique() == 2, parts
+        assert quarantined["reason"].nunique() == 2, parts   # the impossible value's reason too
         stored = "SELECT COUNT(*) FROM vigil_features.stay_events WHERE source_row_id = 'labevents/990000001'"
         assert wh.scalar(stored) == 0
+        unique = wh.read("SELECT success, unexpected_count FROM vigil_audit.dq_results WHERE night = :n AND "
+                         "expectation = 'expect_column_values_to_be_unique' AND column_name = 'source_row_id'",
+                         {"n": night})
+        judged[parts] = (bool(unique["success"].iloc[0]), int(unique["unexpected_count"].iloc[0]))
         unpublish(wh, night)
+    assert judged["several"] == judged["one"] and judged["one"][0] is False and judged["one"][1] >= 2

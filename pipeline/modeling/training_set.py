@@ -4,6 +4,7 @@ functions (the same extraction, great-expectations validation and window feature
 
 from __future__ import annotations
 
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -38,8 +39,8 @@ def training_set(wh: Warehouse, settings: Settings, spec: ModelSpec, as_of: date
     order, whatever the shards and the warehouse's physical row order.
     """
     labels, enrolled = read_outcomes(wh, spec, as_of)
-    parts = [_shard_part(extraction, spec, as_of, labels, enrolled)
-             for _, extraction in extract_in_shards(wh, as_of, settings.shard_rows)]
+    with closing(extract_in_shards(wh, as_of, settings.shard_rows)) as shards:   # its split files go either way
+        parts = [_shard_part(extraction, spec, as_of, labels, enrolled) for _, extraction in shards]
     counted = Validation.counted([part.validation for part in parts])
     enforce_thresholds(counted, settings.failure_rate_limit, settings.failure_rate_min_rows)
     examples = pd.concat([part.examples for part in parts], ignore_index=True).sort_values(KEY, ignore_index=True)

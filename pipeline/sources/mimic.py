@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -127,12 +128,15 @@ def _since(since: dict[str, datetime] | None) -> dict[str, datetime]:
 
 
 def extract_in_shards(wh: Warehouse, until: datetime, rows_per_shard: int | None,
-                      since: dict[str, datetime] | None = None) -> Iterator[tuple[SubjectShard, Extraction]]:
+                      since: dict[str, datetime] | None = None,
+                      spill_dir: Path | None = None) -> Iterator[tuple[SubjectShard, Extraction]]:
     """Each subject shard's extraction in turn (:func:`subject_shards`, :func:`extract`).
 
     On PostgreSQL, with more than one shard, the event tables are first read once each, in the
     order they lie, and split into the shards' files on local disk (``pipeline/sources/spill.py``):
     one sequential scan instead of an index scan per shard over rows spread across the table.
+    They go in ``spill_dir`` (default: ``TMPDIR``) and are removed when the generator ends or is
+    closed (``contextlib.closing``).
     """
     since = _since(since)
     shards = subject_shards(wh, until, rows_per_shard, since["events"])
@@ -141,7 +145,7 @@ def extract_in_shards(wh: Warehouse, until: datetime, rows_per_shard: int | None
             yield shard, extract(wh, until, since, shard)
         return
     params = {"since": since["events"], "until": until, **ALL_SUBJECTS.params()}
-    with spilled(wh, EVENT_QUERIES, params, [shard.first for shard in shards[1:]]) as spill:
+    with spilled(wh, EVENT_QUERIES, params, [shard.first for shard in shards[1:]], spill_dir) as spill:
         for shard in shards:
             yield shard, extract(wh, until, since, shard, spill)
 

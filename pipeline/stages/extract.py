@@ -7,6 +7,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterable
+from contextlib import closing
 from datetime import datetime, timezone
 
 from pipeline.config import Settings
@@ -37,7 +38,10 @@ def extract_stage(night, settings: Settings | None = None, run_id: str | None = 
     earlier = ctx.extracted_before()
     ctx.start()
     since = runs.watermarks_before(wh, ctx.night)
-    records_in = write_extraction(ctx, extract_in_shards(wh, ctx.prediction_time, ctx.settings.shard_rows, since))
+    # the event tables' split files go in the extract folder, which a new try of the stage clears
+    with closing(extract_in_shards(wh, ctx.prediction_time, ctx.settings.shard_rows, since,
+                                   spill_dir=ctx.path("extract", ""))) as shards:
+        records_in, parts = write_extraction(ctx, shards)
     manifest = {
         "run_id": ctx.run_id,
         "night": ctx.night.isoformat(), "prediction_time": ctx.prediction_time.isoformat(sep=" "),
@@ -45,6 +49,7 @@ def extract_stage(night, settings: Settings | None = None, run_id: str | None = 
         "since": {t: v.isoformat(sep=" ") for t, v in since.items()},
         "models": models,
         "records_in": records_in,
+        "parts": parts,
     }
     manifest = json.loads(json.dumps(manifest, default=str))
     manifest["extracted_sha256"] = ctx.extracted_sha256()
@@ -61,9 +66,10 @@ def extract_stage(night, settings: Settings | None = None, run_id: str | None = 
 EXTRACTED = (*TABLES, "excluded", "quarantined")
 
 
-def write_extraction(ctx: RunFolder, shards: Iterable[tuple[SubjectShard, Extraction]]) -> dict[str, int]:
+def write_extraction(ctx: RunFolder,
+                     shards: Iterable[tuple[SubjectShard, Extraction]]) -> tuple[dict[str, int], int]:
     """Every shard's frames as a part of each extract file (one shard: the files whole); the
-    rows each table read."""
+    rows each table read, and the number of parts."""
     records_in = dict.fromkeys(TABLES, 0)
     count = 0
     for shard, extraction in shards:
@@ -76,4 +82,4 @@ def write_extraction(ctx: RunFolder, shards: Iterable[tuple[SubjectShard, Extrac
     if count == 1:   # the usual night: whole files, as every stage reads them
         for name in EXTRACTED:
             ctx.path("extract", f"{name}.part-0.parquet").rename(ctx.path("extract", f"{name}.parquet"))
-    return records_in
+    return records_in, count

@@ -26,6 +26,10 @@ def validate_stage(night, settings: Settings | None = None, run_id: str | None =
     each part written as it is done, so no step holds every event row at once."""
     ctx, wh = night_context(night, settings, run_id)
     parts = len(ctx.parts("extract", "events"))
+    extracted = ctx.manifest().get("parts", 1)
+    if parts != extracted:
+        raise FileNotFoundError(f"the extraction of night {ctx.night} holds {parts} of its {extracted} parts: "
+                                f"run the 'extract' stage again")
     frames = {t: ctx.read("extract", t) if t != "events" or parts == 1 else empty("events") for t in TABLES}
     outcome = validate(frames, ctx.prediction_time, ctx.read("extract", "quarantined"))
     for name in ("events", "events_duplicates"):
@@ -55,56 +59,88 @@ def validate_stage(night, settings: Settings | None = None, run_id: str | None =
 
 
 SHARED_ID = "source row id appears more than once (two rows share one primary key)"
+UNIQUE_ID_CHECK = "expect_column_values_to_be_unique(source_row_id)"
+LAB_ID_PREFIX = "labevents/"
 
 
 def _validate_event_parts(ctx: RunFolder, outcome: Validation, parts: int) -> set[int]:
-    """Each part of the night's events validated and written on its own; ``outcome``'s events
-    become the parts' sums. Returns the stays with valid events.
+    """Each part of the night's events validated and written on its own, keeping only its
+    counts; ``outcome``'s events become the parts' sums. Returns the stays with valid events.
 
     A part's suite finds a source row id used twice within it. Ids that name their patient
     (``chartevents/<subject>/...``) cannot meet in two parts of subjects; a lab row's id
-    (``labevents/<labevent_id>``) can, so those found valid in two parts are quarantined in
-    each afterwards, as one suite over the whole night would have.
+    (``labevents/<labevent_id>``) can. Every row checked under an id that rows of another part
+    hold too, valid or not, is then quarantined in its part, as one suite over the whole night
+    would have, and the uniqueness expectation's result counts it.
     """
     results = [outcome.tables["events"]]   # what extraction could not read
-    lab_ids = []
+    lab_ids, stays = [], []
     for k in range(parts):
         result = validate_events(ctx.read_part("extract", "events", k), outcome.valid("cohort"))
         ctx.write_part("validate", "events", k, result.valid)
         ctx.write_part("validate", "events_duplicates", k, result.duplicates)
-        lab_ids.append(np.unique(_hashed(_lab_ids(result.valid))))
+        lab_ids.append(np.unique(_hashed(_checked_lab_ids(result.valid, result.quarantine))))
+        stays.append(set(result.valid["stay_id"].dropna().astype(int)))
+        result.rows_valid, result.valid = len(result.valid), result.valid.head(0)   # the part is on disk
         results.append(result)
     values, count = np.unique(np.concatenate(lab_ids), return_counts=True)
-    shared = values[count > 1]
-    with_events: set[int] = set()
-    for k, result in enumerate(results[1:]):
-        if len(shared) and np.isin(lab_ids[k], shared).any():
-            valid = result.valid
-            suspect = _lab_ids(valid)
-            bad = valid.index.isin(suspect.index[np.isin(_hashed(suspect), shared)])
-            _quarantine_shared(result, valid[bad])
-            result.valid = valid[~bad].reset_index(drop=True)
-            ctx.write_part("validate", "events", k, result.valid)
-        with_events |= set(result.valid["stay_id"].dropna().astype(int))
+    maybe = values[count > 1]   # by a 64-bit hash: the ids themselves are compared below
+    suspects = [k for k in range(parts) if len(maybe) and np.isin(lab_ids[k], maybe).any()]
+    found = {k: _ids_among(ctx.read_part("validate", "events", k), results[1 + k].quarantine, maybe)
+             for k in suspects}
+    seen = pd.Series([i for ids in found.values() for i in ids], dtype=object).value_counts()
+    shared = set(seen.index[seen > 1])
+    flagged = 0
+    for k in (k for k in suspects if found[k] & shared):
+        valid, result = ctx.read_part("validate", "events", k), results[1 + k]
+        bad = valid["source_row_id"].astype(str).isin(shared).to_numpy()
+        flagged += _quarantine_shared(result, valid[bad], shared)
+        ctx.write_part("validate", "events", k, valid[~bad].reset_index(drop=True))
+        stays[k] = set(valid.loc[~bad, "stay_id"].dropna().astype(int))
     outcome.tables["events"] = merged(results)
-    return with_events
+    if flagged:
+        dq = outcome.tables["events"].dq
+        unique = (dq["expectation"] == UNIQUE_ID_CHECK.split("(")[0]) & (dq["column_name"] == "source_row_id")
+        dq.loc[unique, "success"] = False
+        dq.loc[unique, "unexpected_count"] += flagged
+    return set().union(*stays)
 
 
-def _lab_ids(events: pd.DataFrame) -> pd.Series:
-    return events.loc[events["source_table"] == "mimiciv_hosp.labevents", "source_row_id"]
+def _checked_lab_ids(valid: pd.DataFrame, quarantine: pd.DataFrame) -> pd.Series:
+    """The lab row ids of a part's checked rows: its valid rows' and its quarantined rows'."""
+    quarantined = quarantine["record_id"].astype("string").str.startswith(LAB_ID_PREFIX).fillna(False).astype(bool)
+    return pd.concat([valid.loc[valid["source_table"] == "mimiciv_hosp.labevents", "source_row_id"].astype(str),
+                      quarantine.loc[quarantined, "record_id"].astype(str)])
 
 
 def _hashed(ids: pd.Series) -> np.ndarray:
-    return pd.util.hash_array(ids.astype(str).to_numpy(dtype=object))
+    return pd.util.hash_array(ids.to_numpy(dtype=object))
 
 
-def _quarantine_shared(result, rows: pd.DataFrame) -> None:
-    """Rows whose source row id another part's valid rows hold too, quarantined in their part."""
-    found = pd.DataFrame({"source_table": "events", "record_id": rows["source_row_id"].astype("string"),
+def _ids_among(valid: pd.DataFrame, quarantine: pd.DataFrame, hashes: np.ndarray) -> set[str]:
+    """A part's checked lab row ids whose hash is among ``hashes``."""
+    ids = _checked_lab_ids(valid, quarantine).drop_duplicates()
+    return set(ids[np.isin(_hashed(ids), hashes)])
+
+
+def _quarantine_shared(result, valid: pd.DataFrame, shared: set[str]) -> int:
+    """A part's rows under an id another part holds too, quarantined: its valid ones (counted
+    as quarantined now) and its already quarantined ones (their reason added). How many rows
+    the uniqueness check flags that the part's own suite had not."""
+    quarantine = result.quarantine
+    held = quarantine[quarantine["record_id"].astype(str).isin(shared)]
+    unflagged = held.groupby(["record_id", "stay_id"], dropna=False)["check_name"].agg(
+        lambda names: UNIQUE_ID_CHECK not in set(names))
+    unflagged = unflagged[unflagged].reset_index()[["record_id", "stay_id"]]
+    rows = pd.concat([valid[["source_row_id", "stay_id"]].rename(columns={"source_row_id": "record_id"}), unflagged],
+                     ignore_index=True)
+    found = pd.DataFrame({"source_table": "events", "record_id": rows["record_id"].astype("string"),
                           "stay_id": rows["stay_id"].astype("Int64"), "reason": SHARED_ID,
-                          "check_name": "expect_column_values_to_be_unique(source_row_id)"})
-    result.quarantine = pd.concat([result.quarantine, found], ignore_index=True)
-    result.rows_quarantined += len(rows)
+                          "check_name": UNIQUE_ID_CHECK})
+    result.quarantine = pd.concat([quarantine, found], ignore_index=True)
+    result.rows_quarantined += len(valid)
+    result.rows_valid -= len(valid)
+    return len(rows)
 
 
 SUPERSEDED = "still open while a later ICU stay of the same patient is open (a transfer never closed)"

@@ -485,17 +485,17 @@ def _sql_literal(value: Any) -> str | None:
     streamed; with parameters it falls back to a prepared statement whose whole result libpq
     holds at once, at about half the rate. Only values whose text cannot carry SQL are inlined.
 
-    >>> _sql_literal(datetime(2026, 1, 2, 3, 4, 5, 6)), _sql_literal(7), _sql_literal("x")
-    ("TIMESTAMP '2026-01-02 03:04:05.000006'", '7', None)
+    >>> _sql_literal(datetime(2026, 1, 2, 3, 4, 5, 6)), _sql_literal(-7), _sql_literal("x")
+    ("TIMESTAMP '2026-01-02 03:04:05.000006'", '(-7)', None)
     """
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, int):
-        return str(value)
+    if isinstance(value, int):   # int's own repr, in parentheses: no subclass's text, no "--" after a minus
+        return f"({int.__repr__(value)})"
     if isinstance(value, float) and math.isfinite(value):
-        return f"CAST({value!r} AS double precision)"
+        return f"CAST({float.__repr__(value)} AS double precision)"
     if isinstance(value, (datetime, pd.Timestamp)) and value.tzinfo is None and not pd.isna(value):
         return f"TIMESTAMP '{pd.Timestamp(value).isoformat(sep=' ', timespec='microseconds')}'"
     if isinstance(value, date) and not isinstance(value, datetime):
